@@ -3,7 +3,8 @@
 Contract:
 
 - :meth:`EventRecorder.emit` is non-blocking and thread-safe; a worker thread talks to the
-  API server. When the queue is full, events are dropped (Events are best-effort by design).
+  API server. When the queue is full, events are dropped (Events are best-effort by design),
+  counted (``dropped``) and logged once every ``REFUSAL_EVERY`` seconds, with ``suppressed``.
 - Aggregation (client-go's EventCorrelator): the same object (uid), type, reason and message
   within ``window`` seconds is one Event whose ``count`` and ``lastTimestamp`` are PATCHed,
   not a new object per occurrence. Similar events (client-go's EventAggregator): once
@@ -23,16 +24,20 @@ Contract:
 - An Event that gets no answer (the API server unreachable: connection refused or reset, a
   timeout: ``request_timeout``, short, as a server that accepts and never answers would hold
   the worker otherwise; or an answer worth trying again, ``429`` or ``5xx``) is kept and tried
-  again ``retry_seconds`` later, ``retries`` times at most (client-go's recorder: 12 times,
-  10 s apart); then it is dropped (counted in ``dropped``). As client-go's, the worker holds
-  that Event meanwhile: it is the one try per ``retry_seconds`` (every queued Event would fail
+  again ``retry_seconds`` later (or as much later as the answer's ``Retry-After`` asks, up to
+  ``MAX_RETRY_AFTER``), ``retries`` times at most, as client-go's recorder tries a failed
+  write (12 times, 10 s apart; client-go's REST layer below it also tries a ``429``/``5xx``
+  again after its ``Retry-After``); then it is dropped (counted in ``dropped``). The worker
+  holds that Event meanwhile: it is the one try per wait (every queued Event would fail
   alike), and those queued behind it wait untried, their tries not counted, until it is
   answered or given up. Its create keeps its name, so a create whose answer was lost is not
   made twice. It is logged as the refusals are, one warning line with the error in a few
-  words (and one for those given up), once per namespace every ``REFUSAL_EVERY`` seconds, with
-  ``suppressed``. During the wait before a try again, :meth:`EventRecorder.flush` does not
-  wait (nor does a stop: what is queued, and the Event held, are not sent); during the try
-  it does, as the server may be back.
+  words (``no answer from the API server``, or ``the API server answered 429``), and one for
+  those given up, once per namespace every ``REFUSAL_EVERY`` seconds, with ``suppressed``.
+  During the wait before a try again, :meth:`EventRecorder.flush` does not wait (nor does a
+  stop); during the try it does, as the server may be back. What a stop does not send is
+  counted in ``dropped`` and logged: the Events queued and the one in hand (in its try, or
+  waiting for the next), once each.
 - Any other failure is a bug: logged with its traceback, once per kind of error every
   ``REFUSAL_EVERY`` seconds (with ``suppressed``); that Event is not recorded.
 """
@@ -58,6 +63,7 @@ from reconciler.core.status import ObjectRef, rfc3339
 from reconciler.sinks.kubernetes import said
 from reconciler.sinks.kubernetes_refusals import RefusalLog, refusal
 from reconciler.sinks.kubernetes_status import MERGE_PATCH, RETRIED
+from reconciler.sinks.notify_failures import retry_after
 from reconciler.sinks.token_bucket import TokenBucket
 
 log = logging.getLogger("crontask.sinks")
@@ -70,6 +76,10 @@ COMBINED = "(combined from similar events): "
 # What a request that got no answer raises (urllib3's MaxRetryError, ProtocolError, timeouts
 # are HTTPErrors; a socket's own error may come through as it is).
 UNANSWERED = (urllib3.exceptions.HTTPError, OSError)
+
+# The longest wait a Retry-After gets: a longer one (or an HTTP-date far off) would hold every
+# Event queued behind the one tried; the bound of the retries is what gives up on a server.
+MAX_RETRY_AFTER = 60.0
 
 COMPONENT = "crontask"
 REPORTING_COMPONENT = "crontask.dev/crontask"
@@ -131,7 +141,8 @@ class EventRecorder:
         # (connect, read) of each request: short, as the worker waits for it and every Event
         # queued behind it does (a server that accepts and never answers held it 40 s each).
         self.request_timeout: tuple[float, float] = (5, 10)
-        # By (verb, namespace, status), ("unreachable", namespace), ("failed", error type).
+        # By (verb, namespace, status), ("unreachable", namespace, kept), ("failed", error
+        # type), ("full",): emit's drops, from any thread (RefusalLog takes a lock).
         self._refusals = RefusalLog()
         self._queue: queue.Queue[tuple[ObjectRef, EventSpec, datetime] | None] = queue.Queue(
             queue_size
@@ -139,7 +150,11 @@ class EventRecorder:
         # Set from a request that got no answer to the end of the wait before the next try: a
         # flush does not wait for the queue meanwhile.
         self._unreachable = threading.Event()
-        self._held: _Send | None = None  # taken from the queue, waiting for its next try
+        # An Event taken from the queue and not settled yet (in its try, or waiting for the
+        # next): a stop counts it as not sent; under _lock, with _stop, so that it is counted
+        # once, by the stop or by the worker (see _not_recorded).
+        self._in_hand = False
+        self._lock = threading.Lock()
         self._host = instance or socket.gethostname()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -158,9 +173,13 @@ class EventRecorder:
         stop budget counts it, not more); a thread still in a request the API server holds
         is not waited for past it (a daemon thread, it ends with the process)."""
         deadline = time.monotonic() + timeout
-        if not self.flush(timeout) and (left := self._queue.qsize() + (self._held is not None)):
-            self.dropped += left  # not sent: the thread ends at its next item or try
-            log.warning("events not sent at stop", extra={"fields": {"events": left}})
+        if not self.flush(timeout):
+            with self._lock:  # the worker counts no drop of the one in hand past this
+                left = self._queue.qsize() + self._in_hand
+                self._stop.set()
+            if left:
+                self.dropped += left  # not sent: the thread ends at its next item or try
+                log.warning("events not sent at stop", extra={"fields": {"events": left}})
         self._stop.set()
         # Not a wait for room: a queue still full is behind a request that may be held
         # (request_timeout); the thread sees ``_stop`` when it takes its next item.
@@ -184,6 +203,10 @@ class EventRecorder:
             self._queue.put_nowait((ref, event, at or datetime.now(UTC)))
         except queue.Full:
             self.dropped += 1
+            since = self._refusals.due(("full",))
+            if since is not None:
+                fields = {"queue_size": self._queue.maxsize, "suppressed": since}
+                log.warning("event not recorded: the queue is full", extra={"fields": fields})
 
     # -- the worker ------------------------------------------------------------------------
 
@@ -191,8 +214,10 @@ class EventRecorder:
         while True:
             item = self._queue.get()
             try:
-                if item is None or self._stop.is_set():  # what is left after a stop: dropped
-                    return
+                with self._lock:
+                    if item is None or self._stop.is_set():  # left after a stop: counted there
+                        return
+                    self._in_hand = True
                 send = self._admit(*item)
                 # Not answered, it is tried again, before any Event queued behind it.
                 while send is not None and self._overall.take(self._stop):
@@ -200,8 +225,24 @@ class EventRecorder:
             except Exception as err:
                 self._failed(err)
             finally:
-                self._held = None
+                with self._lock:
+                    self._in_hand = False
                 self._queue.task_done()
+
+    def _answered(self) -> None:
+        """The Event in hand answered (recorded or refused): a stop that counted it as not
+        sent, the answer coming past its timeout, takes it back, so it is counted once."""
+        with self._lock:
+            if self._in_hand and self._stop.is_set():
+                self.dropped -= 1
+            self._in_hand = False
+
+    def _not_recorded(self) -> None:
+        """Count the Event in hand in ``dropped``, unless a stop counted it already."""
+        with self._lock:
+            if not (self._in_hand and self._stop.is_set()):
+                self.dropped += 1
+            self._in_hand = False
 
     def _admit(self, ref: ObjectRef, event: EventSpec, at: datetime) -> _Send | None:
         """Let an Event through its object's spam filter (None: dropped), and choose what it
@@ -211,7 +252,7 @@ class EventRecorder:
         bucket = used[0] if used else TokenBucket(1.0 / self._refill, self._burst)
         self._per_object[owner] = (bucket, time.monotonic())
         if not bucket.try_take():
-            self.dropped += 1
+            self._not_recorded()
             return None
         key: tuple[str, str, str, str | None] = (owner, event.type, event.reason, event.message)
         if self._combined(owner, event, time.monotonic()):
@@ -226,6 +267,7 @@ class EventRecorder:
             self._record(send)
         except (*UNANSWERED, ApiException) as err:  # only RETRIED statuses get past _record
             return self._no_answer(send, err)
+        self._answered()
         self._unreachable.clear()
         return None
 
@@ -273,41 +315,50 @@ class EventRecorder:
 
     def _no_answer(self, send: _Send, err: Exception) -> _Send | None:
         """No answer from the API server (or one worth trying again): the worker waits
-        ``retry_seconds`` (every queued Event would fail alike meanwhile), then returns
-        ``send`` to try again if it has tries left; logged once per namespace every
-        REFUSAL_EVERY seconds, and once for those given up."""
+        ``retry_seconds`` (every queued Event would fail alike meanwhile; longer if the answer
+        asks so), then returns ``send`` to try again if it has tries left; logged once per
+        namespace every REFUSAL_EVERY seconds, and once for those given up."""
         self._unreachable.set()
-        if self._stop.is_set():  # a request cut by the stop, or unanswered past it: not sent
+        if self._stop.is_set():  # a request cut by the stop, or unanswered past it: counted there
             return None
         send.tries += 1
         kept = send.tries <= self.retries
         if kept:
             self.retried += 1
         else:
-            self.dropped += 1
+            self._not_recorded()
+        wait = self._wait(err)
         since = self._refusals.due(("unreachable", send.ref.namespace, kept))
         if since is not None:
             fields = {"namespace": send.ref.namespace, "error": said(err), "tries": send.tries}
             if kept:
-                fields["in_seconds"] = self.retry_seconds
+                fields["in_seconds"] = wait
+            what = (
+                f"the API server answered {err.status}"
+                if isinstance(err, ApiException)
+                else "no answer from the API server"
+            )
             log.warning(
-                "event not sent: no answer from the API server; retrying"
-                if kept
-                else "event not recorded: no answer from the API server",
+                f"event not sent: {what}; retrying" if kept else f"event not recorded: {what}",
                 extra={"fields": {**fields, "suppressed": since}},
             )
-        self._held = send if kept else None
-        self._stop.wait(self.retry_seconds)
+        self._stop.wait(wait)  # given up too: the next Event would get no answer alike
         # The next try says whether the server is back: a flush (a stop) waits for it, not
         # giving up on the queue at once for an outage that may be over.
         self._unreachable.clear()
-        self._held = None
         return send if kept and not self._stop.is_set() else None
+
+    def _wait(self, err: Exception) -> float:
+        """Seconds before a try again: ``retry_seconds``, or what the answer's Retry-After
+        asks if longer (as client-go's REST layer waits), up to MAX_RETRY_AFTER."""
+        headers = err.headers if isinstance(err, ApiException) else None
+        asked = retry_after(headers.get("Retry-After"), datetime.now(UTC)) if headers else None
+        return max(self.retry_seconds, min(asked or 0.0, MAX_RETRY_AFTER))
 
     def _failed(self, err: Exception) -> None:
         """A failure of no known kind (a bug): logged with its traceback, once per kind of
         error every REFUSAL_EVERY seconds; the Event is not recorded."""
-        self.dropped += 1
+        self._not_recorded()
         since = self._refusals.due(("failed", type(err).__qualname__))
         if since is not None:
             log.exception("event not recorded", extra={"fields": {"suppressed": since}})

@@ -26,21 +26,22 @@ from tests.k8s.test_events_refused import logged
 REF = ObjectRef("default", "a", "uid-a", "1", 1)
 RETRYING = "event not sent: no answer from the API server; retrying"
 GIVEN_UP = "event not recorded: no answer from the API server"
+Step = str | int | tuple[int, str]  # a status with its Retry-After
 
 
 class Script:
     """What the server does with each create, in order: ``"hold"`` (no answer until the test
     ends), ``"close"`` (the connection closed, no answer), ``"wait"`` (answered once ``go`` is
-    set), a status (refused with it); past the script, created."""
+    set), a status (refused with it), a status and a Retry-After; past the script, created."""
 
-    def __init__(self, *steps: str | int) -> None:
+    def __init__(self, *steps: Step) -> None:
         self.steps = list(steps)
         self.tried: list[int] = []  # each create's Event, by its number
         self.go = threading.Event()
         self.done = threading.Event()  # the test ended: held requests let go
         self.lock = threading.Lock()
 
-    def next(self, message: str) -> str | int:
+    def next(self, message: str) -> Step:
         with self.lock:
             self.tried.append(int(re.sub(r"\D", "", message)))
             return self.steps.pop(0) if self.steps else "created"
@@ -63,10 +64,12 @@ def handler(script: Script) -> type[BaseHTTPRequestHandler]:
                 return
             if step == "wait":
                 script.go.wait()
-            status = step if isinstance(step, int) else 201
-            if isinstance(step, int):
-                body = json.dumps({"kind": "Status", "code": step}).encode()
-            self.send_response(status)
+            status, after = step if isinstance(step, tuple) else (step, None)
+            if isinstance(status, int):
+                body = json.dumps({"kind": "Status", "code": status}).encode()
+            self.send_response(status if isinstance(status, int) else 201)
+            if after is not None:
+                self.send_header("Retry-After", after)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -149,10 +152,11 @@ def test_429_and_5xx_are_tried_again_not_refused(
         recorder.stop()
     assert script.tried == [0, 0, 0, 1, 1, 1]
     assert (recorder.created, recorder.refused, recorder.retried) == (1, 0, 4)
+    # Answered: the line says what the answer was, not that there was none.
     lines = [(m, f["error"], f["tries"]) for m, _, f in logged(caught)]
     assert lines == [
-        (RETRYING, "HTTP 429: Too Many Requests", 1),
-        (GIVEN_UP, "HTTP 504: Gateway Timeout", 3),
+        ("event not sent: the API server answered 429; retrying", "HTTP 429: Too Many Requests", 1),
+        ("event not recorded: the API server answered 504", "HTTP 504: Gateway Timeout", 3),
     ]
 
 
