@@ -36,11 +36,13 @@ Contracts:
   under it. Only a group shaped as crontask's git call is killed: its leader leads a session
   of its own and runs git with that argument, under ``gitbounds.bounded``'s wrapper or alone
   (``_runs_git``). Any other group is another program's (a script without job control runs
-  its launcher, its shell and its git in one group): it is left running, with a warning.
+  its launcher, its shell and its git in one group): it is left running, with a warning
+  (once), and while it lives nothing is removed: its locks and temporary files are in use.
   The command line is read from the live process: a pid reused since is never
   taken for it. /proc is looked through once per process (``RUNNER_RECORD``), not at every
-  call; where it is missing, nothing is looked for. And while ``gc.pid`` names a git alive on
-  this host (a collection that did not name the repository so), nothing is removed.
+  call, but again at each while another program's git lives; where it is missing, nothing
+  is looked for. And while ``gc.pid`` names a git alive on this host (a collection that did
+  not name the repository so), nothing is removed.
 - A collection that failed (its memory limit, its deadline, a broken config) is not run again
   at the next sync, which would fail the same way at the same cost: ``CollectionBackoff``
   waits ``COLLECTION_RETRY``, doubled with each failure in a row up to
@@ -89,6 +91,9 @@ _ORPHAN_POLL = 0.05
 # earlier crontask's git may live on, and /proc is looked through for it (``end_orphans``)
 # then, not before every call.
 RUNNER_RECORD = "crontask.pid"
+
+# The (repository, process group) of each other program's git already warned of.
+_WARNED: set[tuple[str, int]] = set()
 
 # The arguments of the collection: git's own thresholds decide whether it does anything.
 COLLECT = ("gc", "--auto", "--quiet")
@@ -251,16 +256,19 @@ def _this_process() -> str | None:
 def end_orphans(git_dir: Path) -> bool:
     """Kill the process group of each git an earlier crontask left working on the repository
     at ``git_dir`` (see the module's contract) and wait, up to ``ORPHAN_WAIT``, for them all
-    to end; False if one is still alive then. Another program's git there is left running."""
+    to end; False if one is still alive then. Another program's git there is left running,
+    and False returned while it is: its locks and temporary files are its own, in use."""
     marker = os.fsencode(f"--git-dir={git_dir}")
     groups, others = _orphan_groups(marker)
-    if others:
+    # Looked for again at every call while one lives: told of once per group, not each time.
+    if new := {(str(git_dir), group) for group in others} - _WARNED:
+        _WARNED.update(new)
         log.warning(
             "a git of another program works on crontask's repository: left running",
             extra={"fields": {"repository": str(git_dir), "process_groups": sorted(others)}},
         )
     if not groups:
-        return True
+        return not others
     log.warning(
         "git left running by an earlier crontask stopped",
         extra={"fields": {"repository": str(git_dir), "process_groups": sorted(groups)}},
@@ -271,7 +279,7 @@ def end_orphans(git_dir: Path) -> bool:
     deadline = time.monotonic() + ORPHAN_WAIT
     while (alive := _live_groups(groups)) and time.monotonic() < deadline:
         time.sleep(_ORPHAN_POLL)
-    return not alive
+    return not alive and not others
 
 
 def _processes() -> list[int]:
@@ -326,12 +334,19 @@ def _leads_session(pid: int) -> bool:
 def _runs_git(args: list[bytes], marker: bytes) -> bool:
     """Whether the command line ``args`` is git's with ``marker``, as crontask runs it: under
     coreutils' ``timeout -k KILL DEADLINE``, then maybe ``sh -c SCRIPT sh KIB`` (the address-
-    space limit), or alone where those are missing (``gitbounds.bounded``)."""
+    space limit), or alone where those are missing (``gitbounds.bounded``); git's ``-c``
+    settings, then ``marker`` (``GitRunner._start``, ``GitRepo``): named anywhere else, it may
+    be an alias's argument to a git that works in another repository."""
     if len(args) > 4 and os.path.basename(args[0]) == b"timeout" and args[1] == b"-k":
         args = args[4:]
         if len(args) > 5 and args[1] == b"-c" and args[3] == b"sh" and args[4].isdigit():
             args = args[5:]
-    return bool(args) and os.path.basename(args[0]) == b"git" and marker in args[1:]
+    if not args or os.path.basename(args[0]) != b"git":
+        return False
+    at = 1
+    while at + 1 < len(args) and args[at] == b"-c":
+        at += 2
+    return at < len(args) and args[at] == marker
 
 
 def _stat(pid: int) -> list[bytes]:

@@ -178,6 +178,10 @@ def test_a_git_call_is_taken_for_crontasks_in_each_shape_it_is_run_in() -> None:
         ["sh", "-c", f"git {marker.decode()} log | head"],
         ["/usr/bin/timeout", "-k", "5s", "60s", "sh", "-c", f"git {marker.decode()} log"],
         ["/usr/bin/git", "-c", "gc.auto=0", "--git-dir=/state/repo.git/x", "fetch"],
+        # crontask's repository named past git's own options: an alias's argument, say.
+        ["git", "--git-dir=/state/other.git", "-c", "alias.x=!f", "x", marker.decode()],
+        ["git", "-c", "gc.auto=0", "log", marker.decode()],
+        ["git", "-c", marker.decode(), "log"],
     ]
     for other in others:
         assert not gitmaintenance._runs_git([os.fsencode(arg) for arg in other], marker), other
