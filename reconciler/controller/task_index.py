@@ -75,14 +75,19 @@ class TaskIndexes:
         reconciler.subscribe(self._passed)
 
     def of(self, desired: DesiredState) -> TaskIndex:
+        """By the state's tasks, not the state: a pass that changes no task (an API poll)
+        makes a new state of the same mapping, and keeps the index."""
         with self._making:
-            if (made := self._made) is not None and made.desired is desired:
+            if (made := self._made) is not None and made.desired.tasks is desired.tasks:
                 return made
             made = TaskIndex(desired)
-            if desired is self._reconciler.desired:  # one of a state replaced: not kept
-                self._made = made
+            # Kept, then looked at again: a pass between the look and the keeping (it runs on
+            # the loop, this in a request's thread) would leave a replaced state's index held.
+            self._made = made
+            if desired.tasks is not self._reconciler.desired.tasks:  # a replaced state's
+                self._made = None
             return made
 
     def _passed(self, result: PassResult) -> None:
-        if (made := self._made) is not None and made.desired is not result.desired:
+        if (made := self._made) is not None and made.desired.tasks is not result.desired.tasks:
             self._made = None

@@ -96,3 +96,49 @@ def test_the_index_is_made_once_a_state_and_dropped_by_the_pass_that_replaces_it
     gc.collect()
     assert gone() is None  # nothing holds the state replaced
     assert indexes.of(passes.desired).keys == []
+
+
+def test_a_pass_that_changes_no_task_keeps_the_index() -> None:
+    """A pass that changes no task (an API poll) makes a new state of the same tasks: the
+    index, and its search texts made at the first search, stay (0.2 s at 100 000 tasks)."""
+    tasks = Tasks(DECLARED)
+    passes = Passes(DesiredState(tasks=tasks))
+    indexes = TaskIndexes(cast(Reconciler, passes))
+    texts = indexes.of(passes.desired).texts()
+    passes.swap(DesiredState(tasks=tasks, errors=()))
+    assert indexes.of(passes.desired).texts() is texts
+
+
+def test_a_pass_between_the_look_and_the_keeping_leaves_no_old_index_held() -> None:
+    """``of`` runs in a request's thread, a pass on the loop: a pass that replaces the state
+    after ``of`` looked at the state in force, before it kept its index, must not leave the
+    replaced state's index held."""
+    first = Tasks(DECLARED)
+    passes = Passes(DesiredState(tasks=first))
+    indexes = TaskIndexes(cast(Reconciler, passes))
+    racing = passes.desired  # the state in force as ``of`` reads it: replaced as it is read
+    read: list[DesiredState] = []
+
+    class Swapping(Passes):
+        @property
+        def desired(self) -> DesiredState:
+            state: DesiredState = self.__dict__["desired"]
+            if not read:  # the first read: the pass replaces the state right after
+                read.append(state)
+                self.__dict__["desired"] = DesiredState(tasks=Tasks())
+                for observer in self.observers:
+                    observer(PassResult(None, Plan(), self.__dict__["desired"], 0.0))
+            return state
+
+        @desired.setter
+        def desired(self, value: DesiredState) -> None:
+            self.__dict__["desired"] = value
+
+    passes.__class__ = Swapping
+    made = indexes.of(racing)
+    assert made.keys  # the request is served the state it asked for
+    gone = weakref.ref(first)
+    del first, made, racing, read[:]
+    passes.__dict__["desired"] = DesiredState(tasks=Tasks())
+    gc.collect()
+    assert gone() is None, "the index of the state the pass replaced is still held"
