@@ -65,6 +65,12 @@ AUTH_FAILURE_KINDS: Final = 256
 # Past that many clients failing within a minute, the others share one line a minute (a flood
 # from a /48 has 65 536 /64s: a line each would be the flood the limit is for).
 OTHER_CLIENTS: Final = "other clients"
+# Clients a proxy forwarded (uvicorn's choice from an X-Forwarded-For) counted apart within a
+# minute; past them, such failures share one kind per connection address (OTHER_FORWARDED).
+# Any local process may forward what it likes: its inventions must not push the clients that
+# connect themselves out of AUTH_FAILURE_KINDS into OTHER_CLIENTS.
+FORWARDED_KINDS: Final = 16
+OTHER_FORWARDED: Final = "other forwarded clients"
 # What a failure's line shows of the X-Forwarded-For a caller sent (``forwarded_for``): a
 # chain of a few proxies' addresses fits; the rest is anything the caller chose to write.
 MAX_FORWARDED_CHARS: Final = 256
@@ -89,6 +95,11 @@ class ApiContext:
     # One app's failed authentications, counted for warn_auth_failed (kept by replace()).
     auth_failures: RefusalLog = dataclasses.field(
         default_factory=lambda: RefusalLog(AUTH_FAILURES_EVERY, keep=AUTH_FAILURE_KINDS),
+        compare=False,
+    )
+    # The forwarded clients counted apart (FORWARDED_KINDS), by (connection, client).
+    forwarded_failures: RefusalLog = dataclasses.field(
+        default_factory=lambda: RefusalLog(AUTH_FAILURES_EVERY, keep=FORWARDED_KINDS),
         compare=False,
     )
 
@@ -306,7 +317,14 @@ def warn_auth_failed(
     (see ``_client`` for whom a kind is counted by)."""
     client, counted = _client(request)
     forwarded = ", ".join(request.headers.getlist("x-forwarded-for")) or None
-    failures = context(request).auth_failures
+    ctx = context(request)
+    failures = ctx.auth_failures
+    if len(counted) > 1:  # forwarded: a kind of its own while FORWARDED_KINDS have room
+        apart = ctx.forwarded_failures
+        if counted not in apart and not apart.room():
+            counted = (counted[0], OTHER_FORWARDED)
+        else:
+            apart.due(counted)  # remembered for the minute
     kind: tuple[str | None, ...] = (message, reason, *counted)
     if kind not in failures and not failures.room():
         kind, client, forwarded = (message, reason, OTHER_CLIENTS), OTHER_CLIENTS, None

@@ -24,7 +24,7 @@ from starlette.types import Scope
 
 from reconciler.api.app import _authenticates, create_app
 from reconciler.api.auth import AuthConfig
-from reconciler.api.routing import ABORT, MAX_FORWARDED_CHARS, NOT_UTF8, _client
+from reconciler.api.routing import ABORT, FORWARDED_KINDS, MAX_FORWARDED_CHARS, NOT_UTF8, _client
 from reconciler.sinks.metrics import Metrics
 from tests.api.conftest import AUDIENCE, HS_SECRET, ISSUER, make_jwt
 from tests.api.fakes import FakeRuntime
@@ -152,6 +152,35 @@ def test_each_client_behind_a_local_proxy_is_named(fresh: Crontask) -> None:
     said = [line.split("forwarded_for=", 1)[1] for line in lines]
     assert said == ["203.0.113.5", "203.0.113.6"], lines
     assert all(" client=127.0.0.1 " in line for line in lines), lines
+
+
+def test_invented_forwarded_clients_do_not_push_out_those_that_connect(fresh: Crontask) -> None:
+    """Any local process forwards what it likes: 300 invented X-Forwarded-For values are 16
+    kinds and one of "other forwarded clients", and a client that connects itself (from
+    127.0.0.2) is still named (it was folded into "other clients" past 256 kinds)."""
+    with httpx.Client(timeout=20) as client:
+        for i in range(300):
+            forwarded = {"X-Forwarded-For": f"10.9.{i // 250}.{i % 250}"}
+            answer = client.get(
+                f"{fresh.server}/api/v1/tasks",
+                headers={"Authorization": "Bearer wrong", **forwarded},
+            )
+            assert answer.status_code == 401
+    other = httpx.HTTPTransport(local_address="127.0.0.2")
+    with httpx.Client(transport=other, timeout=20) as client:
+        answer = client.get(
+            f"{fresh.server}/api/v1/tasks", headers={"Authorization": "Bearer wrong"}
+        )
+        assert answer.status_code == 401
+
+    def with_the_other() -> list[str] | None:
+        lines = _failures(fresh)
+        return lines if any(" client=127.0.0.2 " in line for line in lines) else None
+
+    lines = wait_for("127.0.0.2's line", with_the_other)
+    assert sum(" client=127.0.0.2 " in line for line in lines) == 1, lines
+    assert sum("forwarded_for=" in line for line in lines) == FORWARDED_KINDS + 1, lines
+    assert not [line for line in lines if "other clients" in line], lines
 
 
 def test_the_client_logged_over_ipv6_loopback_is_the_address_not_its_network() -> None:
