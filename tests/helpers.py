@@ -175,3 +175,13 @@ def start_crontask_run(
     argv = [sys.executable, "-m", "reconciler", "run", "tasks", "--state-dir", "state", *options]
     with log.open("w") as out:
         return subprocess.Popen(argv, cwd=folder, stdout=out, stderr=out), log
+
+
+def pump(source: socket.socket, sink: socket.socket) -> None:
+    """Copy ``source`` to ``sink`` until ``source`` ends, then end ``sink``'s sending side: one
+    direction of a TCP forwarder or proxy in a test (a thread each way)."""
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)

@@ -12,7 +12,7 @@ from typing import Any
 
 from kubernetes import client
 
-from tests.helpers import free_port
+from tests.helpers import free_port, pump
 from tests.k8s.emulator import Emulator
 
 
@@ -66,17 +66,9 @@ class Gate:
                 with self._lock:
                     self._sockets |= {near, far}
                     for source, sink in ((near, far), (far, near)):
-                        pump = threading.Thread(target=_pump, args=(source, sink), daemon=True)
-                        self._threads.append(pump)
-                        pump.start()
-
-
-def _pump(source: socket.socket, sink: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        while data := source.recv(65536):
-            sink.sendall(data)
-    with contextlib.suppress(OSError):
-        sink.shutdown(socket.SHUT_WR)
+                        piping = threading.Thread(target=pump, args=(source, sink), daemon=True)
+                        self._threads.append(piping)
+                        piping.start()
 
 
 @contextlib.contextmanager

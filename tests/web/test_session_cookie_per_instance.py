@@ -30,6 +30,7 @@ from starlette.requests import Request
 from reconciler.api.hosts import external_origin
 from reconciler.web.session import COOKIE, cookie_name, request_origin
 from tests.e2e.conftest import Crontask
+from tests.helpers import pump
 
 pytestmark = pytest.mark.e2e
 
@@ -83,14 +84,6 @@ def sign_out(jar: httpx.Client, server: str) -> list[str]:
     return [header.split("=", 1)[0] for header in response.headers.get_list("set-cookie")]
 
 
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        while data := source.recv(65536):
-            sink.sendall(data)
-    with contextlib.suppress(OSError):
-        sink.shutdown(socket.SHUT_WR)
-
-
 @contextlib.contextmanager
 def forwarded(port: int) -> Iterator[str]:
     """``http://127.0.0.1:F``: a TCP forwarder on a port of its own to 127.0.0.1:``port``, as
@@ -108,7 +101,7 @@ def forwarded(port: int) -> Iterator[str]:
             upstream = socket.create_connection(("127.0.0.1", port), timeout=20)
             sockets.extend((client, upstream))
             for source, sink in ((client, upstream), (upstream, client)):
-                thread = threading.Thread(target=_pipe, args=(source, sink), daemon=True)
+                thread = threading.Thread(target=pump, args=(source, sink), daemon=True)
                 threads.append(thread)
                 thread.start()
 
