@@ -37,7 +37,8 @@ Contracts:
   of its own and runs git with that argument, under ``gitbounds.bounded``'s wrapper or alone
   (``_runs_git``). Any other group is another program's (a script without job control runs
   its launcher, its shell and its git in one group): it is left running, with a warning
-  (once), and while it lives nothing is removed: its locks and temporary files are in use.
+  (once), and while it lives only what is older than it is removed (``_others_since``): what
+  it made may be in use, and a reader (a ``git log`` in a pager) must not stop every fetch.
   The command line is read from the live process: a pid reused since is never
   taken for it. /proc is looked through once per process (``RUNNER_RECORD``), not at every
   call, but again at each while another program's git lives; where it is missing, nothing
@@ -204,13 +205,20 @@ def remove_leftovers(git_dir: Path) -> None:
     while ``gc.pid`` names a git alive on this host: a collection an earlier crontask started
     outlives it when it is killed hard (nothing kills its group then), and its locks are held.
     Any other git an earlier crontask left working on it is stopped first (``end_orphans``,
-    while ``RUNNER_RECORD`` names another process); none is deleted while one is alive."""
-    if not _orphans_ended(git_dir) or _collecting(git_dir / "gc.pid"):
+    while ``RUNNER_RECORD`` names another process); none is deleted while one is alive. While
+    another program's git works on it, only those older than it are."""
+    if _collecting(git_dir / "gc.pid"):
         return
+    before = None  # delete them all, or (another program's git at work) those older than it
+    if not _orphans_ended(git_dir):
+        before = _others_since(os.fsencode(f"--git-dir={git_dir}"))
+        if before is None:  # crontask's own orphan lives on: nothing is deleted under it
+            return
     for pattern in LEFTOVERS:
         for path in git_dir.glob(pattern):
             with contextlib.suppress(OSError):
-                path.unlink()
+                if before is None or path.lstat().st_mtime < before:
+                    path.unlink()
 
 
 def _collecting(pid_file: Path) -> bool:
@@ -280,6 +288,28 @@ def end_orphans(git_dir: Path) -> bool:
     while (alive := _live_groups(groups)) and time.monotonic() < deadline:
         time.sleep(_ORPHAN_POLL)
     return not alive and not others
+
+
+def _others_since(marker: bytes) -> float | None:
+    """When the earliest process of another program's git at work on the repository started
+    (seconds since the epoch): what it may hold was made since, and what is older is a
+    leftover of an earlier crontask's (a reader, an operator's ``git log`` in a pager, would
+    else stop every fetch at a lock left behind). None if a git shaped as crontask's lives."""
+    groups, others = _orphan_groups(marker)
+    if groups or not others:
+        return None
+    try:
+        with open("/proc/stat", "rb") as file:
+            boot = next(int(line.split()[1]) for line in file if line.startswith(b"btime "))
+    except (OSError, StopIteration, ValueError):
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    starts = [
+        boot + int(fields[19]) / ticks
+        for pid in _processes()
+        if len(fields := _stat(pid)) > 19 and int(fields[2]) in others
+    ]
+    return min(starts, default=None)
 
 
 def _processes() -> list[int]:

@@ -79,3 +79,26 @@ def test_a_git_naming_the_repository_in_an_aliass_arguments_is_not_killed(
         until_in_group(git.pid, lambda args: any(arg.startswith(b"sleep") for arg in args))
         assert not gitmaintenance.end_orphans(repo)  # it is left running: waited for
         assert git.poll() is None
+
+
+def test_a_leftover_older_than_another_programs_git_is_removed_while_it_works(
+    tmp_path: Path,
+) -> None:
+    """A reader (an operator's ``git log`` in a pager) must not stop every fetch at a lock an
+    earlier crontask left behind: what is older than every other program's git at work on the
+    repository is no lock of theirs, and goes; what is newer stays."""
+    repo = bare(tmp_path / "repo.git")
+    marker = os.fsencode(f"--git-dir={repo}")
+    stale, theirs = repo / "refs/heads/main.lock", repo / "objects/pack/tmp_pack_x"
+    stale.write_text("0" * 40 + "\n")
+    hour_ago = time.time() - 3600  # before the reader below started
+    os.utime(stale, (hour_ago, hour_ago))
+    script = f"sleep 600 | git --git-dir={repo} cat-file --batch"
+    with running([sys.executable, "-c", LAUNCHER, script]) as launcher:
+        until_in_group(launcher.pid, lambda args: marker in args)
+        theirs.write_text("")  # made while it works: may be its own
+        gitmaintenance.remove_leftovers(repo)
+        assert not stale.exists()
+        assert theirs.exists()
+        assert launcher.poll() is None
+    until_gone(launcher.pid, marker)
