@@ -322,7 +322,7 @@ def warn_auth_failed(
     if len(counted) > 1:  # forwarded: a kind of its own while FORWARDED_KINDS have room
         apart = ctx.forwarded_failures
         if counted not in apart and not apart.room():
-            counted = (counted[0], OTHER_FORWARDED)
+            counted, forwarded = (counted[0], OTHER_FORWARDED), OTHER_FORWARDED  # said so
         else:
             apart.due(counted)  # remembered for the minute
     kind: tuple[str | None, ...] = (message, reason, *counted)

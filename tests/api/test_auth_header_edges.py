@@ -180,6 +180,8 @@ def test_invented_forwarded_clients_do_not_push_out_those_that_connect(fresh: Cr
     lines = wait_for("127.0.0.2's line", with_the_other)
     assert sum(" client=127.0.0.2 " in line for line in lines) == 1, lines
     assert sum("forwarded_for=" in line for line in lines) == FORWARDED_KINDS + 1, lines
+    folded = [line for line in lines if 'forwarded_for="other forwarded clients"' in line]
+    assert len(folded) == 1, lines  # the rest's line says it is theirs, not one of them
     assert not [line for line in lines if "other clients" in line], lines
 
 
