@@ -30,8 +30,8 @@ class TaskIndex:
     """``desired``'s keys sorted, and at the first search their ``search_text``s."""
 
     def __init__(self, desired: DesiredState) -> None:
-        self.desired = desired
-        self.keys = sorted(desired.tasks)
+        self.tasks = desired.tasks  # not the state: its errors go with the pass that replaced it
+        self.keys = sorted(self.tasks)
         self._texts: list[str] | None = None
         self._making = threading.Lock()  # one search makes the texts, any other waits
 
@@ -39,7 +39,7 @@ class TaskIndex:
         """Each of ``keys``' ``search_text``, in their order (the location a view shows)."""
         with self._making:
             if self._texts is None:
-                tasks = self.desired.tasks
+                tasks = self.tasks
                 self._texts = [search_text(k, SourceRef.of(tasks[k]).location) for k in self.keys]
             return self._texts
 
@@ -78,7 +78,7 @@ class TaskIndexes:
         """By the state's tasks, not the state: a pass that changes no task (an API poll)
         makes a new state of the same mapping, and keeps the index."""
         with self._making:
-            if (made := self._made) is not None and made.desired.tasks is desired.tasks:
+            if (made := self._made) is not None and made.tasks is desired.tasks:
                 return made
             made = TaskIndex(desired)
             # Kept, then looked at again: a pass between the look and the keeping (it runs on
@@ -89,5 +89,5 @@ class TaskIndexes:
             return made
 
     def _passed(self, result: PassResult) -> None:
-        if (made := self._made) is not None and made.desired.tasks is not result.desired.tasks:
+        if (made := self._made) is not None and made.tasks is not result.desired.tasks:
             self._made = None
