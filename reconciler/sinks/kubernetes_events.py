@@ -177,8 +177,8 @@ class EventRecorder:
             with self._lock:  # the worker counts no drop of the one in hand past this
                 left = self._queue.qsize() + self._in_hand
                 self._stop.set()
-            if left:
                 self.dropped += left  # not sent: the thread ends at its next item or try
+            if left:
                 log.warning("events not sent at stop", extra={"fields": {"events": left}})
         self._stop.set()
         # Not a wait for room: a queue still full is behind a request that may be held
