@@ -158,11 +158,7 @@ class Service:
         problems, declared = self._problems_of(desired).flagged, desired.tasks
         # Every task declared, whichever replica schedules it (the same set without replicas),
         # as ``_newest`` shows it: the few scheduled as another definition, apart.
-        odd = {
-            k: d
-            for k, d in owned.items()
-            if (t := declared.get(k)) is None or (t is not d and t.hash != d.hash)
-        }
+        odd = {k: d for k, d in owned.items() if _newest(d, t := declared.get(k)) is not t}
 
         def matching() -> Iterator[str]:
             # Text before a view is made (10 000 views made to be dropped: 0.1 s a search).
