@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import re
+import urllib.parse
 from typing import Annotated, Any
 
 from pydantic import (
@@ -226,6 +227,9 @@ class HttpHeader(Model):
 
 
 STATUS_RANGES = r"^\d{3}(-\d{3})?(,\d{3}(-\d{3})?)*$"
+# What a response's status can be (RFC 9110 15): a range beyond it, or from its high end to its
+# low one ("299-200"), matched nothing, and every run failed.
+STATUS_LEAST, STATUS_MOST = 100, 599
 
 # ${NAME}, $NAME, {name}: what a shell, Compose or a template would fill in. Nothing does here:
 # the URL is sent as written.
@@ -319,6 +323,40 @@ class HttpAction(Model):
         if (problem := request_url_problem(url)) is not None:
             raise ValueError(f"not a URL a request can go to: {problem}")
         return url
+
+    @field_validator("expect_status")
+    @classmethod
+    def _statuses(cls, ranges: str) -> str:
+        for part in ranges.split(","):
+            low, _, high = part.partition("-")
+            ends = int(low), int(high or low)
+            if not all(STATUS_LEAST <= end <= STATUS_MOST for end in ends):
+                raise ValueError(
+                    f"{part!r} is not a status or a range of statuses: a status is "
+                    f"{STATUS_LEAST} to {STATUS_MOST}"
+                )
+            if ends[0] > ends[1]:
+                raise ValueError(
+                    f"{part!r} matches no status: a range goes from its lowest status to its "
+                    f"highest ('{high}-{low}')"
+                )
+        return ranges
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> HttpAction:
+        # The client sends the URL's user name and password as Basic credentials in place of
+        # the Authorization header a task sets: with both declared, which was meant is not
+        # known, and the header was dropped without a word.
+        url = urllib.parse.urlsplit(self.url)
+        if not (url.username or url.password):
+            return self
+        for header in self.headers:
+            if header.name.lower() == "authorization":
+                raise ValueError(
+                    f"the url's user name or password and the header {header.name!r} both set "
+                    "Authorization (the url's are sent as Basic credentials): keep one of them"
+                )
+        return self
 
     @model_validator(mode="after")
     def _length_of_the_body(self) -> HttpAction:

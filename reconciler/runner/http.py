@@ -8,8 +8,9 @@ recorded as the run's exit code and the head of the body as its output (at most
 marker when more came or was to come (how many bytes more: per ``Content-Length``); a body
 that breaks off (the connection closed or reset before its end) fails the run with both kept,
 and so does a run stopped (``Replace``, shutdown, another replica) once the head has come.
-A redirect is not followed: a ``3xx`` is a status as any other, and its message names its
-``Location`` as the task's URL is shown. Header values from ``valueFrom`` are read at each
+A redirect is not followed: a ``3xx`` is a status as any other, whatever its ``Location``
+holds (``mailto:``, a port that is no number), and its message names that ``Location`` as the
+task's URL is shown. Header values from ``valueFrom`` are read at each
 attempt (a rotated secret is picked up) and never appear in messages or logs; what the run
 keeps of a response (body, reason phrase, a protocol error's quote) has them, the URL's
 hidden parts and the proxy's credentials (its ``Proxy-Authorization``) replaced by ``***``
@@ -39,7 +40,6 @@ import asyncio
 import functools
 import os
 import ssl
-import urllib.parse
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
@@ -53,17 +53,14 @@ from reconciler.core.actions import HEADER_VALUE, HttpAction
 from reconciler.core.desired import Definition
 from reconciler.core.fields import MAX_TEXT
 from reconciler.core.runs import RunRecord, RunStatus, truncation_marker
-from reconciler.core.urls import REDACTED, redact_request_url
+from reconciler.core.urls import redact_request_url
 from reconciler.resolver import abandonable
+from reconciler.runner import http_text
 from reconciler.runner.base import Outcome, run_environment
 from reconciler.runner.base import failed as _failed
 from reconciler.runner.http_secrets import Secrets, header_secrets, proxy_secrets, url_secrets
 from reconciler.runner.output import bounded_text
 from reconciler.secretfile import read_secret_file
-
-# A server chooses its reason phrase and what a protocol error quotes (up to h11's 16 KiB):
-# messages keep this much of it.
-_SERVER_TEXT = 200
 
 
 @functools.cache
@@ -232,7 +229,7 @@ class HttpRun:
                     # Accept-Encoding header wins).
                     headers={"Accept-Encoding": "identity"},
                 ) as client,
-                client.stream(
+                http_text.location_aside(client).stream(
                     str(action.method),
                     action.url,
                     headers=headers,
@@ -241,10 +238,10 @@ class HttpRun:
             ):
                 self._response = response
                 await _read_head(response, self.output_limit, body)
-        except (httpx.TimeoutException, TimeoutError):
+        except (httpx.TimeoutException, TimeoutError) as err:
             within = f"within {self.timeout:g}s"
             if self._response is None:
-                message = f"{action.method} {shown}: no response {within}"
+                message = f"{action.method} {shown}: no response {within}{http_text.through(err)}"
                 return _failed("DeadlineExceeded", message, status=RunStatus.TIMED_OUT)
             return self._incomplete(
                 self._response,
@@ -254,9 +251,10 @@ class HttpRun:
                 f"not complete {within}",
             )
         except httpx.HTTPError as err:
-            described = _describe(err, secrets)
+            described = http_text.describe(err, secrets)
             if self._response is None:
-                return _failed("RequestFailed", f"{action.method} {shown}: {described}")
+                message = f"{action.method} {shown}: {described}{http_text.through(err)}"
+                return _failed("RequestFailed", message)
             # The connection closed or broke in the body.
             what = f"cut short: {described}"
             return self._incomplete(self._response, body, RunStatus.FAILED, "RequestFailed", what)
@@ -266,12 +264,13 @@ class HttpRun:
             return _failed(
                 "RequestFailed",
                 f"{action.method} {shown}: not a URL a request can go to: "
-                f"{_clip(str(err), secrets)}",
+                f"{http_text.clip(str(err), secrets)}",
             )
         except h11.LocalProtocolError as err:
             return _failed(
                 "RequestFailed",
-                f"{action.method} {shown}: the request cannot be sent: {_clip(str(err), secrets)}",
+                f"{action.method} {shown}: the request cannot be sent: "
+                f"{http_text.clip(str(err), secrets)}",
             )
         return self._answered(response, body)
 
@@ -294,12 +293,12 @@ class HttpRun:
     def _answered(self, response: httpx.Response, body: bytearray) -> Outcome:
         """The outcome of a response that came whole: its status against `expectStatus`."""
         action, secrets = self.action, self._secrets
-        summary = _summary(response, action.url, secrets)
+        summary = http_text.summary(response, action.url, secrets)
         text = _body_text(response, body, self.output_limit, secrets)
         if action.accepts(response.status_code):
             return Outcome(RunStatus.SUCCEEDED, response.status_code, None, summary, text)
         expected = f"expected {action.expect_status}"
-        if response.is_redirect:
+        if http_text.redirect_location(response) is not None:
             expected += "; a redirect is not followed"
         return Outcome(
             RunStatus.FAILED,
@@ -315,7 +314,7 @@ class HttpRun:
         """A response whose body did not all come: its status is kept, as every outcome that has
         one keeps it, and so is what came of the body."""
         action, secrets = self.action, self._secrets
-        summary = _summary(response, action.url, secrets)
+        summary = http_text.summary(response, action.url, secrets)
         message = f"{action.method} {redact_request_url(action.url)}: {summary}"
         return Outcome(
             status,
@@ -364,45 +363,16 @@ def _body_text(response: httpx.Response, body: bytearray, limit: int, secrets: S
 
 
 def _content_length(response: httpx.Response) -> int | None:
+    """The body's length as the head says; None when it does not: no Content-Length, or one
+    beside a Transfer-Encoding, which overrides it (RFC 9112 6.3), the body then framed by
+    chunks whatever length it claims (a smaller one had the head of a longer body read as if
+    it were all of it, without a truncation marker)."""
+    if "transfer-encoding" in response.headers:
+        return None
     try:
         return int(response.headers["content-length"])
     except (KeyError, ValueError):
         return None
-
-
-def _summary(response: httpx.Response, url: str, secrets: Secrets) -> str:
-    """The status line; a redirect's says where it pointed (it is not followed), without
-    what the task's URL would not show (``_location``)."""
-    summary = f"HTTP {response.status_code} {_clip(response.reason_phrase, secrets)}".rstrip()
-    location = response.headers.get("location")
-    if response.is_redirect and location is not None:
-        summary += f", Location: {_location(url, location, secrets)}"
-    return summary
-
-
-def _location(url: str, location: str, secrets: Secrets) -> str:
-    """A redirect's ``location`` as ``url`` is shown (``redact_request_url``: no userinfo, no
-    path, no query values), resolved against ``url`` first (a relative one would otherwise
-    be shown whole), printable and bounded."""
-    try:
-        target = urllib.parse.urljoin(url, location)
-    except ValueError:  # an unreadable host ("http://[x"): nothing of it is shown
-        return REDACTED
-    shown = redact_request_url(target)
-    printable = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in shown)
-    return _clip(printable, secrets)
-
-
-def _describe(err: httpx.HTTPError, secrets: Secrets) -> str:
-    cause = err.__cause__ or err.__context__
-    text = _clip(str(err) or type(err).__name__, secrets)
-    if isinstance(err, httpx.ConnectError):
-        return f"cannot connect ({text})"
-    if cause is None:
-        return f"{type(err).__name__}: {text}"
-    # httpx re-raises h11's and the socket's errors with the same text: said once, not twice.
-    said = _clip(str(cause), secrets)
-    return text if said == text else f"{text} ({said})"
 
 
 def _proxy_secrets() -> tuple[frozenset[str], frozenset[str]]:
@@ -411,12 +381,6 @@ def _proxy_secrets() -> tuple[frozenset[str], frozenset[str]]:
     the task's scheme."""
     anywhere, words = proxy_secrets(url for _, url in httpclient.proxy_routes().proxies)
     return frozenset(anywhere), frozenset(words)
-
-
-def _clip(text: str, secrets: Secrets) -> str:
-    """A server's text, ``secrets`` hidden (before the cut, which could leave part of one)."""
-    text = secrets.hide(text)
-    return text if len(text) <= _SERVER_TEXT else f"{text[:_SERVER_TEXT]}..."
 
 
 class HttpRunner:

@@ -1,0 +1,112 @@
+"""What an http run says of a response or of a failure (``runner.http``): the status line and a
+redirect's ``Location`` as the task's URL is shown, an error's text with the first cause that
+says something and the proxy that carried the request; a server's text clipped, ``secrets``
+hidden."""
+
+from __future__ import annotations
+
+import urllib.parse
+
+import httpx
+
+from reconciler import httpclient
+from reconciler.core.urls import REDACTED, redact_request_url
+from reconciler.runner.http_secrets import Secrets
+
+# A server chooses its reason phrase and what a protocol error quotes (up to h11's 16 KiB):
+# messages keep this much of it.
+_SERVER_TEXT = 200
+
+
+def summary(response: httpx.Response, url: str, secrets: Secrets) -> str:
+    """The status line; a redirect's says where it pointed (it is not followed), without
+    what the task's URL would not show (``_location``)."""
+    line = f"HTTP {response.status_code} {clip(response.reason_phrase, secrets)}".rstrip()
+    location = redirect_location(response)
+    if location is not None:
+        line += f", Location: {_location(url, location, secrets)}"
+    return line
+
+
+# Where a response's Location is kept (``location_aside``), in its extensions.
+_LOCATION = "crontask.location"
+
+
+def location_aside(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """``client``, each response's ``Location`` moved out of its headers before httpx reads
+    it: with redirects not followed httpx still builds the request it would send next, and
+    one it cannot parse (``mailto:ops@example.com``, ``urn:isbn:1``, ``http://h:abc/``) raised
+    an error that lost the response and its status, blaming the task's URL. It is kept in
+    the response's extensions, where ``redirect_location`` reads it."""
+
+    async def aside(response: httpx.Response) -> None:
+        location = response.headers.get("location")
+        if location is not None:
+            del response.headers["location"]
+            response.extensions[_LOCATION] = location
+
+    client.event_hooks = {**client.event_hooks, "response": [aside]}
+    return client
+
+
+def redirect_location(response: httpx.Response) -> str | None:
+    """The ``Location`` of a redirect (as ``httpx.Response.is_redirect`` has it: 301, 302,
+    303, 307 or 308); None if ``response`` is none or names no location."""
+    location = response.extensions.get(_LOCATION)
+    if httpx.codes.is_redirect(response.status_code) and isinstance(location, str):
+        return location
+    return None
+
+
+def _location(url: str, location: str, secrets: Secrets) -> str:
+    """A redirect's ``location`` as ``url`` is shown (``redact_request_url``: no userinfo, no
+    path, no query values), resolved against ``url`` first (a relative one would otherwise
+    be shown whole), printable and bounded."""
+    try:
+        target = urllib.parse.urljoin(url, location)
+    except ValueError:  # an unreadable host ("http://[x"): nothing of it is shown
+        return REDACTED
+    shown = redact_request_url(target)
+    printable = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in shown)
+    return clip(printable, secrets)
+
+
+def describe(err: httpx.HTTPError, secrets: Secrets) -> str:
+    cause = err.__cause__ or err.__context__
+    text = clip(str(err) or type(err).__name__, secrets)
+    if isinstance(err, httpx.ConnectError):
+        return f"cannot connect ({text})"
+    if cause is None:
+        return f"{type(err).__name__}: {text}"
+    # httpx re-raises h11's and the socket's errors with the same text: said once, not twice.
+    said = clip(_cause_text(cause), secrets)
+    return text if said == text else f"{text} ({said})"
+
+
+def _cause_text(cause: BaseException) -> str:
+    """What ``cause`` or the first error under it with some text says: a connection reset is
+    an httpx ``ReadError`` of httpcore's of anyio's, all three empty, over the socket's
+    ``ConnectionResetError`` (said as its ``strerror``: "Connection reset by peer")."""
+    seen: set[int] = set()
+    error: BaseException | None = cause
+    while error is not None and id(error) not in seen:  # a chain may loop back
+        seen.add(id(error))
+        text = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        if text:
+            return text
+        error = error.__cause__ or error.__context__
+    return ""
+
+
+def through(err: Exception) -> str:
+    """How the message of ``err`` (httpx's) names the proxy that carried the request (the
+    failure may be the proxy's, not the server's): ``host:port ($VARIABLE)``, never its
+    credentials; nothing for a request that went direct or an error of no request."""
+    via = httpclient.carried_by(err) if isinstance(err, httpx.HTTPError) else None
+    return "" if via is None else f" through proxy {via}"
+
+
+def clip(text: str, secrets: Secrets) -> str:
+    """A server's text, ``secrets`` hidden (before the cut, which could leave part of one)."""
+    text = secrets.hide(text)
+    return text if len(text) <= _SERVER_TEXT else f"{text[:_SERVER_TEXT]}..."
