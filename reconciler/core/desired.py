@@ -85,6 +85,11 @@ class DefinitionError:
     message: str
     key: str | None = None  # when the broken text still names its task
     kind: ErrorKind = ErrorKind.INVALID
+    # What the error is about when its message holds a number that a change can move while
+    # the file stays broken the same way (its size, the tasks its source would hold): what
+    # ``problem_lines.identity`` compares in place of the message, so that a growing file
+    # over --max-file-size is not told again, and "resolved", at each change.
+    about: str | None = None
 
     def __str__(self) -> str:
         # The revision goes last, so that the line still starts with file:line:col.

@@ -67,14 +67,17 @@ class ProblemLines:
 
 def identity(problem: Problem) -> tuple[object, ...]:
     """What a problem is about, without where in its text it is: an error's source, file (or
-    resource), task and message; a conflict's key and the places that declare it. An edit
-    above it that moves its line, or a new git revision of a file still broken the same way,
-    gives another line (``str``) but the same problem."""
+    resource), task and message (its ``about`` instead, when it has one: a message whose
+    number moves, a size over --max-file-size); a conflict's key and the places that declare
+    it. An edit above it that moves its line, a new git revision of a file still broken the
+    same way, or a file that grows while over the limit, gives another line (``str``) but the
+    same problem."""
     if isinstance(problem, Conflict):
         losers = tuple(sorted((lost.source, lost.path) for lost in problem.losers))
         return ("conflict", problem.key, problem.winner.source, problem.winner.path, losers)
     where = problem.location
-    return ("error", where.source, where.path, problem.key, problem.message)
+    said = problem.message if problem.about is None else problem.about
+    return ("error", where.source, where.path, problem.key, said)
 
 
 class Told:

@@ -7,8 +7,9 @@ Rules users rely on:
   files are followed, symlinked folders are not. A folder more than ``MAX_FOLDER_DEPTH`` levels
   below its path is not read: it is a definition error of that folder. A folder that cannot
   be listed (permissions, an I/O error) is an error too, and the tasks of its files stay as
-  they were until it can be. A path may also name a single file. The walk is ``walk``'s. A
-  path given under another one (through a link, maybe) is a root of its own (``rootpaths``).
+  they were until it can be; so is a path of more than ``MAX_PATH_FILES`` task files. A path
+  may also name a single file. The walk is ``walk``'s. A path given under another one
+  (through a link, maybe) is a root of its own (``rootpaths``).
 - A file is applied whole or not at all. A file that fails to parse or validate never removes or
   changes the tasks it defined before: they keep running on their last good definition, and the
   error is reported with ``file:line:col``, across a restart too (``keptfiles``). Fixing the
@@ -74,7 +75,7 @@ from reconciler.sources.rootstate import (
 )
 from reconciler.sources.taskbound import RefusedRecord, growth, refused
 from reconciler.sources.unread import WALK_ERRORS, links_to_files, under_any
-from reconciler.sources.walk import Misnamed, iter_yaml_files, utf8
+from reconciler.sources.walk import Misnamed, past_bound, task_files, utf8
 from reconciler.sources.watch import watch_paths
 
 # A path is shown whole (it is not the file's content), but never with a control character in it.
@@ -129,6 +130,7 @@ class DirectorySource:
         self._root_errors: dict[Path, DefinitionError] = {}
         self._walk_errors: list[DefinitionError] = []  # folders not read, at the last scan
         self.unread: list[Path] = []  # the places not read at the last scan (see scan())
+        self.too_many: list[Path] = []  # the roots of them past walk.MAX_PATH_FILES files
         self.misnamed = Misnamed()  # Backup.YAML: not read, said (walk)
         # A root that suddenly yields no file keeps its tasks unless the user allows an empty
         # set: _holds() decides it once per root and refresh (per file, 6000 files took 40 s).
@@ -161,8 +163,9 @@ class DirectorySource:
         held = [r for r in self.roots if self._is_hold(r)]
         if hints is None or any(hint in roots for hint in hints):
             return self._rescan()
-        if any(too_deep(self.roots, Path(h)) for h in hints):
-            return self._rescan()  # the walk does not enter there: report the folder
+        past = {str(r.absolute()) for r in self.too_many}  # a file there is not read alone
+        if any(too_deep(self.roots, Path(h)) or under_any(Path(h), past) for h in hints):
+            return self._rescan()  # the walk does not enter there: report it (or read it again)
         if any(is_within(Path(h), r.absolute()) for h in hints for r in held):
             return self._rescan()  # files again where tasks were held: settle it whole
         folders = functools.cache(lambda: {str(a) for path in self._files for a in path.parents})
@@ -215,15 +218,15 @@ class DirectorySource:
         """The files under the roots, in order, and the places not read whose files keep
         their tasks: the roots that do not exist or lead out of ``confine_to`` through a link,
         the folders that cannot be listed, the links to a folder elsewhere or to nothing, and
-        those to a file where files were read (``unread``) (each an error of this source from
-        now on, until it is fixed). A folder too deep to
-        walk is an error too; it is never read."""
+        those to a file where files were read (``unread``), the roots past ``MAX_PATH_FILES``
+        (each an error of this source until fixed). A folder too deep is one too, never read."""
         present: set[Path] = set()
         missing_roots: list[Path] = []
         too_deep: list[Path] = []
         unlisted: list[Path] = []
         not_entered: list[Path] = []
         named: list[Path] = []
+        self.too_many = []
         for root in self.roots:
             # Checked first: a link out of the repository says nothing of what it leads to.
             problem = self._outside(root) or missing(root)
@@ -237,7 +240,7 @@ class DirectorySource:
                 continue
             self._root_errors.pop(root, None)
             linked: list[Path] = []
-            present.update(iter_yaml_files(root, too_deep, unlisted, linked, named))
+            present.update(task_files(root, too_deep, unlisted, linked, named, self.too_many))
             # A link to a folder of the root shows files read where they are: nothing to say;
             # nor does one given as a root itself (see rootpaths). One that leads elsewhere, or
             # to nothing, is not read: a commit that turned a folder into one must not remove
@@ -245,12 +248,12 @@ class DirectorySource:
             inside = resolved(root)
             not_entered += [f for f in not_given(self.roots, linked) if not leads_within(f, inside)]
         # And a link to a file where a folder of files read was (see unread): none is removed.
-        unread = missing_roots + unlisted + not_entered
+        unread = missing_roots + unlisted + not_entered + self.too_many
         to_files = links_to_files(self.roots, self._files, present, unread)
-        found = (too_deep, unlisted, not_entered, to_files)  # as WALK_ERRORS says them
+        found = (too_deep, unlisted, not_entered, to_files, self.too_many)
         self._walk_errors = [
             DefinitionError(Location(self.kind, self._display(f), revision=self.revision), why)
-            for why, folders in zip(WALK_ERRORS, found, strict=True)
+            for why, folders in zip((*WALK_ERRORS, past_bound()), found, strict=True)
             for f in folders
         ]
         self.unread = unread + to_files
@@ -278,9 +281,7 @@ class DirectorySource:
         changed: set[str] = set()
         present, not_read = self.scan()
         if self._last:  # the files refused before a restart go last, as they went then
-            present = [p for p in present if p not in self._last] + [
-                p for p in present if p in self._last
-            ]
+            present.sort(key=lambda p: p in self._last)  # stable: in path order otherwise
             self._last = set()
         for path in present:
             changed |= self._reread(path)
@@ -447,7 +448,7 @@ class DirectorySource:
         except (FileNotFoundError, NotADirectoryError):  # deleted since the stat
             return None
         except Unreadable as err:
-            error = DefinitionError(Location(self.kind, shown, 1, 1, revision), err.message)
+            error = err.error(Location(self.kind, shown, 1, 1, revision))
             return FileState(signature, None, (error,), revision=revision)
         try:
             return signature, data.decode("utf-8")

@@ -36,6 +36,7 @@ import os
 import stat
 from pathlib import Path
 
+from reconciler.core.desired import DefinitionError, Location
 from reconciler.sources.limits import format_size
 
 _FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
@@ -44,11 +45,22 @@ _PROC_FD = Path("/proc/self/fd")
 
 
 class Unreadable(Exception):
-    """A file that is not read; the message says why (and never quotes its content)."""
+    """A file that is not read; the message says why (and never quotes its content), and
+    ``about``, when set, what its error is about (``DefinitionError.about``)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, about: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.about = about
+
+    def error(self, where: Location) -> DefinitionError:
+        """The definition error of the file not read, at ``where``."""
+        return DefinitionError(where, self.message, about=self.about)
+
+
+# What a file over the limit is refused for, whatever its size: a file that grows while over
+# it (an appended log) stays broken the same way, and is not told again at each change.
+OVER_LIMIT = "over the limit (--max-file-size)"
 
 
 UNFOLLOWED = "a symbolic link that cannot be followed: not read"
@@ -109,7 +121,8 @@ def read_file(
         if opened.st_size > limit:
             raise Unreadable(
                 f"file is {opened.st_size} bytes, over the limit of {format_size(limit)} "
-                "(--max-file-size): not read"
+                "(--max-file-size): not read",
+                OVER_LIMIT,
             )
         data = _read_at_most(fd, limit + 1)
     except OSError as err:
@@ -121,7 +134,8 @@ def read_file(
     if len(data) > limit:
         raise Unreadable(
             f"file grew past the limit of {format_size(limit)} (--max-file-size) while it "
-            "was read: not read"
+            "was read: not read",
+            OVER_LIMIT,
         )
     return data, (opened.st_mtime_ns, opened.st_ctime_ns, opened.st_size, opened.st_ino)
 

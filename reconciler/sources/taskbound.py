@@ -29,6 +29,8 @@ from reconciler.sources.filestate import FileState
 
 log = logging.getLogger("crontask.sources")
 
+PAST_BOUND = "past its bound (--max-tasks)"  # what a refusal is about (DefinitionError.about)
+
 
 def growth(before: FileState | None, after: FileState) -> int:
     """The definitions the source holds more if ``after`` replaces ``before``: every
@@ -50,7 +52,9 @@ def refused(
     return FileState(
         after.signature,
         before.good if before else None,
-        (DefinitionError(where, why),),
+        # About the bound, not the counts: an edit of another file changes them, and the
+        # file, refused all the same, must not be told again (and "resolved") for it.
+        (DefinitionError(where, why, about=PAST_BOUND),),
         after.ignored,
         after.revision,
         after.warnings,

@@ -32,6 +32,19 @@ log.addHandler(logging.NullHandler())
 # Folders nested deeper than this below a root are not read: task folders are a few levels
 # deep, and this is the bound on YAML nesting too (limits.YamlLimits.max_depth).
 MAX_FOLDER_DEPTH = 100
+# The task files one path may hold, as many files as a git checkout may (gitcheckout's
+# MAX_CHECKOUT_FILES): each file found is kept (its signature, what it defined), and 200 000
+# empty ones took crontask from 120 to 308 MB. A path past it is not read; its files keep
+# their tasks, as under a folder that cannot be listed.
+MAX_PATH_FILES = 100_000
+
+
+def past_bound() -> str:
+    """The error of a path that holds more than ``MAX_PATH_FILES`` task files."""
+    return (
+        f"holds more than {MAX_PATH_FILES:,} task files (the limit): not read; the tasks of "
+        "its files are kept"
+    )
 
 
 def is_yaml_file(path: Path) -> bool:
@@ -94,6 +107,29 @@ def iter_yaml_files(
                 yield candidate
             elif named is not None and misnamed(name) and os.path.exists(candidate):
                 named.append(candidate)  # a link to nothing is said as one (``linked``)
+
+
+def task_files(
+    root: Path,
+    too_deep: list[Path],
+    unlisted: list[Path],
+    linked: list[Path],
+    named: list[Path],
+    too_many: list[Path],
+) -> list[Path]:
+    """``iter_yaml_files`` of ``root``, at most ``MAX_PATH_FILES`` of them: past that none,
+    ``root`` is added to ``too_many``, and nothing found under it to the other lists (what is
+    not read is not said). The walk stops at the first file past the bound."""
+    found: tuple[list[Path], ...] = ([], [], [], [])
+    files: list[Path] = []
+    for path in iter_yaml_files(root, *found):
+        if len(files) == MAX_PATH_FILES:
+            too_many.append(root)
+            return []
+        files.append(path)
+    for kept, more in zip((too_deep, unlisted, linked, named), found, strict=True):
+        kept.extend(more)
+    return files
 
 
 def iter_folders(
