@@ -1,5 +1,5 @@
 """Which of a Job's pods tells its run's story: the run's exit code, containers, pod, node and
-log tail all come from that one pod.
+log tail all come from that one pod; and which of its containers (:func:`story_container`).
 
 A Job has several pods when it retries (``backoffLimit``) or runs them side by side
 (``parallelism``, ``completions``, Indexed Jobs). Pods made together share a
@@ -19,6 +19,16 @@ by the outcome the cluster decided, then by time, and by name only last (determi
 A Job past its deadline (``DeadlineExceeded``) is the exception: what its controller killed is
 what ran out of time, so the pod started last tells its story, killed or not (an earlier try
 that failed on its own would tell of an exit code the deadline did not cause).
+
+The exit code and log tail are those of the Job's main container (``core.jobs.main_container``:
+the template's :data:`DEFAULT_CONTAINER` annotation, else its first container), unless the Job
+failed and its main container did not fail in that pod (it exited 0, or never ran: an init
+container failed before it): then they are the first failed container's, init containers first
+as they run (sidecars aside: they were stopped as the pod ended, not what failed). A pod of two
+containers, one that exited 0 and one that exited 6, would otherwise tell of a failed run with
+exit code 0 and the log of the container that succeeded. ``crontask validate`` warns of an
+annotation that names none of the template's containers (:func:`default_container_warning`):
+the cluster takes it, and crontask, as ``kubectl logs``, then keeps the first container's log.
 
 A pod the cluster never ran tells its story differently (:func:`stuck_story`): when none of
 the Job's pods has run (:func:`has_run`: its main container, or an init container that is no
@@ -42,9 +52,11 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from reconciler.core.desired import Definition
 from reconciler.core.status import parse_time
 
 DEADLINE_EXCEEDED: Final = "DeadlineExceeded"
+DEFAULT_CONTAINER: Final = "kubectl.kubernetes.io/default-container"
 _AGREES: Final = {"Failed": "Failed", "Complete": "Succeeded"}
 _TERMINAL: Final = ("Succeeded", "Failed")
 _NEVER: Final = datetime.min.replace(tzinfo=UTC)
@@ -102,6 +114,43 @@ def _finished_at(status: Mapping[str, Any]) -> datetime:
         ended = _field(_field(item, "state"), "terminated")
         ends.append(parse_time(ended.get("finishedAt")) or _NEVER)
     return max(ends)
+
+
+def story_container(pod: Pod | None, outcome: str | None, main: str | None) -> str | None:
+    """The container of ``pod`` (:func:`story_pod`'s, for a Job whose decided outcome is
+    ``outcome``) whose exit code and log tell the story: ``main``, the Job's main container,
+    unless the Job failed and ``main`` did not fail in ``pod``; then the first container that
+    exited other than 0, init containers first, sidecars aside (the module docstring)."""
+    if outcome != "Failed" or pod is None or main is None:
+        return main
+    sidecars = _sidecars(pod)
+    failed = [
+        str(item.get("name"))
+        for item in _container_statuses(_field(pod, "status"))
+        if item.get("name") not in sidecars and _exit_code(item) not in (None, 0)
+    ]
+    return main if main in failed or not failed else failed[0]
+
+
+def _exit_code(item: Mapping[str, Any]) -> int | None:
+    code = _field(_field(item, "state"), "terminated").get("exitCode")
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
+def default_container_warning(definition: Definition) -> str | None:
+    """The warning line ``crontask validate`` prints for a job task whose pod template's
+    :data:`DEFAULT_CONTAINER` annotation names none of its containers, or None."""
+    job = definition.task.spec.job
+    template = _field(None if job is None else job.spec, "template")
+    chosen = _field(_field(template, "metadata"), "annotations").get(DEFAULT_CONTAINER)
+    names = [c.get("name") for c in _items(_field(template, "spec"), "containers")]
+    if chosen is None or chosen in names or not names:
+        return None
+    return (
+        f"{definition.location}: warning: {definition.key}: the pod template's annotation "
+        f"{DEFAULT_CONTAINER} names {clean(chosen, 80)!r}, none of its containers: crontask "
+        f"keeps the log of its first container, {names[0]}, as kubectl logs does"
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from reconciler.core.desired import Definition, SourceKind
+from reconciler.core.job_pods import DEFAULT_CONTAINER, story_container
 from reconciler.core.jobspec import LABEL_VALUE
 from reconciler.core.model import API_GROUP
 from reconciler.core.runs import (
@@ -66,7 +67,6 @@ RUN_ANNOTATION: Final = PREFIX + "run-id"
 ATTEMPT_ANNOTATION: Final = PREFIX + "attempt"
 TRIGGER_ANNOTATION: Final = PREFIX + "trigger"
 SCHEDULED_ANNOTATION: Final = PREFIX + "scheduled-time"
-DEFAULT_CONTAINER: Final = "kubectl.kubernetes.io/default-container"
 JOB_API_VERSION: Final = "batch/v1"
 MAX_NAME: Final = 63
 # The key's hash in a Job's name: 16 hex digits (64 bits), so that no one can choose a task
@@ -473,7 +473,8 @@ def outcome_of(
     )
     details = with_pod(details, pod, log_error)
     containers = details.containers
-    first = next((c for c in containers if c.name == main), None)
+    told = story_container(pod, kind, main)  # main, or the first that failed if it did not
+    first = next((c for c in containers if c.name == told), None)
     exit_code = first.exit_code if first is not None else None
     job_words = f"Job {details.name}"
     if kind == "Complete":
@@ -482,6 +483,8 @@ def outcome_of(
     message = f"{job_words} failed: {condition_message or reason or 'Failed'}"
     if said:
         message += f" ({said})"
+    if told != main:
+        message += f"; the exit code and log are container {told}'s ({main} did not fail)"
     if reason == "DeadlineExceeded":
         return JobOutcome(RunStatus.TIMED_OUT, exit_code, reason, message, details)
     return JobOutcome(RunStatus.FAILED, exit_code, reason or "JobFailed", message, details)

@@ -6,11 +6,14 @@ made when the API server did not say.
 - A create that went *unanswered* (no answer, a 5xx, a 429) may have been written all the same
   (a timeout after the write). It is tried again (the name makes that safe: a second create of
   it is refused) a few times. Once one went unanswered, nothing is concluded before the name
-  is read (the watch cache, else a GET asked again until the API server answers): this
-  attempt's Job there is followed as if the create had answered; no Job of this attempt there
-  fails it (``JobCreateFailed``). Failing it without that answer would have its retry make a
-  second Job of the slot (``<name>-2``) while the first runs, and record a failure for work
-  that may succeed.
+  is read (the watch cache, else a GET asked again until the API server answers, at most
+  :data:`UNANSWERED_READ_EVERY` apart: the run holds its slot meanwhile, ``Forbid`` skipping
+  the slots that come, so an API server back from an outage is asked again at once, not after
+  a pause grown to ``verify_seconds``): this attempt's Job there is followed as if the create
+  had answered; no Job of this attempt there fails it (``JobCreateFailed``: its create went
+  unanswered, and no Job of that name was there once the API server answered). Failing it
+  without that answer would have its retry make a second Job of the slot (``<name>-2``)
+  while the first runs, and record a failure for work that may succeed.
 - A stop (``Replace``, shutdown) while creating: if a create may have been written, the name
   is read first (one GET: a stopped attempt does not wait). This attempt's Job there is
   returned, and the attempt stops it as any other (``Replace`` deletes it, shutdown detaches
@@ -50,6 +53,10 @@ NAME_TAKEN: Final = "JobNameTaken"
 _FINDING: set[asyncio.Task[None]] = set()
 # Answers to a read that asking again does not change: no right to read the Job.
 _READ_REFUSED: Final = frozenset({401, 403})
+# The longest pause between two reads of the name of a Job whose create went unanswered, in
+# seconds (the module docstring). Not one: a GET, unlike ``controller.replace_wait``'s look at
+# the watch cache, and every run of a slot may be asking an API server under load.
+UNANSWERED_READ_EVERY: Final = 2.0
 
 
 class Unknown(enum.Enum):
@@ -58,12 +65,13 @@ class Unknown(enum.Enum):
     UNKNOWN = "unknown"
 
 
-async def read_job(run: JobRun) -> Job | Unknown | None:
+async def read_job(run: JobRun, most: float | None = None) -> Job | Unknown | None:
     """The Job as the API server has it now (None: not found). An API server that does not
-    answer is asked again, with a growing pause, until it does or the attempt is stopped
-    (then :attr:`Unknown.UNKNOWN`): the Job may well be there, and nothing is concluded
-    without it. Stopped before, it is asked once."""
+    answer is asked again, with a pause that grows to ``most`` (None: ``verify_seconds``),
+    until it does or the attempt is stopped (then :attr:`Unknown.UNKNOWN`): the Job may well
+    be there, and nothing is concluded without it. Stopped before, it is asked once."""
     where, delay = run.where, 0.5
+    most = run.runner.verify_seconds if most is None else most
     while True:
         try:
             return await run.runner.cluster.get(where.namespace, where.name)
@@ -74,7 +82,7 @@ async def read_job(run: JobRun) -> Job | Unknown | None:
             )
         if await run.pause(delay):
             return Unknown.UNKNOWN
-        delay = min(delay * 2, run.runner.verify_seconds)
+        delay = min(delay * 2, most)
 
 
 def _unanswered(err: Exception) -> bool:
@@ -131,7 +139,7 @@ def _taken_or_ours(run: JobRun, job: Job, created: bool) -> Job | Outcome:
 async def _resolve(run: JobRun, err: Exception | None) -> Job | Outcome:
     """A create may have been written: the attempt's name says whether it was."""
     where = run.where
-    job = await read_job(run)
+    job = await read_job(run, most=UNANSWERED_READ_EVERY)
     if isinstance(job, Unknown):  # stopped unanswered: the watch may have seen it still
         job = run.runner.cluster.cached(where.namespace, where.name)
         if job is None or not run.ours(job):
@@ -144,8 +152,12 @@ async def _resolve(run: JobRun, err: Exception | None) -> Job | Outcome:
         return job
     if run.stop_reason is not None:
         return failed(run.stop_reason, f"stopped before its Job was created: {err}")
-    taken = "" if job is None else f"; the Job named {where.name} there is not this run's"
-    return failed(CREATE_FAILED, f"Job {where.name}: {err}{taken}")
+    found = "no Job of that name was there" if job is None else "the one there was not this run's"
+    message = (
+        f"Job {where.name}: its create went unanswered, and {found} when the API server "
+        f"answered (the last create: {err})"
+    )
+    return failed(CREATE_FAILED, message)
 
 
 def _unknown(run: JobRun, err: Exception | None) -> Outcome:

@@ -2,8 +2,9 @@
 
 Before anything can clean the Job up, its evidence is kept (:func:`evidence`): the pod that tells
 the story (``core.job_pods``), each container's exit code and reason, and the last
-``output_limit`` bytes of the main container's log, or why it could not be read. Then the
-outcome:
+``output_limit`` bytes of the main container's log (of the first failed container's, if the Job
+failed and the main one did not: ``core.job_pods.story_container``), or why it could not be
+read. Then the outcome:
 
 - the Job's own (:func:`conclude`), which says when the Job ended (:class:`JobEnd`);
 - a stop's (:func:`stopping`): at shutdown the attempt detaches (the Job runs on, the record
@@ -52,7 +53,7 @@ import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
-from reconciler.core.job_pods import Stuck, has_run, story_pod, stuck_story
+from reconciler.core.job_pods import Stuck, has_run, story_container, story_pod, stuck_story
 from reconciler.core.jobs import decided, main_container, outcome_of, with_pod
 from reconciler.core.runs import RunStatus
 from reconciler.core.status import parse_time
@@ -332,8 +333,10 @@ async def _evidence(
     if main is None:
         return "", pod, "the Job's pod template names no container"
     name = str((pod.get("metadata") or {}).get("name"))
+    ended = decided(told)
+    container = story_container(pod, None if ended is None else ended[0], main)
     try:
-        output = await cluster.log_tail(namespace, name, main, run.runner.output_limit)
+        output = await cluster.log_tail(namespace, name, container or main, run.runner.output_limit)
     except Exception as err:
         return "", pod, str(err)
     return output, pod, None

@@ -20,6 +20,7 @@ from reconciler.controller.dispatch import Dispatcher
 from reconciler.core.runs import RunStatus
 from reconciler.runner.base import Actions
 from reconciler.runner.job import JobCluster, JobRunner
+from reconciler.runner.job_create import UNANSWERED_READ_EVERY
 from reconciler.sources.kubernetes_jobs import JobApiError, JobWatch
 from reconciler.store import MemoryRunStore
 from tests.jobs.test_job_runner import KEY, NAME, T0, job_task, record, until
@@ -114,6 +115,39 @@ def test_a_name_read_empty_after_unanswered_creates_fails_the_attempt_for_a_retr
         ]
         assert cluster.calls.count(("get", NAME)) == 2  # asked until it answered
         await d.shutdown(0)
+
+    asyncio.run(main())
+
+
+def test_after_an_outage_the_name_is_read_again_soon(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An API outage: each create and the reads of the name that follow get a 503. The read
+    is asked again at most ``UNANSWERED_READ_EVERY`` apart, not after a pause grown to
+    ``verify_seconds`` (30 s after the API server was back, the run held its slot and
+    ``Forbid`` skipped the slots that came); the attempt then fails saying what happened."""
+    unavailable = ApiError("cannot create Job: HTTP 503 Service Unavailable", 503)
+
+    async def main() -> None:
+        cluster = FakeCluster()
+        cluster.create_errors = [unavailable] * 3
+        cluster.get_errors = 8
+        runner = JobRunner(cluster, namespace="default", verify_seconds=30.0, create_attempts=3)
+        attempt = runner.attempt(job_task(), record())
+        pauses: list[float] = []
+
+        async def pause(seconds: float) -> bool:  # no time passes: the pauses are the point
+            pauses.append(seconds)
+            return False
+
+        monkeypatch.setattr(attempt, "pause", pause)
+        outcome = await attempt.run()
+        assert cluster.calls.count(("get", NAME)) == 9  # asked until it answered
+        assert len(pauses) == 2 + 8  # between the creates, then between the reads
+        assert max(pauses) <= UNANSWERED_READ_EVERY
+        assert (outcome.status, outcome.reason) == (RunStatus.FAILED, "JobCreateFailed")
+        assert outcome.message == (
+            f"Job {NAME}: its create went unanswered, and no Job of that name was there when "
+            f"the API server answered (the last create: {unavailable})"
+        )
 
     asyncio.run(main())
 
