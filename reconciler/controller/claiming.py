@@ -32,6 +32,7 @@ class Claiming:
     call: Callable[..., Awaitable[Any]]
     _keep: Callable[[RunRecord, Mode], None]
     _keep_for_later: Callable[[Batch, str, StoreUnavailable, Mode], None]
+    _answered: Callable[[], None]  # a write went through: the records waiting go now
 
     async def claim(self, record: RunRecord) -> bool:
         """Claim a slot. True: claimed. False: the store is unavailable; the record is kept
@@ -72,6 +73,7 @@ class Claiming:
             for record, claimed in batch:
                 await self._claim_one(record, claimed)
             return
+        self._answered()
         for (record, claimed), ok in zip(batch, results, strict=True):
             if ok:
                 self._lane.answer(claimed, True)
@@ -88,6 +90,7 @@ class Claiming:
         except Exception as err:
             refuse(claimed, err)
         else:
+            self._answered()
             if ok:
                 self._lane.answer(claimed, True)
             else:

@@ -11,14 +11,15 @@ costs a few store round trips, not one each. Final records travel together the s
 
 When the store is unavailable, or does not answer a write within ``ANSWER_WAIT`` (``lane``), the
 run still happens — without replicas nobody else can run its slot — and its records wait in a
-bounded buffer that is retried with backoff until the store is back. A claim may also be asked
-not to be kept (``claim_soon(keep=False)``): with replicas, a slot whose claim could not be
-checked is not run, since the replica that takes the task over would run it too; nothing of it
-waits then. The buffer coalesces by (run id, attempt): the newest state of a record replaces an
-older pending one, so a run's ``running`` and final records cost one slot. A claim kept that way
-is still a claim when it is written: if another instance recorded the slot meanwhile, its record
-stands, and this process's records of that slot are not written over it (logged as a warning
-instead).
+bounded buffer that is retried with backoff until the store is back; a claim or skip the store
+takes meanwhile ends the backoff (``_answered``): the store answers, the records go at once. A
+claim may also be asked not to be kept (``claim_soon(keep=False)``): with replicas, a slot
+whose claim could not be checked is not run, since the replica that takes the task over would
+run it too; nothing of it waits then. The buffer coalesces by (run id, attempt): the newest
+state of a record replaces an older pending one, so a run's ``running`` and final records cost
+one slot. A claim kept that way is still a claim when it is written: if another instance
+recorded the slot meanwhile, its record stands, and this process's records of that slot are not
+written over it (logged as a warning instead).
 
 A record the store refuses for another reason (an error that is no outage: a value it will not
 take, a schema someone changed) is kept too, and tried again with the others, but only
@@ -110,6 +111,9 @@ class Recorder(Claiming):
         self._flusher: asyncio.Task[None] | None = None
         self._retry = asyncio.Event()  # ends the flush loop's backoff (``retry_now``)
         self._eager = False  # the backoff is a second at most (``retry_now``)
+        # Writes that went through, and an event set by each (``_answered``).
+        self._answers = 0
+        self._answer = asyncio.Event()
         # Kept skips whose caller hears of them once written (``add``, ``save``): keys in the
         # buffer, and a ``save``'s on its way.
         self._told: dict[Key, Callable[[RunRecord], None]] = {}
@@ -183,6 +187,7 @@ class Recorder(Claiming):
         except Exception:
             self._keep_refused(record, CREATE)
         else:
+            self._answered()
             return True
         if written_later is not None and (key := (record.id, record.attempt)) in self._pending:
             self._told[key] = written_later
@@ -274,6 +279,13 @@ class Recorder(Claiming):
         self._eager = True
         self._retry.set()
 
+    def _answered(self) -> None:
+        """A write went through (a claim, a skip): the store answers, so the records waiting
+        are tried now, not after the flush loop's backoff (up to 30 s after an outage, with
+        finished runs shown ``running`` meanwhile, and lost to a kill). See ``_backoff``."""
+        self._answers += 1
+        self._answer.set()
+
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until nothing is pending; False if ``timeout`` passed first."""
         if self._flusher is None or self._flusher.done():
@@ -363,6 +375,7 @@ class Recorder(Claiming):
             await self._lane.settled()  # a write still out could land after this one
             batch = self._pending.first(size)
             self._pending.writing = frozenset(key for key, _ in batch)
+            tried = self._answers
             try:
                 entries = [e for _, e in batch]
                 sent = [record for record, _ in entries]
@@ -388,7 +401,7 @@ class Recorder(Claiming):
                 alone.add(key)
                 head = self._pending.first(1)
                 if len(alone) >= LONE_TRIES or (head and head[0][0] in alone):
-                    await self._backoff(delay)
+                    await self._backoff(delay, tried)
                     delay = min(delay * 2, self.retry_max)
                     alone.clear()
                 continue
@@ -401,9 +414,16 @@ class Recorder(Claiming):
             alone.clear()
         log.info("run store back; pending records written")
 
-    async def _backoff(self, delay: float) -> None:
-        """Wait ``delay`` seconds before the store is tried again, or until ``retry_now``."""
-        await first_of(self._retry, timeout=min(delay, 1.0) if self._eager else delay)
+    async def _backoff(self, delay: float, tried: int) -> None:
+        """Wait ``delay`` seconds before the store is tried again, or until ``retry_now``, or
+        a write that went through (``_answered``) since the last try began (``tried``: the
+        writes that had then). Once a backoff step, so a store that takes claims and not the
+        records waiting (a record too big for the room left) is tried again once for each
+        claim at most, its backoff growing as ever; never in a loop of its own."""
+        if self._answers != tried:
+            return
+        self._answer.clear()
+        await first_of(self._retry, self._answer, timeout=min(delay, 1.0) if self._eager else delay)
         self._retry.clear()
 
     def _refused_for_good(self, key: Key) -> bool:

@@ -148,8 +148,9 @@ def translated_errors(*, damaged: bool = True) -> Iterator[None]:
             raise RolledBack(f"run store rolled the transaction back: {e.orig}") from e
         if damaged and _damaged(e):
             raise StoreUnavailable(
-                f"run store unavailable: its SQLite file is damaged ({e.orig}); stop crontask,"
-                " then restore the file from a backup, or move it away to start a new history"
+                f"run store unavailable: its SQLite file is damaged ({e.orig}); put a backup"
+                " in its place (a running crontask takes it, and writes the records waiting"
+                " to it), or stop crontask and move the file away to start a new history"
             ) from e
         if _not_now(e):
             raise StoreUnavailable(f"run store unavailable: {_said(e.orig)}") from e

@@ -259,7 +259,8 @@ def vet(path: Path) -> None:
     """Whether a writer may take the SQLite file now at ``path`` for its store, as it would
     at start: the file checks of ``statedir.prepare_db`` (a regular file of this user's, never
     a link; made private if others may read it), and a schema this crontask runs on as it is
-    (``migrations.check``: one that would need migrating, or none, is refused, never changed).
+    (``migrations.check``: one that would need migrating, or none, is refused, never changed),
+    whose first entries of the runs and of each index read (``_first_entries_read``).
     Raises statedir.Refused, IncompatibleSchema, StoreUnavailable, OSError, saying why."""
     # migrations imports sql_schema, which imports this module.
     from reconciler.store import migrations
@@ -273,10 +274,28 @@ def vet(path: Path) -> None:
     )
     try:
         migrations.check(engine)
+        _first_entries_read(engine)
     except exc.DBAPIError as err:
         raise StoreUnavailable(f"sqlite: {err.orig}") from None
     finally:
         engine.dispose()
+
+
+def _first_entries_read(engine: Engine) -> None:
+    """Read the first entry of the runs and of each index, as readiness does (``sql_ping``):
+    a few pages, however big the file. A backup damaged there (its header and schema whole)
+    was taken, and every claim after it failed, "its SQLite file is damaged"; only a stop,
+    the records waiting lost, ended that. Raises StoreUnavailable, saying so."""
+    # sql_ping imports sql_schema, which imports this module.
+    from reconciler.store import sql_ping
+
+    try:
+        with engine.connect() as conn:
+            sql_ping.check(conn, sqlite=True)
+    except exc.DBAPIError as err:
+        raise StoreUnavailable(
+            f"the file is damaged ({err.orig}); put another backup in its place"
+        ) from None
 
 
 def _close_held(held: list[int]) -> None:

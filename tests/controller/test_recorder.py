@@ -534,7 +534,7 @@ def test_a_record_kept_behind_a_locked_one_does_not_wait_for_a_backoff(
 
     recorder = Recorder(store, retry_initial=30, retry_max=30)
 
-    async def sleep(delay: float) -> None:  # instant, but counted
+    async def sleep(delay: float, tried: int) -> None:  # instant, but counted
         slept.append("after" if recorder.pending > 1 else "before")
         await real_sleep(0)
 

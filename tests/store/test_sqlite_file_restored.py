@@ -38,6 +38,7 @@ from reconciler.store import (
 )
 from reconciler.store.sql import SqlRunStore, create_engine
 from tests.store._records import rec
+from tests.store.test_damaged_store import overwrite, root_pages
 
 OLDER = "0005"
 
@@ -173,6 +174,38 @@ def test_a_backup_of_an_older_schema_is_refused_once_and_left_as_it_is(
     remove(db)
     restore(tmp_path / "backup.db", db)
     assert store.claim_many([rec(at=1, status=RunStatus.RUNNING)]) == [True]
+
+
+def test_a_damaged_backup_is_refused_once_and_a_good_one_then_taken(
+    store: SqlRunStore, state: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its header and schema whole, its runs table damaged where the start and readiness read
+    (the first entry): it was taken, and every claim after it failed, "its SQLite file is
+    damaged ... stop crontask" (the records waiting lost at that stop)."""
+    db = state / "runs.db"
+    gone(store, db, tmp_path / "backup.db")
+    damaged = tmp_path / "damaged" / "runs.db"
+    damaged.parent.mkdir(mode=0o700)
+    shutil.copyfile(tmp_path / "backup.db", damaged)
+    with contextlib.closing(sqlite3.connect(damaged)) as conn:
+        pages = root_pages(conn, ["runs"])
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    overwrite(damaged, pages, page_size)
+    restore(damaged, db)
+    with caplog.at_level(logging.INFO, logger="crontask.store"):
+        for _ in range(3):
+            with pytest.raises(StoreUnavailable):
+                store.claim_many([rec(at=1, status=RunStatus.RUNNING)])
+        refused = said(caplog, "not taken for the run store")
+        assert len(refused) == 1, caplog.text
+        assert "the file is damaged (database disk image is malformed)" in refused[0], refused
+        assert "put another backup in its place" in refused[0], refused
+        assert not said(caplog, "is back")
+        # Another backup put in its place, crontask running: taken, and written to.
+        remove(db)
+        restore(tmp_path / "backup.db", db)
+        assert store.claim_many([rec(at=1, status=RunStatus.RUNNING)]) == [True]
+    assert len(said(caplog, "run store file is back (a different file)")) == 1, caplog.text
 
 
 @pytest.mark.parametrize(

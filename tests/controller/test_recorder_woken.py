@@ -1,0 +1,112 @@
+"""Records kept in an outage go as soon as the store takes a write again, not after the flush
+loop's backoff: it grew to 30 s, finished runs showed ``running`` meanwhile (to the other
+replicas, to ``crontask runs``), and a kill in that window lost them, although the claims of
+new runs were written. A store that takes claims and still not the records waiting is tried
+again once for each claim, not in a loop. The in-memory store, its writes failing while
+``down``; a backoff far longer than the test, so only a claim can end it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Sequence
+
+from reconciler.controller.recorder import Recorder
+from reconciler.core.runs import RunRecord, RunStatus
+from reconciler.store.base import StoreUnavailable
+from tests.controller.test_recorder import record
+from tests.controller.test_recorder_lost_and_later import FullStore
+
+BACKOFF = 600.0  # the flush loop's every backoff: longer than the test may take
+BOUND = 20.0
+
+
+class CountedStore(FullStore):
+    """``FullStore``, counting the writes of the records kept (``save_many``); ``saves_down``
+    refuses those alone, as a full disk that still has room for a claim's small row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.saves_down = False
+        self.saves_tried = 0
+        self._lock = threading.Lock()
+
+    def save_many(self, records: Sequence[RunRecord]) -> None:
+        with self._lock:
+            self.saves_tried += 1
+        if self.saves_down:
+            raise StoreUnavailable("database or disk is full")
+        super().save_many(records)
+
+    def tried(self, times: int) -> Callable[[], bool]:
+        """Whether the records kept were tried ``times`` times yet."""
+        return lambda: self.saves_tried >= times
+
+
+async def until(what: str, condition: Callable[[], bool]) -> None:
+    """Poll ``condition`` on the loop until it holds; fail with ``what`` after ``BOUND``."""
+    deadline = asyncio.get_running_loop().time() + BOUND
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+async def kept_and_tried(store: CountedStore) -> Recorder:
+    """A recorder holding a run's end, once its flush tried the store and failed."""
+    recorder = Recorder(store, retry_initial=BACKOFF, retry_max=BACKOFF)
+    store.down = True
+    recorder.later([record(0, RunStatus.SUCCEEDED)])  # kept, no write tried: the flush's first
+    await until("the kept record tried", store.tried(1))
+    return recorder
+
+
+def test_a_claim_written_after_an_outage_sends_the_records_waiting_at_once() -> None:
+    store = CountedStore()
+
+    async def main() -> None:
+        recorder = await kept_and_tried(store)
+        store.down = False
+        assert await recorder.claim(record(1)) is True
+        # Not after the backoff (600 s): at once.
+        assert await recorder.flush(BOUND) is True
+        await recorder.close(0)
+
+    asyncio.run(main())
+    assert store.get(record(0).id) == record(0, RunStatus.SUCCEEDED)
+
+
+def test_a_skip_written_after_an_outage_sends_the_records_waiting_at_once() -> None:
+    store = CountedStore()
+
+    async def main() -> None:
+        recorder = await kept_and_tried(store)
+        store.down = False
+        assert await recorder.add(record(1, RunStatus.SKIPPED)) is True
+        assert await recorder.flush(BOUND) is True
+        await recorder.close(0)
+
+    asyncio.run(main())
+    assert store.get(record(0).id) == record(0, RunStatus.SUCCEEDED)
+
+
+def test_records_the_store_still_refuses_are_tried_once_for_each_claim() -> None:
+    store = CountedStore()
+
+    async def main() -> None:
+        recorder = await kept_and_tried(store)
+        store.down, store.saves_down = False, True  # claims go, the kept record does not
+        for tries in (2, 3):
+            assert await recorder.claim(record(tries)) is True
+            await until("the kept record tried again", store.tried(tries))
+        # Each claim cost one more try of the record, and the loop sleeps its backoff again:
+        # a loop of its own would have tried it thousands of times in this wait.
+        assert await recorder.flush(0.2) is False
+        assert store.saves_tried == 3
+        assert recorder.pending == 1
+        store.saves_down = False
+        assert await recorder.claim(record(4)) is True
+        assert await recorder.flush(BOUND) is True
+        await recorder.close(0)
+
+    asyncio.run(main())
+    assert store.get(record(0).id) == record(0, RunStatus.SUCCEEDED)
