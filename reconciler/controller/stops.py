@@ -51,6 +51,7 @@ class RunStops:
     _killed: set[tuple[str, int]]
     _deferred: dict[str, dict[datetime, tuple[asyncio.TimerHandle, Definition]]]
     _undefer: Callable[[str], None]
+    decide_now: Callable[[str], None]  # EndsAwaited's
 
     def stop_run(self, run: str, reason: str) -> bool:
         """Stop the running run ``run`` (another replica asked, through the store)."""
@@ -67,7 +68,9 @@ class RunStops:
         is no longer in force here). Running attempts and runs claimed ahead of their slot go
         on, unless the fence holds them (``_late``); a run that waits to start (for the runs it
         replaces, for its claim) does not start (``_waited``); slots deferred to their instant
-        were settled before the job changed (``before_change``). Returns how many will not retry."""
+        were settled before the job changed (``before_change``); slots whose decision waits for
+        runs that ended are decided first (``decide_now``). Returns how many will not retry."""
+        self.decide_now(key)
         runs = list(self._active.get(key, {}).values())
         for active in runs:
             if active.waiting:

@@ -10,7 +10,8 @@ switch interval (5 ms) before this thread gets it back. Looking a program up on 
 found is reused for a second (a spawn that fails on it looks again).
 
 What the child gets is what ``Popen(..., start_new_session=True, close_fds=True,
-restore_signals=True)`` gives it: see ``LibcSpawn.spawn``. Needs glibc 2.34 or later
+restore_signals=True)`` gives it, and every signal at its default (Popen resets two): see
+``LibcSpawn.spawn``. Needs glibc 2.34 or later
 (``posix_spawn_file_actions_addclosefrom_np`` and ``..._addchdir_np``); ``load()`` says None
 elsewhere.
 """
@@ -81,7 +82,8 @@ class LibcSpawn:
             "posix_spawnattr_setsigmask",
             "posix_spawnattr_setsigdefault",
             "sigemptyset",
-            "sigaddset",
+            "sigfillset",
+            "sigdelset",
             "pipe2",
             "close",
         ):
@@ -91,13 +93,18 @@ class LibcSpawn:
         empty = ctypes.create_string_buffer(_OPAQUE)
         defaults = ctypes.create_string_buffer(_OPAQUE)
         libc.sigemptyset(empty)
-        libc.sigemptyset(defaults)
-        for signum in (signal.SIGPIPE, signal.SIGXFSZ):  # what Popen's restore_signals resets
-            libc.sigaddset(defaults, ctypes.c_int(signum))
+        # Every signal at its default, as cron and systemd start a command: an ignored signal
+        # stays ignored across exec, and crontask may have been started with some ignored (a
+        # non-interactive shell ignores SIGINT and SIGQUIT for a job started with `&`), which
+        # its commands must not inherit. Popen's restore_signals resets only SIGPIPE and
+        # SIGXFSZ (which Python itself ignores).
+        libc.sigfillset(defaults)
+        for signum in (signal.SIGKILL, signal.SIGSTOP):  # no action to set: left out
+            libc.sigdelset(defaults, ctypes.c_int(signum))
         # glibc's posix_spawn sets the signals it keeps for itself (32 and 33, below SIGRTMIN)
         # to SIG_IGN in the child, and an ignored signal stays ignored across exec: a command
         # would inherit that, which it does not from Popen. Asked to reset them, the child sets
-        # them to SIG_DFL instead. sigaddset refuses those numbers, so their bits are set
+        # them to SIG_DFL instead. sigfillset leaves those numbers out, so their bits are set
         # directly (bit n-1 of the array of unsigned longs, as glibc lays out sigset_t).
         words = (ctypes.c_ulong * (_OPAQUE // ctypes.sizeof(ctypes.c_ulong))).from_buffer(defaults)
         bits = 8 * ctypes.sizeof(ctypes.c_ulong)
@@ -116,8 +123,8 @@ class LibcSpawn:
         self, args: Sequence[str], env: Mapping[str, str], cwd: str | None, output_fd: int
     ) -> int:
         """Start ``args`` and return its pid. The child gets a new session, stdin from
-        ``/dev/null``, stdout and stderr on ``output_fd``, no other descriptor, SIGPIPE and
-        SIGXFSZ at their defaults, no blocked signal, and ``args[0]`` looked up on the ``PATH``
+        ``/dev/null``, stdout and stderr on ``output_fd``, no other descriptor, every signal at
+        its default, no blocked signal, and ``args[0]`` looked up on the ``PATH``
         of ``env`` (the first error other than "not found" is the one reported, as ``Popen``
         does). Raises ``OSError`` or ``ValueError`` as ``Popen`` would."""
         libc = self._libc

@@ -15,8 +15,9 @@ process at a time. Where the C library offers what crontask's contract needs, th
 its ``posix_spawn`` (``runner.libc_spawn``), which lets go of the GIL, so two threads start two
 processes on two cores at once; elsewhere it uses ``subprocess.Popen``. Either way the child
 gets a new session, stdin from ``/dev/null``, stdout and stderr on the given descriptor, no
-other descriptor, the signals ``Popen`` restores at their defaults, and ``args[0]`` looked up
-on the ``PATH`` of ``env``.
+other descriptor, and ``args[0]`` looked up on the ``PATH`` of ``env``; through the C library,
+every signal at its default, through ``Popen`` the two it restores (SIGPIPE, SIGXFSZ): resetting
+the others takes a ``preexec_fn``, which is not safe in a process with threads.
 
 **A start that does not return.** A program or working directory on a file system that does
 not answer (a hung NFS or FUSE mount) holds its start in the kernel, and the thread with it,
