@@ -243,3 +243,14 @@ def json_schema() -> dict[str, Any]:
         "description": "A scheduled task declared for crontask (crontask.dev/v1alpha1).",
         **{k: v for k, v in schema.items() if k not in {"title", "description"}},
     }
+
+
+def label_slip(value: str) -> str:
+    """What the message of a name that is no DNS-1123 label adds when a character of it shows
+    as one it is not (a Cyrillic a, U+0430, for a Latin one): the first printable character
+    outside ASCII, by code point and place, `` (U+0430 at character 9)``; else nothing (ASCII
+    shows as itself, and a message escapes a character that does not print: ``\\xa0``)."""
+    for place, char in enumerate(value, 1):
+        if not char.isascii() and char.isprintable():
+            return f" (U+{ord(char):04X} at character {place})"
+    return ""

@@ -23,6 +23,7 @@ from typing import Any, Final
 import yaml
 from pydantic import ValidationError
 
+from reconciler.core.model import label_slip
 from reconciler.core.runs import DNS1123_LABEL
 
 MAX_VALUES: Final = 10_000
@@ -187,11 +188,11 @@ def describe(exc: ValidationError, builder: Builder, source: str) -> str:
 
 def _message(error: Any) -> str:
     if error["type"] == "string_pattern_mismatch" and error["ctx"]["pattern"] == DNS1123_LABEL:
-        shown = str(error["input"])[:63]
+        value = str(error["input"])
         return (
-            f"{shown!r} is not a DNS-1123 label (lower-case letters, digits and '-', starting "
-            "and ending with a letter or digit), as every task's namespace is: it would match "
-            "no task"
+            f"{value[:63]!r}{label_slip(value)} is not a DNS-1123 label (lower-case letters, "
+            "digits and '-', starting and ending with a letter or digit), as every task's "
+            "namespace is: it would match no task"
         )
     return str(error["msg"]).removeprefix("Value error, ")
 

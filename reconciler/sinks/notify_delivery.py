@@ -59,7 +59,7 @@ from reconciler import httpclient, resolver
 from reconciler.aio import first_of
 from reconciler.sinks import notify_payload
 from reconciler.sinks.notify_config import Notifications, Receiver
-from reconciler.sinks.notify_failures import failure_fields, retry_after
+from reconciler.sinks.notify_failures import failure_fields, retry_after, status_hint
 from reconciler.sinks.notify_queue import Message as Message
 from reconciler.sinks.notify_queue import MessageQueue
 
@@ -211,9 +211,9 @@ class Delivery:
         level, fields = self._last_failure.pop(name)
         if count > 1:
             fields = {**fields, "failed": count}
-        # The client follows no redirect; the Location is never said: it may carry a token.
-        if isinstance(status := fields.get("status"), int) and 300 <= status < 400:
-            fields = {**fields, "hint": "redirects are not followed: update the receiver's URL"}
+        hint = status_hint(fields.get("status"))  # a redirect's, one outside 100-599
+        if hint is not None:
+            fields = {**fields, "hint": hint}
         log.log(level, "notification failed", extra={"fields": fields})
         self._failures[name] = 0
         self._failures_said[name] = now
@@ -384,7 +384,7 @@ class Delivery:
             if status is not None and 200 <= status < 300:
                 log.debug("notification sent", extra={"fields": {**fields, "status": status}})
                 return "sent"
-            retryable = status is None or status == 429 or status >= 500
+            retryable = status is None or status == 429 or 500 <= status < 600
             said = {**fields, "attempt": attempt, "status": status, "error": None, **wrong}
             delay = self.backoff * 2 ** (attempt - 1)
             if status in (429, 503):

@@ -4,7 +4,8 @@ and how long a receiver asks to be left alone.
 Pure reading of an exception chain and of a ``Retry-After`` header, with no state of a
 delivery: split from ``notify_delivery``, whose senders log :func:`failure_fields` (the
 ``tls`` or ``cause`` field of a failure's line) and wait what :func:`retry_after` says after
-a 429 or 503. None ever raises nor quotes the receiver's URL.
+a 429 or 503, and add the ``hint`` of :func:`status_hint` to a failure at a status. None ever
+raises nor quotes the receiver's URL.
 """
 
 from __future__ import annotations
@@ -20,6 +21,24 @@ from typing import Final
 # OpenSSL's codes whose message Python extends with the host or address it expected.
 _NAME_MISMATCH: Final = frozenset({62, 64})  # X509_V_ERR_HOSTNAME_MISMATCH, _IP_ADDRESS_
 _CAUSES_MOST: Final = 16  # links of a cause chain looked at (a chain may loop)
+# The statuses that move a resource (a client that follows redirects would): 300 offers
+# choices and 304 answers a conditional request, neither a new URL.
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+REDIRECT_HINT: Final = "redirects are not followed: update the receiver's URL"
+NO_HTTP_STATUS_HINT: Final = (
+    "not an HTTP status (100-599): the receiver's URL may lead to something that is no webhook"
+)
+
+
+def status_hint(status: object) -> str | None:
+    """What the failure line of an answer with ``status`` says to do, if anything: a
+    redirect is not followed (the client follows none; its ``Location`` is never said, as it
+    may carry a token), and a status outside 100-599 is none HTTP defines."""
+    if status in _REDIRECTS:
+        return REDIRECT_HINT
+    if isinstance(status, int) and not 100 <= status <= 599:
+        return NO_HTTP_STATUS_HINT
+    return None
 
 
 def tls_failure(err: BaseException) -> str | None:

@@ -58,7 +58,7 @@ from reconciler.sources.documentkeys import (
 from reconciler.sources.docwarnings import DocumentWarning, document_warning, log_warnings, placed
 from reconciler.sources.limits import FileBudget, Room, YamlLimits, excerpt
 from reconciler.sources.messages import MESSAGE, Problem, dotted, locator, message, more_in_file
-from reconciler.sources.yamlpositions import Positions
+from reconciler.sources.yamlpositions import Lines, Positions
 from reconciler.sources.yamlwalk import (
     MAP,
     SEQ,
@@ -146,7 +146,8 @@ def plain_text(text: str, limits: YamlLimits = DEFAULT_LIMITS) -> PlainText | No
     documents: list[tuple[Any, int, int]] = []
     warnings: list[tuple[int, int, str]] = []
     ignored = count = 0
-    loader = _Loader(document_boms(text))
+    text = document_boms(text)
+    lines, loader = Lines(text), _Loader(text)
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -161,7 +162,7 @@ def plain_text(text: str, limits: YamlLimits = DEFAULT_LIMITS) -> PlainText | No
             if _other_group(api_version, kind):
                 ignored += 1
                 budget.spend(1, 0)
-                warnings += document_warning(node, api_version, kind)
+                warnings += document_warning(node, api_version, kind, lines)
                 continue
             room = budget.room()
             data, used = plain_document(
@@ -178,10 +179,10 @@ def plain_text(text: str, limits: YamlLimits = DEFAULT_LIMITS) -> PlainText | No
                 return None
             if isinstance(data, dict) and _other_group(data.get("apiVersion"), data.get("kind")):
                 ignored += 1
-                warnings += document_warning(node, data.get("apiVersion"), data.get("kind"))
+                kind_of = data.get("apiVersion"), data.get("kind")
+                warnings += document_warning(node, *kind_of, lines)
                 continue
-            mark = node.start_mark
-            documents.append((data, mark.line + 1, mark.column + 1))
+            documents.append((data, *lines.place(node.start_mark)))
     except (NotPlain, Exceeded, yaml.YAMLError, RecursionError):
         return None
     finally:
@@ -213,8 +214,8 @@ def _parse_with_positions(
     def at(line: int, column: int) -> Location:
         return Location(source, path, line, column, revision)
 
-    found = _Found(limits.max_errors)
     text = document_boms(text)  # of its length, so the places of errors are those of the file
+    found = _Found(limits.max_errors, Lines(text))
     if len(text) > PRESCAN_LENGTH:
         problem = prescan(
             text,
@@ -225,7 +226,7 @@ def _parse_with_positions(
         )
         if problem is not None:
             mark, message = problem
-            found.error(at(mark.line + 1, mark.column + 1), message)
+            found.error(at(*found.lines.place(mark)), message)
             return ParsedText([], found.errors)
     budget = FileBudget(limits, len(text))
     documents = 0
@@ -237,27 +238,24 @@ def _parse_with_positions(
                 continue
             documents += 1
             if documents > limits.max_documents:
-                mark = node.start_mark
-                found.error(
-                    at(mark.line + 1, mark.column + 1), too_many_documents(limits.max_documents)
-                )
+                start = at(*found.lines.place(node.start_mark))
+                found.error(start, too_many_documents(limits.max_documents))
                 break
             spent = budget.spent()
             if spent is not None:
-                mark = node.start_mark
-                found.error(at(mark.line + 1, mark.column + 1), spent)
+                found.error(at(*found.lines.place(node.start_mark)), spent)
                 break
             budget.spend(*_document(node, at, budget.room(), limits, found))
     except yaml.MarkedYAMLError as err:
         where = err.problem_mark or err.context_mark
-        line, column = (where.line + 1, where.column + 1) if where else (1, 1)
+        line, column = found.lines.place(where) if where else (1, 1)
         reason = err.problem or err.context or "invalid YAML"
         hint = _tab_hint(text, where)
         # The task the broken document names (one moved and broken in one change is kept).
         key = key_before_error(text, where, _Loader, limits) if where else None
         found.error(at(line, column), f"YAML syntax error: {excerpt(reason, _MESSAGE)}{hint}", key)
     except yaml.reader.ReaderError as err:  # a control character, a lone surrogate
-        line, column = _line_column(text, err.position)
+        line, column = found.lines.of_index(err.position)
         character = err.character if isinstance(err.character, int) else ord(err.character)
         found.error(at(line, column), f"unacceptable character #x{character:04x}: {err.reason}")
     except yaml.YAMLError as err:
@@ -272,12 +270,13 @@ def _parse_with_positions(
 class _Found:
     """What a text yields: definitions, documents ignored, warnings, at most ``limit`` errors."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, lines: Lines) -> None:
         self.definitions: list[Definition] = []
         self.errors: list[DefinitionError] = []
         self.ignored = 0
         self.warnings: list[DocumentWarning] = []
         self.limit = limit
+        self.lines = lines  # of the text, to place what is found in it
         self.full = False  # the limit was reached: stop reading
 
     def error(self, where: Location, message: str, key: str | None = None) -> None:
@@ -292,7 +291,7 @@ class _Found:
     def ignore(self, node: yaml.Node, at: Any, api_version: Any, kind: Any) -> None:
         """A document of another group: counted, never built, and said if it is a CronJob."""
         self.ignored += 1
-        self.warnings += placed(document_warning(node, api_version, kind), at)
+        self.warnings += placed(document_warning(node, api_version, kind, self.lines), at)
 
 
 def _document(
@@ -302,8 +301,7 @@ def _document(
     text it held (its share of the file's budgets). ``room`` is what it may count and hold."""
     api_version, kind, run_together = _kind_of(node)
     if _lists_tasks(kind, _node_items(node)):
-        mark = node.start_mark
-        found.error(at(mark.line + 1, mark.column + 1), TASK_LIST)
+        found.error(at(*found.lines.place(node.start_mark)), TASK_LIST)
         return 1, 0  # never built, as an ignored document
     if not run_together and _other_group(api_version, kind):
         found.ignore(node, at, api_version, kind)  # never built: not ours to judge
@@ -319,22 +317,22 @@ def _document(
     except (NotPlain, Exceeded):
         try:
             used = measure(node, room=room, depth=depth, number_length=number_length)
-            positions = Positions(node)
+            positions = Positions(node, found.lines)
             data = yaml.constructor.SafeConstructor().construct_document(node)
         except NodeProblem as problem:
-            mark = problem.node.start_mark
-            found.error(at(mark.line + 1, mark.column + 1), problem.message, key_of_node(node))
+            where = at(*found.lines.place(problem.node.start_mark))
+            found.error(where, problem.message, key_of_node(node))
             return room.values, room.text
         except yaml.MarkedYAMLError as err:  # e.g. a merge key (<<) of something not a map
             where = err.problem_mark or err.context_mark or node.start_mark
             message = excerpt(err.problem or err.context or "invalid YAML", _MESSAGE)
-            found.error(at(where.line + 1, where.column + 1), message, key_of_node(node))
+            found.error(at(*found.lines.place(where)), message, key_of_node(node))
             return used
     if data is None:  # an empty document between two `---`
         return used
     if isinstance(data, dict) and _lists_tasks(data.get("kind"), _data_items(data)):
-        mark = node.start_mark  # its kind came from a merge key
-        found.error(at(mark.line + 1, mark.column + 1), TASK_LIST)
+        # Its kind came from a merge key.
+        found.error(at(*found.lines.place(node.start_mark)), TASK_LIST)
         return used
     if (
         not run_together
@@ -346,11 +344,12 @@ def _document(
     if positions is not None and positions.duplicates:
         _duplicates(node, data, positions, run_together, at, found)
         return used
-    root = at(node.start_mark.line + 1, node.start_mark.column + 1)
+    root = at(*found.lines.place(node.start_mark))
     try:
         task = CronTask.model_validate(data)
     except ValidationError as err:
-        _validation_errors(err, positions or Positions(node), at, key_of(data), found)
+        positions = positions or Positions(node, found.lines)
+        _validation_errors(err, positions, at, key_of(data), found)
         return used
     except Exception as err:  # a bug of crontask: see unexpected()
         error = unexpected(err, root, key_of(data))
@@ -423,11 +422,6 @@ def _tab_hint(text: str, mark: yaml.Mark | None) -> str:
         return ""
     index = mark.index + (1 if text.startswith("\ufeff") and _Loader is not yaml.SafeLoader else 0)
     return " (a tab: YAML indents with spaces)" if text[index : index + 1] == "\t" else ""
-
-
-def _line_column(text: str, position: int) -> tuple[int, int]:
-    line = text.count("\n", 0, position) + 1
-    return line, position - text.rfind("\n", 0, position)
 
 
 def _other_group(api_version: Any, kind: Any) -> bool:

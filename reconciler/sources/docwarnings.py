@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from reconciler.core.desired import Location
+from reconciler.sources.yamlpositions import Lines
 
 LOGGED_WARNINGS = 20  # of one file, at each version read
 CRONJOB = (
@@ -55,11 +56,11 @@ def pasted_cronjob(api_version: Any, kind: Any) -> bool:
     return kind == "CronJob" and group == "batch"
 
 
-def document_warning(node: yaml.Node, api_version: Any, kind: Any) -> list[Unplaced]:
+def document_warning(node: yaml.Node, api_version: Any, kind: Any, lines: Lines) -> list[Unplaced]:
     """The warning of a document of another group, at its start: a CronJob's, or none."""
     if not pasted_cronjob(api_version, kind):
         return []
-    return [(node.start_mark.line + 1, node.start_mark.column + 1, CRONJOB)]
+    return [(*lines.place(node.start_mark), CRONJOB)]
 
 
 def placed(

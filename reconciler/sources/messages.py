@@ -21,7 +21,7 @@ import annotated_types
 from pydantic import BaseModel, ValidationError
 
 from reconciler.core.jobspec import JobSpecError
-from reconciler.core.model import CronTask
+from reconciler.core.model import CronTask, label_slip
 from reconciler.core.runs import DNS1123_LABEL
 from reconciler.sources.limits import YamlLimits, excerpt
 
@@ -133,8 +133,9 @@ def message(item: Any) -> str:
     if kind == "missing":
         return "required field is missing"
     if kind == "string_pattern_mismatch" and context.get("pattern") == DNS1123_LABEL:
+        value = str(item["input"])
         return (
-            f"'{excerpt(str(item['input']))}' is not a DNS-1123 label (lower-case letters, "
+            f"'{excerpt(value)}'{label_slip(value)} is not a DNS-1123 label (lower-case letters, "
             "digits and '-', starting and ending with a letter or digit)"
         )
     if kind in _RANGE_ERRORS and (allowed := _range(loc)) is not None:

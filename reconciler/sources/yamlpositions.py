@@ -3,7 +3,9 @@ in the data (pydantic's path to a field) is reported at the line and column of t
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +14,10 @@ import yaml
 from reconciler.sources.yamlwalk import STR
 
 Path = tuple[str | int, ...]
+# Line breaks of YAML 1.1 (PyYAML's and libyaml's marks count them) that editors, grep and
+# GitHub do not break lines at: each would move every later place down a line.
+_YAML_ONLY_BREAKS = ("\x85", "\u2028", "\u2029")
+_BREAK = re.compile(r"\r\n?|\n")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -22,20 +28,53 @@ class Mark:
     quoted: bool = False  # quoted, single line, its text between the quotes the value itself
 
 
+class Lines:
+    """A text's lines as an editor numbers them (broken at ``\\n``, ``\\r\\n`` and ``\\r``
+    only), to turn the parser's marks into the line and column a user finds there. A text
+    without a break of YAML's own (nearly every one) keeps the parser's numbers, which then
+    agree; in another, the start of each line is found once, and a mark placed by its index."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._bom = text.startswith("\ufeff")  # the reader drops it: never a column
+        self._starts: list[int] | None = None  # found on first use
+        self._parser_agrees = not any(brk in text for brk in _YAML_ONLY_BREAKS)
+
+    def _line_starts(self) -> list[int]:
+        if self._starts is None:
+            self._starts = [0, *(found.end() for found in _BREAK.finditer(self._text))]
+        return self._starts
+
+    def place(self, mark: yaml.Mark) -> tuple[int, int]:
+        """The 1-based line and column of ``mark``."""
+        if self._parser_agrees:
+            return mark.line + 1, mark.column + 1
+        # PyYAML's index counts a leading byte order mark, libyaml's (no buffer) does not.
+        line, column = self.of_index(mark.index + (self._bom and mark.buffer is None))
+        return line, column - (self._bom and line == 1)
+
+    def of_index(self, index: int) -> tuple[int, int]:
+        """The 1-based line and column of the character at ``index`` of the text."""
+        starts = self._line_starts()
+        line = bisect.bisect_right(starts, index)
+        return line, index - starts[line - 1] + 1
+
+
 class Positions:
     """Where each key and value of one document starts."""
 
-    def __init__(self, root: yaml.Node) -> None:
+    def __init__(self, root: yaml.Node, lines: Lines) -> None:
+        self._lines = lines
         self.marks: dict[Path, Mark] = {}
         self.values: dict[Path, Mark] = {}
         self.duplicates: list[tuple[Path, Mark]] = []
         self._seen_duplicates: set[tuple[int, int]] = set()  # an alias repeats its mapping
         self._constructor = yaml.constructor.SafeConstructor()
-        self.root = mark_of(root)
+        self.root = mark_of(root, lines)
         self._walk(root, ())
 
     def _walk(self, node: yaml.Node, path: Path) -> None:
-        self.values[path] = mark_of(node)
+        self.values[path] = mark_of(node, self._lines)
         if isinstance(node, yaml.MappingNode):
             seen: set[Any] = set()
             for key_node, value_node in node.value:
@@ -44,17 +83,17 @@ class Positions:
                 # By type too: 1, 1.0 and true are equal in Python, not in YAML.
                 if (type(key), key) in seen:
                     # PyYAML keeps the last of two equal keys without a word; say so instead.
-                    mark = mark_of(key_node)
+                    mark = mark_of(key_node, self._lines)
                     if (mark.line, mark.column) not in self._seen_duplicates:
                         self._seen_duplicates.add((mark.line, mark.column))
                         self.duplicates.append((child, mark))
                 seen.add((type(key), key))
-                self.marks[child] = mark_of(key_node)
+                self.marks[child] = mark_of(key_node, self._lines)
                 self._walk(value_node, child)
         elif isinstance(node, yaml.SequenceNode):
             for index, item in enumerate(node.value):
                 child = (*path, index)
-                self.marks[child] = mark_of(item)
+                self.marks[child] = mark_of(item, self._lines)
                 self._walk(item, child)
 
     def _key(self, node: yaml.Node) -> Any:
@@ -91,14 +130,16 @@ def named(key: Any) -> str | int:
     return repr(key)
 
 
-def mark_of(node: yaml.Node) -> Mark:
+def mark_of(node: yaml.Node, lines: Lines) -> Mark:
+    """Where ``node`` starts, placed by ``lines`` (its text's)."""
     start, end = node.start_mark, node.end_mark
     style = getattr(node, "style", None)
     single_line = start.line == end.line
     scalar = isinstance(node, yaml.ScalarNode)
+    line, column = lines.place(start)
     return Mark(
-        line=start.line + 1,
-        column=start.column + 1,
+        line=line,
+        column=column,
         # A plain scalar's style is None from PyYAML's Python composer, "" from libyaml's.
         plain_scalar=scalar and not style and single_line,
         quoted=scalar and style in ("'", '"') and single_line and _verbatim(node),
