@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from reconciler.controller import replace_wait
+from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.handover import Handover
 from reconciler.core.runs import RunRecord, RunStatus, run_id
 from reconciler.runner import job_delete
@@ -23,6 +24,14 @@ from tests.jobs.test_job_runner import KEY, NAME, T0, job_task, until, wired
 from tests.jobs.twin import ApiError, FakeCluster
 
 T1, T2, T3 = (T0 + timedelta(minutes=n) for n in (1, 2, 3))
+
+
+@pytest.fixture(autouse=True)
+def quick_looks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The waiting run looks again every 10 ms, not every second (``LOOK_EVERY``): a test that
+    moves its clock past a deadline waits for that look, and a second of it under load (2
+    cores, other suites) came close to the 5 s the tests give a condition."""
+    monkeypatch.setattr(replace_wait, "LOOK_EVERY", 0.01)
 
 
 class Deletes(FakeCluster):
@@ -52,6 +61,14 @@ def deletes(cluster: FakeCluster) -> int:
 
 def stored(store: MemoryRunStore, at: datetime) -> RunRecord | None:
     return store.get(run_id(KEY, at))
+
+
+def waits(d: Dispatcher, at: datetime) -> bool:
+    """The run of ``at`` has begun its wait for the delete: its wait for the runs it replaced
+    is taken (``ReplaceWaits._run_attempt``: not counted against its starting deadline). A
+    clock moved before that counts as that wait, not the delete's (the test then waits to
+    ``WAIT_MAX``: it failed so under load, the run decided but not yet there)."""
+    return run_id(KEY, at) in d._replace_waited
 
 
 def ended(store: MemoryRunStore, at: datetime) -> bool:
@@ -168,7 +185,12 @@ def test_a_run_waiting_for_a_delete_is_replaced_by_the_next_slot() -> None:
     asyncio.run(main())
 
 
-def test_a_run_that_waited_for_a_delete_past_its_starting_deadline_is_skipped() -> None:
+def test_a_run_that_waited_for_a_delete_past_its_starting_deadline_is_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The delete goes through past the deadline: the run, woken by it (not by a look, which
+    would find the Job still there), is skipped, its wait counted."""
+    monkeypatch.setattr(replace_wait, "LOOK_EVERY", 60.0)  # woken by the retry's end alone
     store, cluster = MemoryRunStore(), Deletes(503)
     now = [T0]
     task = job_task(concurrencyPolicy="Replace", startingDeadlineSeconds=30)
@@ -180,6 +202,7 @@ def test_a_run_that_waited_for_a_delete_past_its_starting_deadline_is_skipped() 
         now[0] = T1
         d.fire(task, T1)
         await until(lambda: len(job_delete._DELETES) == 1)
+        await until(lambda: waits(d, T1))
         now[0] = T1 + timedelta(seconds=45)
         cluster.refused = False
         await until(lambda: ended(store, T1))
@@ -197,28 +220,40 @@ def test_a_run_that_waited_for_a_delete_past_its_starting_deadline_is_skipped() 
     asyncio.run(main())
 
 
-def test_a_run_waiting_for_a_delete_starts_within_a_second_of_the_jobs_end() -> None:
-    """The delete fails on (503) and its retry sleeps longer and longer (up to verify_seconds):
-    the Job ends on its own meanwhile, and the waiting run sees that at its next look (every
-    second), not when the retry next wakes."""
-    store, cluster = MemoryRunStore(), Deletes(503)
+class HangingRetry(Deletes):
+    """The first delete is refused ``503``; the retry's is never answered (it hangs)."""
+
+    def __init__(self) -> None:
+        super().__init__(503)
+        self.hang = asyncio.Event()  # never set
+
+    async def delete(self, namespace: str, name: str, uid: str | None) -> bool:
+        if deletes(self) == 0:
+            return await super().delete(namespace, name, uid)
+        self.calls.append(("delete", name))
+        await self.hang.wait()
+        return False
+
+
+def test_a_run_waiting_for_a_delete_starts_at_its_next_look_once_the_job_has_ended() -> None:
+    """The delete is tried again in the background and that try hangs: the Job ends on its own
+    meanwhile, and the waiting run sees that at its next look (``LOOK_EVERY``), not when the
+    retry ends (it never does here; else it may sleep up to verify_seconds first)."""
+    store, cluster = MemoryRunStore(), HangingRetry()
     now = [T0]
     task = job_task(concurrencyPolicy="Replace")
 
     async def main() -> None:
-        d, runner = wired(cluster, store, lambda: now[0], verify_seconds=30)
+        d, runner = wired(cluster, store, lambda: now[0])
         d.fire(task, T0)
         await until(lambda: NAME in cluster.jobs)
         now[0] = T1
         d.fire(task, T1)
-        # Tried at once, then 0.5 s, 1 s and 2 s apart: the next try is 4 s away.
-        await until(lambda: deletes(cluster) == 4, timeout=10)
-        loop = asyncio.get_running_loop()
-        ended_at = loop.time()
+        await until(lambda: deletes(cluster) == 2)  # the retry's delete: unanswered
         cluster.finish(NAME)
-        await until(lambda: [r.id for r in runner.running(KEY)] == [run_id(KEY, T1)], 3)
-        assert loop.time() - ended_at < 2.0  # one look (1 s), and the loop's own delays
-        assert job_delete._DELETES  # its retry still sleeps: the run did not wait for it
+        await until(lambda: [r.id for r in runner.running(KEY)] == [run_id(KEY, T1)])
+        assert job_delete._DELETES  # its retry still waits: the run did not wait for it
+        assert cluster.side_by_side == [NAME]  # the old one had ended: not running
         await d.shutdown(0)
 
     asyncio.run(main())
@@ -228,9 +263,9 @@ def test_a_run_waits_for_a_delete_that_does_not_go_through_for_so_long_and_is_sk
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A delete answered 500 for good (a webhook that is down): the run that waits for it is
-    skipped ``ReplaceBlocked`` after ``WAIT_MAX`` (60 s; 1.5 s here), its record naming the Job,
+    skipped ``ReplaceBlocked`` after ``WAIT_MAX`` (60 s; 0.3 s here), its record naming the Job,
     rather than waiting unrecorded until the Job ends or a later slot comes."""
-    monkeypatch.setattr(replace_wait, "WAIT_MAX", 1.5)
+    monkeypatch.setattr(replace_wait, "WAIT_MAX", 0.3)
     store, cluster = MemoryRunStore(), Deletes(500)
     now = [T0]
     task = job_task(concurrencyPolicy="Replace")
@@ -241,12 +276,12 @@ def test_a_run_waits_for_a_delete_that_does_not_go_through_for_so_long_and_is_sk
         await until(lambda: NAME in cluster.jobs)
         now[0] = T1
         d.fire(task, T1)
-        await until(lambda: ended(store, T1), timeout=5)
+        await until(lambda: ended(store, T1))
         skipped = stored(store, T1)
         assert skipped is not None
         assert (skipped.status, skipped.reason) == (RunStatus.SKIPPED, "ReplaceBlocked")
         assert f"still runs ({NAME})" in (skipped.message or "")
-        assert "did not go through in 1.5s" in (skipped.message or "")
+        assert "did not go through in 0.3s" in (skipped.message or "")
         assert list(cluster.jobs) == [NAME]
         assert len(job_delete._DELETES) == 1  # still tried in the background
         assert d.active(KEY) == []
@@ -301,8 +336,9 @@ def test_a_run_waiting_for_a_delete_is_skipped_at_its_starting_deadline_naming_t
         d.fire(task, T1)
         await until(lambda: len(job_delete._DELETES) == 1)
         assert not ended(store, T1)  # within its deadline: it waits
+        await until(lambda: waits(d, T1))
         now[0] = T1 + timedelta(seconds=4)
-        await until(lambda: ended(store, T1), timeout=5)
+        await until(lambda: ended(store, T1))
         late = stored(store, T1)
         assert late is not None
         assert (late.status, late.reason) == (RunStatus.SKIPPED, "MissedDeadline")
@@ -337,7 +373,7 @@ def test_the_skip_after_a_wait_for_a_delete_is_dated_when_it_is_decided(
         d.fire(task, T1)
         await until(lambda: len(job_delete._DELETES) == 1)
         now[0] = T1 + timedelta(seconds=60)
-        await until(lambda: ended(store, T1), timeout=5)
+        await until(lambda: ended(store, T1))
         skipped, replaced = stored(store, T1), stored(store, T0)
         assert skipped is not None
         assert replaced is not None
@@ -354,8 +390,8 @@ def test_a_run_asked_for_by_hand_waits_for_a_delete_past_the_starting_deadline(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """startingDeadlineSeconds does not hold for a run asked for by hand: it waits up to
-    ``WAIT_MAX`` (1.5 s here), then is skipped ``ReplaceBlocked``."""
-    monkeypatch.setattr(replace_wait, "WAIT_MAX", 1.5)
+    ``WAIT_MAX`` (0.3 s here), then is skipped ``ReplaceBlocked``."""
+    monkeypatch.setattr(replace_wait, "WAIT_MAX", 0.3)
     store, cluster = MemoryRunStore(), Deletes(500)
     now = [T0]
     task = job_task(concurrencyPolicy="Replace", startingDeadlineSeconds=3)
@@ -373,7 +409,7 @@ def test_a_run_asked_for_by_hand_waits_for_a_delete_past_the_starting_deadline(
         skipped = store.get(manual.id)
         assert skipped is not None
         assert (skipped.status, skipped.reason) == (RunStatus.SKIPPED, "ReplaceBlocked")
-        assert "did not go through in 1.5s" in (skipped.message or "")
+        assert "did not go through in 0.3s" in (skipped.message or "")
         await d.shutdown(0)
 
     asyncio.run(main())
@@ -394,8 +430,9 @@ def test_with_replicas_the_skip_at_the_starting_deadline_names_the_job() -> None
         now[0] = T1
         d.fire(task, T1)
         await until(lambda: len(job_delete._DELETES) == 1)
+        await until(lambda: waits(d, T1))
         now[0] = T1 + timedelta(seconds=4)
-        await until(lambda: ended(store, T1), timeout=5)
+        await until(lambda: ended(store, T1))
         late = stored(store, T1)
         assert late is not None
         assert (late.status, late.reason) == (RunStatus.SKIPPED, "MissedDeadline")
