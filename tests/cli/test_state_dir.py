@@ -85,13 +85,6 @@ def started_and_stopped(cwd: Path, *argv: str) -> list[str]:
     return lines
 
 
-def test_run_creates_a_private_state_directory(tmp_path: Path) -> None:
-    started_and_stopped(tmp_path, "--allow-empty")
-    state = tmp_path / ".crontask"  # the default
-    assert mode(state) == 0o700
-    assert mode(state / "runs.db") == 0o600
-
-
 def test_run_makes_a_state_directory_others_may_read_private(tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir(mode=0o755)
@@ -226,14 +219,19 @@ def test_a_state_directory_on_a_full_or_read_only_disk_is_one_line(
     refused(done, 1, "disk is full" if fault == "full" else "Read-only file system")
 
 
-def test_a_second_run_on_the_same_state_directory_is_refused(tmp_path: Path) -> None:
-    """Two would check out git revisions over each other's and delete the other's files."""
+def test_run_creates_a_private_state_directory_and_a_second_run_on_it_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Two would check out git revisions over each other's and delete the other's files. (One
+    test: the first run is the one that creates the state directory, with a user's usual
+    umask, so it shows that too, without a start of its own.)"""
     (tmp_path / "tasks").mkdir()
     first = subprocess.Popen(
         [sys.executable, "-m", "reconciler", "run", "tasks", "--listen", "off", "--allow-empty"],
         cwd=tmp_path,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: os.umask(0o022),
     )
     assert first.stderr is not None
     try:
@@ -246,5 +244,8 @@ def test_a_second_run_on_the_same_state_directory_is_refused(tmp_path: Path) -> 
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=30)
     assert first.returncode == 0
+    state = tmp_path / ".crontask"  # the default, which the first run created
+    assert mode(state) == 0o700
+    assert mode(state / "runs.db") == 0o600
     # Once the first has stopped, the state directory is free again.
     assert started_and_stopped(tmp_path, "--allow-empty")

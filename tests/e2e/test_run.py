@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -46,10 +46,45 @@ def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def test_runs_are_recorded(crontask: Callable[..., Crontask], tmp_path: Path) -> None:
-    app = crontask()
+PLANTED = "a-value-that-must-not-leak"
+# What crontask's own environment holds beyond the test's: one secret, one ordinary variable.
+CREDENTIALS = {"DATABASE_PASSWORD": PLANTED, "CLOUD_REGION": "eu-west-9"}
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Crontask]:
+    """One crontask with the default flags for the tests that only add and remove tasks of
+    their own (its start is most of such a test's time: 2 s, 8 s on a loaded machine)."""
+    workdir = tmp_path_factory.mktemp("shared")
+    (workdir / "tasks").mkdir()
+    # Never emptied by a test's cleanup: the folder's guard would keep the last file's tasks.
+    (workdir / "tasks" / "keep.yaml").write_text(task("keep", ["true"], "0 0 1 1 *"))
+    app = Crontask(workdir, workdir / "tasks", [], env=CREDENTIALS)
+    try:
+        yield app.start()
+    finally:
+        app.stop()
+
+
+@pytest.fixture
+def shared(running: Crontask) -> Iterator[Crontask]:
+    """The module's crontask, ``wait_log()`` reading from this test's start; the task files the
+    test wrote (each test names its tasks and output files its own way) are removed after it,
+    and their removal waited for, so that nothing of one test runs into the next."""
+    app = running
+    app.log_offset = app.log_path.stat().st_size
+    yield app
+    written = [file for file in app.tasks.iterdir() if file.name != "keep.yaml"]
+    for file in written:
+        file.unlink()
+    for file in written:
+        app.wait_log(f'msg="task removed" task=default/{file.stem} ')
+
+
+def test_runs_are_recorded(shared: Crontask) -> None:
+    app = shared
     (app.tasks / "tick.yaml").write_text(task("tick", append("tick.txt")))
-    out = tmp_path / "tick.txt"
+    out = app.workdir / "tick.txt"
     wait_for("two runs of tick", lambda: len(lines(out)) >= 2)
     runs = wait_for(
         "two finished records",
@@ -86,19 +121,20 @@ def test_edit_changes_what_runs(crontask: Callable[..., Crontask], tmp_path: Pat
     assert len(lines(tmp_path / "before.txt")) == settled
 
 
-def test_delete_stops_the_task(crontask: Callable[..., Crontask], tmp_path: Path) -> None:
-    app = crontask()
+def test_delete_stops_the_task(shared: Crontask) -> None:
+    app = shared
+    out = app.workdir
     (app.tasks / "clock.yaml").write_text(task("clock", append("clock.txt")))
     doomed = app.tasks / "doomed.yaml"
     doomed.write_text(task("doomed", append("doomed.txt")))
-    wait_for("doomed running", lambda: lines(tmp_path / "doomed.txt"))
+    wait_for("doomed running", lambda: lines(out / "doomed.txt"))
     doomed.unlink()
-    app.wait_log("task removed")
-    count = len(lines(tmp_path / "doomed.txt"))
+    app.wait_log('msg="task removed" task=default/doomed ')
+    count = len(lines(out / "doomed.txt"))
     # The other task is the clock: three more of its runs and no more of doomed's.
-    ticks = len(lines(tmp_path / "clock.txt"))
-    wait_for("three clock ticks", lambda: len(lines(tmp_path / "clock.txt")) >= ticks + 3)
-    assert len(lines(tmp_path / "doomed.txt")) <= count + 1  # one may have been in flight
+    ticks = len(lines(out / "clock.txt"))
+    wait_for("three clock ticks", lambda: len(lines(out / "clock.txt")) >= ticks + 3)
+    assert len(lines(out / "doomed.txt")) <= count + 1  # one may have been in flight
 
 
 @pytest.mark.slow
@@ -139,10 +175,8 @@ def test_empty_folder_removes_nothing_without_allow_empty(
     wait_for("still running", lambda: len(lines(tmp_path / "only.txt")) >= before + 2)
 
 
-def test_timeout_kills_the_whole_process_group(
-    crontask: Callable[..., Crontask], tmp_path: Path
-) -> None:
-    app = crontask()
+def test_timeout_kills_the_whole_process_group(shared: Crontask) -> None:
+    app = shared
     script = 'sleep 300 & echo $! > "grandchild-$CRONTASK_RUN_ID.pid"; wait'
     # Forbid (the default) keeps it to one run at a time while each one times out.
     (app.tasks / "slow.yaml").write_text(
@@ -156,7 +190,7 @@ def test_timeout_kills_the_whole_process_group(
     )
     assert record is not None
     assert "timed out" in (record.message or "")
-    pid = int((tmp_path / f"grandchild-{record.id}.pid").read_text())
+    pid = int((app.workdir / f"grandchild-{record.id}.pid").read_text())
     wait_for("the grandchild to be gone", lambda: not _alive(pid), timeout=5)
 
 
@@ -218,15 +252,15 @@ def _alive(pid: int) -> bool:
 )
 def test_a_command_gets_crontasks_credentials_only_when_asked(
     crontask: Callable[..., Crontask],
-    tmp_path: Path,
+    request: pytest.FixtureRequest,
     flags: tuple[str, ...],
     sees_secret: bool,
     sees_region: bool,
 ) -> None:
-    planted = "a-value-that-must-not-leak"
-    app = crontask(*flags, env={"DATABASE_PASSWORD": planted, "CLOUD_REGION": "eu-west-9"})
+    # The default flags are the shared crontask's (started with the same environment).
+    app = crontask(*flags, env=CREDENTIALS) if flags else request.getfixturevalue("shared")
     (app.tasks / "env.yaml").write_text(task("env", ["sh", "-c", "env > env.txt"]))
-    out = tmp_path / "env.txt"
+    out = app.workdir / "env.txt"
     seen = wait_for("a run's environment", lambda: _environment_in(out))
     assert ("DATABASE_PASSWORD" in seen) is sees_secret
     assert (seen.get("CLOUD_REGION") == "eu-west-9") is sees_region
@@ -234,7 +268,7 @@ def test_a_command_gets_crontasks_credentials_only_when_asked(
     assert seen["PATH"] == os.environ["PATH"]
     assert seen["CRONTASK_NAME"] == "env"
     # The start-up line names what every command gets, and never a value.
-    assert planted not in app.log()
+    assert PLANTED not in app.log()
     # A name crontask does not have is said at start-up, not silently dropped.
     assert "NOT_SET_ANYWHERE" not in seen
     warned = "does not have" in app.log() and "names=NOT_SET_ANYWHERE" in app.log()
