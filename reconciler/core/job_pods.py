@@ -22,11 +22,17 @@ that failed on its own would tell of an exit code the deadline did not cause).
 
 The exit code and log tail are those of the Job's main container (``core.jobs.main_container``:
 the template's :data:`DEFAULT_CONTAINER` annotation, else its first container), unless the Job
-failed and its main container did not fail in that pod (it exited 0, or never ran: an init
-container failed before it): then they are the first failed container's, init containers first
-as they run (sidecars aside: they were stopped as the pod ended, not what failed). A pod of two
-containers, one that exited 0 and one that exited 6, would otherwise tell of a failed run with
-exit code 0 and the log of the container that succeeded. ``crontask validate`` warns of an
+failed and its main container did not fail in that pod: it exited 0, or never ran while an
+init container failed (:func:`story_container`). A container failed if it exited other than
+0, now or before a restart (``lastState``: ``restartPolicy: OnFailure``, ``CrashLoopBackOff``);
+a main container still running, or killed (137), is kept. Otherwise they are the failed
+container's that finished first: init containers before the others, as they run; among the
+others the first by ``finishedAt`` (the kubelet lists them by name, not by when they ended:
+one that failed first is what the rest stopped for). Sidecars are aside: they were stopped as
+the pod ended, not what failed. A Job past its deadline keeps its main container unless that
+exited 0: the deadline is what it ran out of. A pod of two containers, one that exited 0 and
+one that exited 6, would otherwise tell of a failed run with exit code 0 and the log of the
+container that succeeded. ``crontask validate`` warns of an
 annotation that names none of the template's containers (:func:`default_container_warning`):
 the cluster takes it, and crontask, as ``kubectl logs``, then keeps the first container's log.
 
@@ -116,25 +122,57 @@ def _finished_at(status: Mapping[str, Any]) -> datetime:
     return max(ends)
 
 
-def story_container(pod: Pod | None, outcome: str | None, main: str | None) -> str | None:
+def story_container(
+    pod: Pod | None, outcome: str | None, main: str, reason: str | None = None
+) -> str:
     """The container of ``pod`` (:func:`story_pod`'s, for a Job whose decided outcome is
-    ``outcome``) whose exit code and log tell the story: ``main``, the Job's main container,
-    unless the Job failed and ``main`` did not fail in ``pod``; then the first container that
-    exited other than 0, init containers first, sidecars aside (the module docstring)."""
-    if outcome != "Failed" or pod is None or main is None:
+    ``outcome`` for ``reason``) whose exit code and log tell the story: ``main``, the Job's
+    main container, unless the Job failed and ``main`` exited 0 in ``pod``, or never ran while
+    an init container failed (and the deadline is not what failed it); then the failed
+    container that finished first, init containers first (the module docstring)."""
+    if outcome != "Failed" or pod is None:
         return main
-    sidecars = _sidecars(pod)
-    failed = [
-        str(item.get("name"))
-        for item in _container_statuses(_field(pod, "status"))
-        if item.get("name") not in sidecars and _exit_code(item) not in (None, 0)
-    ]
-    return main if main in failed or not failed else failed[0]
+    status, sidecars = _field(pod, "status"), _sidecars(pod)
+    inits = [i for i in _items(status, "initContainerStatuses") if i.get("name") not in sidecars]
+    others = _items(status, "containerStatuses")
+    mine = next((item for item in others if item.get("name") == main), {})
+    ended = exit_code(_field(_field(mine, "state"), "terminated"))
+    never_ran = not _ran(mine) and any(_failed(item) for item in inits)
+    if ended != 0 and (reason == DEADLINE_EXCEEDED or not never_ran):
+        return main  # it failed (or runs, or ran out of time): its own story
+    # Not the main container (exited 0 at last, it may have failed before a restart).
+    regular = sorted((i for i in others if i is not mine and _failed(i)), key=_failed_at)
+    failed = [str(item.get("name")) for item in [*filter(_failed, inits), *regular]]
+    return failed[0] if failed else main
 
 
-def _exit_code(item: Mapping[str, Any]) -> int | None:
-    code = _field(_field(item, "state"), "terminated").get("exitCode")
+def exit_code(terminated: Mapping[str, Any]) -> int | None:
+    """The ``exitCode`` of a container's ``terminated`` state; None if it has none, or not a
+    number (a JSON ``true`` is none, though Python counts a bool as an int)."""
+    code = terminated.get("exitCode")
     return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
+def _ended(item: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The ``terminated`` states of a container status: now, and before its last restart."""
+    found = [_field(_field(item, field), "terminated") for field in ("state", "lastState")]
+    return [ended for ended in found if ended]
+
+
+def _failed(item: Mapping[str, Any]) -> bool:
+    """Whether the container exited other than 0, now or before its last restart."""
+    return any(exit_code(ended) not in (None, 0) for ended in _ended(item))
+
+
+def _ran(item: Mapping[str, Any]) -> bool:
+    """Whether the container has run: it runs, or has terminated (now or before)."""
+    return bool(_ended(item)) or bool(_field(_field(item, "state"), "running"))
+
+
+def _failed_at(item: Mapping[str, Any]) -> datetime:
+    """When the container first failed, as its status tells (a time not given: after any)."""
+    ends = [parse_time(e.get("finishedAt")) for e in _ended(item) if exit_code(e) not in (None, 0)]
+    return min((end for end in ends if end is not None), default=datetime.max.replace(tzinfo=UTC))
 
 
 def default_container_warning(definition: Definition) -> str | None:

@@ -45,7 +45,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from reconciler.core.desired import Definition, SourceKind
-from reconciler.core.job_pods import DEFAULT_CONTAINER, story_container
+from reconciler.core.job_pods import DEFAULT_CONTAINER, exit_code, story_container
 from reconciler.core.jobspec import LABEL_VALUE
 from reconciler.core.model import API_GROUP
 from reconciler.core.runs import (
@@ -398,17 +398,13 @@ def containers_of(pod: Mapping[str, Any]) -> tuple[ContainerResult, ...]:
         state = _mapping(item.get("state"))
         if "terminated" in state:
             ended = _mapping(state["terminated"])
-            code = ended.get("exitCode")
             results.append(
-                ContainerResult(
-                    str(item.get("name")),
-                    code if isinstance(code, int) else None,
-                    _text(ended.get("reason")),
-                )
+                ContainerResult(str(item.get("name")), exit_code(ended), _text(ended.get("reason")))
             )
-        elif "waiting" in state:
+        elif "waiting" in state:  # to restart (CrashLoopBackOff): the exit code it had
             reason = _text(_mapping(state["waiting"]).get("reason"))
-            results.append(ContainerResult(str(item.get("name")), None, reason))
+            code = exit_code(_mapping(_mapping(item.get("lastState")).get("terminated")))
+            results.append(ContainerResult(str(item.get("name")), code, reason))
         else:
             results.append(ContainerResult(str(item.get("name")), None, "Running"))
     return tuple(results)
@@ -473,7 +469,8 @@ def outcome_of(
     )
     details = with_pod(details, pod, log_error)
     containers = details.containers
-    told = story_container(pod, kind, main)  # main, or the first that failed if it did not
+    # main, or the container that failed first if it did not (``job_pods.story_container``)
+    told = main if main is None else story_container(pod, kind, main, reason)
     first = next((c for c in containers if c.name == told), None)
     exit_code = first.exit_code if first is not None else None
     job_words = f"Job {details.name}"

@@ -67,7 +67,6 @@ outcome, a stop's, the backstop's) is ``runner.job_end``'s.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
@@ -139,6 +138,11 @@ class JobCluster(PodReads, Protocol):
         between a look at the cache and the wait is not missed; cancel it to stop waiting."""
         ...
 
+    def when_answered(self) -> asyncio.Future[None]:
+        """Set at the API server's next answer to any request, or change the watch sees
+        (``sources.answers``), counting from this call; cancel it to stop waiting."""
+        ...
+
     async def create(self, body: Job) -> tuple[Job, bool]: ...
 
     async def get(self, namespace: str, name: str) -> Job | None: ...
@@ -203,10 +207,26 @@ class JobRun:
         """The Job's uid, once it is known (created, found, or as the record held it)."""
         return self._uid
 
-    async def pause(self, seconds: float) -> bool:
-        """Wait ``seconds``, or less if the attempt is stopped; whether it is stopped."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopped.wait(), seconds)
+    async def pause(
+        self, seconds: float, wake: asyncio.Future[None] | None = None, spread: float = 0.0
+    ) -> bool:
+        """Wait ``seconds``, or less if the attempt is stopped, or if ``wake`` is set first:
+        then ``spread`` seconds more (within ``seconds``: the runs it woke do not all ask at
+        once). Whether it is stopped. ``wake`` is cancelled when it returns."""
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + seconds
+        stopped = asyncio.ensure_future(self._stopped.wait())
+        try:
+            waits: set[asyncio.Future[Any]] = {stopped} if wake is None else {stopped, wake}
+            done, _ = await asyncio.wait(
+                waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+            if wake in done and stopped not in done:
+                await asyncio.wait({stopped}, timeout=max(0.0, min(spread, ends - loop.time())))
+        finally:
+            stopped.cancel()
+            if wake is not None:
+                wake.cancel()
         return self._reason is not None
 
     async def run(self) -> Outcome:

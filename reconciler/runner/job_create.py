@@ -6,14 +6,12 @@ made when the API server did not say.
 - A create that went *unanswered* (no answer, a 5xx, a 429) may have been written all the same
   (a timeout after the write). It is tried again (the name makes that safe: a second create of
   it is refused) a few times. Once one went unanswered, nothing is concluded before the name
-  is read (the watch cache, else a GET asked again until the API server answers, at most
-  :data:`UNANSWERED_READ_EVERY` apart: the run holds its slot meanwhile, ``Forbid`` skipping
-  the slots that come, so an API server back from an outage is asked again at once, not after
-  a pause grown to ``verify_seconds``): this attempt's Job there is followed as if the create
-  had answered; no Job of this attempt there fails it (``JobCreateFailed``: its create went
-  unanswered, and no Job of that name was there once the API server answered). Failing it
-  without that answer would have its retry make a second Job of the slot (``<name>-2``)
-  while the first runs, and record a failure for work that may succeed.
+  is read (the watch cache, else a GET asked again until the API server answers:
+  :func:`read_job`): this attempt's Job there is followed as if the create had answered; no
+  Job of this attempt there fails it (``JobCreateFailed``: its create went unanswered, and no
+  Job of that name was there once the API server answered). Failing it without that answer
+  would have its retry make a second Job of the slot (``<name>-2``) while the first runs, and
+  record a failure for work that may succeed.
 - A stop (``Replace``, shutdown) while creating: if a create may have been written, the name
   is read first (one GET: a stopped attempt does not wait). This attempt's Job there is
   returned, and the attempt stops it as any other (``Replace`` deletes it, shutdown detaches
@@ -34,6 +32,7 @@ import asyncio
 import dataclasses
 import enum
 import logging
+import random
 from typing import TYPE_CHECKING, Any, Final
 
 from reconciler.core.runs import RunStatus
@@ -53,10 +52,9 @@ NAME_TAKEN: Final = "JobNameTaken"
 _FINDING: set[asyncio.Task[None]] = set()
 # Answers to a read that asking again does not change: no right to read the Job.
 _READ_REFUSED: Final = frozenset({401, 403})
-# The longest pause between two reads of the name of a Job whose create went unanswered, in
-# seconds (the module docstring). Not one: a GET, unlike ``controller.replace_wait``'s look at
-# the watch cache, and every run of a slot may be asking an API server under load.
-UNANSWERED_READ_EVERY: Final = 2.0
+# The reads of a Job woken by the API server's answer to another request are spread over this
+# many seconds (``read_job``): the runs of a whole outage do not all ask at the same moment.
+ANSWERED_SPREAD: Final = 1.0
 
 
 class Unknown(enum.Enum):
@@ -65,24 +63,43 @@ class Unknown(enum.Enum):
     UNKNOWN = "unknown"
 
 
-async def read_job(run: JobRun, most: float | None = None) -> Job | Unknown | None:
+async def read_job(run: JobRun) -> Job | Unknown | None:
     """The Job as the API server has it now (None: not found). An API server that does not
-    answer is asked again, with a pause that grows to ``most`` (None: ``verify_seconds``),
-    until it does or the attempt is stopped (then :attr:`Unknown.UNKNOWN`): the Job may well
-    be there, and nothing is concluded without it. Stopped before, it is asked once."""
-    where, delay = run.where, 0.5
-    most = run.runner.verify_seconds if most is None else most
+    answer is asked again until it does or the attempt is stopped (then
+    :attr:`Unknown.UNKNOWN`): the Job may well be there, and nothing is concluded without it.
+    Stopped before, it is asked once.
+
+    The pause between two reads grows to ``verify_seconds``, each a random part (half to
+    whole) of it, so that the runs an outage caught together do not ask together: during an
+    outage, N runs ask about N / ``verify_seconds`` times a second in all. A read that went
+    unanswered is woken early by the API server's next answer to any request through the
+    cluster (another run's, the watch's: ``JobCluster.when_answered``), then sent within
+    :data:`ANSWERED_SPREAD`: the API server is back, and a run that holds its slot (``Forbid``
+    skipping the slots that come) learns its fate within a second or so, not at the end of a
+    pause of up to ``verify_seconds``. A read that failed although it was woken (an API
+    server that answers some requests, not this one) waits its whole next pause. A failure
+    is logged once, and again when the error changes, not at every read."""
+    cluster, where, delay = run.runner.cluster, run.where, 0.5
+    said: str | None = None  # the error logged last
+    woken = False
     while True:
         try:
-            return await run.runner.cluster.get(where.namespace, where.name)
+            return await cluster.get(where.namespace, where.name)
         except Exception as err:
+            error = err
+        if str(error) != said:
+            said = str(error)
             log.warning(
-                "cannot read a Job; trying again",
-                extra={"fields": {"job": where.name, "error": str(err)}},
+                "cannot read a Job; trying again (said again if the error changes)",
+                extra={"fields": {"job": where.name, "error": said}},
             )
-        if await run.pause(delay):
+        # Taken at once (no await since the read): an answer from now on is not missed.
+        wake = cluster.when_answered() if _unanswered(error) and not woken else None
+        spread = random.uniform(0.0, ANSWERED_SPREAD)  # noqa: S311 - not a secret
+        if await run.pause(delay * random.uniform(0.5, 1.0), wake, spread):  # noqa: S311
             return Unknown.UNKNOWN
-        delay = min(delay * 2, most)
+        woken = wake is not None and wake.done() and not wake.cancelled()
+        delay = min(delay * 2, run.runner.verify_seconds)
 
 
 def _unanswered(err: Exception) -> bool:
@@ -139,7 +156,7 @@ def _taken_or_ours(run: JobRun, job: Job, created: bool) -> Job | Outcome:
 async def _resolve(run: JobRun, err: Exception | None) -> Job | Outcome:
     """A create may have been written: the attempt's name says whether it was."""
     where = run.where
-    job = await read_job(run, most=UNANSWERED_READ_EVERY)
+    job = await read_job(run)
     if isinstance(job, Unknown):  # stopped unanswered: the watch may have seen it still
         job = run.runner.cluster.cached(where.namespace, where.name)
         if job is None or not run.ours(job):

@@ -2,9 +2,9 @@
 
 Before anything can clean the Job up, its evidence is kept (:func:`evidence`): the pod that tells
 the story (``core.job_pods``), each container's exit code and reason, and the last
-``output_limit`` bytes of the main container's log (of the first failed container's, if the Job
-failed and the main one did not: ``core.job_pods.story_container``), or why it could not be
-read. Then the outcome:
+``output_limit`` bytes of the main container's log (of the failed container's that finished
+first, if the Job failed and the main one did not: ``core.job_pods.story_container``), or why it
+could not be read. Then the outcome:
 
 - the Job's own (:func:`conclude`), which says when the Job ended (:class:`JobEnd`);
 - a stop's (:func:`stopping`): at shutdown the attempt detaches (the Job runs on, the record
@@ -335,10 +335,10 @@ async def _evidence(
     if main is None:
         return "", pod, "the Job's pod template names no container"
     name = str((pod.get("metadata") or {}).get("name"))
-    ended = decided(told)
-    container = story_container(pod, None if ended is None else ended[0], main)
+    kind, reason, _ = decided(told) or (None, None, None)
+    container = story_container(pod, kind, main, reason)
     try:
-        output = await cluster.log_tail(namespace, name, container or main, run.runner.output_limit)
+        output = await cluster.log_tail(namespace, name, container, run.runner.output_limit)
     except Exception as err:
         return "", pod, str(err)
     return output, pod, None

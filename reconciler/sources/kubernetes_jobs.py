@@ -36,8 +36,9 @@ Contract:
   stops a pod that merely carries the label, not one made to pose as the Job's.) A Job with
   ``manualSelector: true`` has pods without that label: its template's run-id label it is.
 - API calls (:meth:`create`, :meth:`get`, :meth:`delete`, :meth:`pods`, :meth:`log_tail`) run
-  in a small thread pool of their own and never block the loop. They raise :class:`JobApiError`
-  (with a one-line message) for what the API server refused or could not be reached for;
+  in a small thread pool of their own and never block the loop; each answer, and each change
+  the watch sees, sets :meth:`when_answered` (``sources.answers``). They raise
+  :class:`JobApiError` (a one-line message) for what the API server refused or did not answer;
   ``create`` answers an existing Job of the same name instead of raising on ``409``, ``get``
   answers None on ``404``, ``delete`` deletes with ``propagationPolicy: Background`` (the
   default orphans a Job's pods) and the Job's uid as a precondition (never a Job of the same
@@ -65,6 +66,7 @@ from kubernetes.client.exceptions import ApiException
 
 from reconciler.core.jobs import RUN_LABEL, decided, finished, is_deleting, run_in, run_of
 from reconciler.sources import pod_logs
+from reconciler.sources.answers import Answers
 from reconciler.sources.end_reads import JobApiError, StopReads, describe
 from reconciler.sources.kubernetes import one_shot
 from reconciler.sources.kubernetes_watch import Informer, object_key, stop_all
@@ -84,7 +86,7 @@ MAX_NAMESPACES = 64  # namespaces with a watch of their own (not with one cluste
 ENDED_KEPT = 1024  # the last terminal states of Jobs, for runs whose Job is gone at once
 
 
-class JobWatch:
+class JobWatch(Answers):
     def __init__(
         self,
         api: Any,
@@ -266,6 +268,7 @@ class JobWatch:
                 loop.call_soon_threadsafe(self._changed, keys)
 
     def _changed(self, keys: set[str]) -> None:
+        self.api_answered()  # a list or an event: the API server answers
         tasks: set[str] = set()
         jobs = self._snapshot(keys)
         for key in keys:
@@ -377,8 +380,8 @@ class JobWatch:
     # -- API calls, in threads -----------------------------------------------------------------
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        call = functools.partial(fn, *args, **kwargs)
+        return await self.heard_from(asyncio.get_running_loop().run_in_executor(self._pool, call))
 
     async def _request(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn`` with the raw response, read whole in the thread: the JSON it answered. (An

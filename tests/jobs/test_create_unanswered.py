@@ -8,6 +8,7 @@ says failed for work that succeeded. Only a create refused outright (a 4xx other
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,6 @@ from reconciler.controller.dispatch import Dispatcher
 from reconciler.core.runs import RunStatus
 from reconciler.runner.base import Actions
 from reconciler.runner.job import JobCluster, JobRunner
-from reconciler.runner.job_create import UNANSWERED_READ_EVERY
 from reconciler.sources.kubernetes_jobs import JobApiError, JobWatch
 from reconciler.store import MemoryRunStore
 from tests.jobs.test_job_runner import KEY, NAME, T0, job_task, record, until
@@ -119,35 +119,133 @@ def test_a_name_read_empty_after_unanswered_creates_fails_the_attempt_for_a_retr
     asyncio.run(main())
 
 
-def test_after_an_outage_the_name_is_read_again_soon(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An API outage: each create and the reads of the name that follow get a 503. The read
-    is asked again at most ``UNANSWERED_READ_EVERY`` apart, not after a pause grown to
-    ``verify_seconds`` (30 s after the API server was back, the run held its slot and
-    ``Forbid`` skipped the slots that came); the attempt then fails saying what happened."""
+def test_during_an_outage_the_reads_of_the_name_grow_apart_and_are_said_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An API outage: each create and the reads of the name that follow go unanswered. The
+    reads are asked a pause apart that grows to ``verify_seconds``, each a random part of it
+    (the runs an outage caught together do not ask together), each pause woken by the API
+    server's next answer; the failure is logged once, not at every read. (Reading every 2 s,
+    1 000 runs asked a recovering API server 500 times a second.)"""
     unavailable = ApiError("cannot create Job: HTTP 503 Service Unavailable", 503)
 
     async def main() -> None:
         cluster = FakeCluster()
         cluster.create_errors = [unavailable] * 3
-        cluster.get_errors = 8
+        cluster.get_errors = 12
         runner = JobRunner(cluster, namespace="default", verify_seconds=30.0, create_attempts=3)
         attempt = runner.attempt(job_task(), record())
-        pauses: list[float] = []
+        pauses: list[tuple[float, bool]] = []
 
-        async def pause(seconds: float) -> bool:  # no time passes: the pauses are the point
-            pauses.append(seconds)
+        async def pause(
+            seconds: float, wake: asyncio.Future[None] | None = None, spread: float = 0.0
+        ) -> bool:  # no time passes, and nothing answers: the pauses are the point
+            pauses.append((seconds, wake is not None))
+            if wake is not None:
+                wake.cancel()
             return False
 
         monkeypatch.setattr(attempt, "pause", pause)
         outcome = await attempt.run()
-        assert cluster.calls.count(("get", NAME)) == 9  # asked until it answered
-        assert len(pauses) == 2 + 8  # between the creates, then between the reads
-        assert max(pauses) <= UNANSWERED_READ_EVERY
+        assert cluster.calls.count(("get", NAME)) == 13  # asked until it answered
+        reads = pauses[2:]  # after the pauses between the creates
+        assert len(reads) == 12
+        assert all(woken for _, woken in reads)
+        grown = [min(0.5 * 2**k, 30.0) for k in range(12)]
+        assert all(
+            top / 2 <= seconds <= top for (seconds, _), top in zip(reads, grown, strict=True)
+        )
+        assert len({seconds for seconds, _ in reads}) == 12  # spread, not in lockstep
         assert (outcome.status, outcome.reason) == (RunStatus.FAILED, "JobCreateFailed")
         assert outcome.message == (
             f"Job {NAME}: its create went unanswered, and no Job of that name was there when "
             f"the API server answered (the last create: {unavailable})"
         )
+
+    with caplog.at_level(logging.WARNING, logger="crontask.runner"):
+        asyncio.run(main())
+    said = [r for r in caplog.records if r.getMessage().startswith("cannot read a Job")]
+    assert len(said) == 1
+
+
+def test_one_answer_wakes_the_reads_of_an_outage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three runs whose creates and reads went unanswered wait, each in a pause grown long;
+    the API server is back, and one request it answers (any, through the cluster) wakes
+    them: each reads its name once more, at once, and ends."""
+    unavailable = ApiError("cannot create Job: HTTP 503 Service Unavailable", 503)
+
+    async def main() -> None:
+        cluster = FakeCluster()
+        cluster.create_errors = [unavailable] * 3
+        cluster.get_errors = 1000
+        runner = JobRunner(cluster, namespace="default", verify_seconds=30.0, create_attempts=1)
+        waiting: list[float] = []
+
+        async def pause(
+            seconds: float, wake: asyncio.Future[None] | None = None, spread: float = 0.0
+        ) -> bool:  # a short pause passes at once; a long one lasts until woken
+            if wake is None or seconds < 4:
+                return False
+            waiting.append(seconds)
+            await wake
+            return False
+
+        attempts = [runner.attempt(job_task(), record(attempt=n)) for n in (1, 2, 3)]
+        for attempt in attempts:
+            monkeypatch.setattr(attempt, "pause", pause)
+        runs = [asyncio.ensure_future(attempt.run()) for attempt in attempts]
+        await until(lambda: len(waiting) == 3)
+        reads = {a.where.name: cluster.calls.count(("get", a.where.name)) for a in attempts}
+        cluster.get_errors = 0
+        assert await cluster.get("default", "another") is None  # answered: the API is back
+        outcomes = await asyncio.wait_for(asyncio.gather(*runs), 5)
+        assert {o.reason for o in outcomes} == {"JobCreateFailed"}
+        after = {a.where.name: cluster.calls.count(("get", a.where.name)) for a in attempts}
+        assert after == {name: count + 1 for name, count in reads.items()}
+        assert len(waiting) == 3  # each woken from its first long pause
+
+    asyncio.run(main())
+
+
+def test_a_pause_woken_ends_after_its_spread_and_a_stop_ends_it() -> None:
+    async def main() -> None:
+        runner = JobRunner(FakeCluster(), namespace="default")
+        attempt = runner.attempt(job_task(), record())
+        wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        paused = asyncio.ensure_future(attempt.pause(3600, wake, spread=0.0))
+        await asyncio.sleep(0)
+        assert not paused.done()
+        wake.set_result(None)
+        assert await asyncio.wait_for(paused, 5) is False  # woken: not stopped
+        wake = asyncio.get_running_loop().create_future()
+        paused = asyncio.ensure_future(attempt.pause(3600, wake, spread=3600))
+        wake.set_result(None)
+        await asyncio.sleep(0)
+        attempt.stop("Replaced")  # within the spread: a stop ends it too
+        assert await asyncio.wait_for(paused, 5) is True
+
+    asyncio.run(main())
+
+
+def test_an_answer_is_a_result_or_a_status_other_than_429_or_5xx() -> None:
+    async def main() -> None:
+        cluster = FakeCluster()
+
+        async def fails(status: int | None) -> None:
+            raise ApiError("no", status)
+
+        for status, answered in [(404, True), (403, True), (503, False), (429, False)]:
+            waiter = cluster.when_answered()
+            with pytest.raises(ApiError):
+                await cluster.heard_from(fails(status))
+            assert waiter.done() is answered, status
+            waiter.cancel()
+        waiter = cluster.when_answered()
+        with pytest.raises(ApiError):
+            await cluster.heard_from(fails(None))  # no answer at all
+        assert not waiter.done()
+        await cluster.heard_from(asyncio.sleep(0))
+        assert waiter.done()
 
     asyncio.run(main())
 

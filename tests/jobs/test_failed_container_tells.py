@@ -132,6 +132,71 @@ def test_an_init_container_that_failed_tells_the_run() -> None:
     )
 
 
+def _ended(code: object, at: str = "2026-01-01T00:00:00Z") -> dict[str, Any]:
+    return {"terminated": {"exitCode": code, "reason": "Error", "finishedAt": at}}
+
+
+def _failed_job(
+    reason: str = "BackoffLimitExceeded", names: tuple[str, ...] = ("a", "b")
+) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "j"},
+        "spec": {"template": {"spec": {"containers": [{"name": n} for n in names]}}},
+        "status": {"conditions": [{"type": "Failed", "status": "True", "reason": reason}]},
+    }
+
+
+def test_a_main_container_that_failed_before_a_restart_tells_the_run() -> None:
+    """``restartPolicy: OnFailure``: the main container failed, and waits to run again
+    (``CrashLoopBackOff``) as the Job fails; b was killed as the pod ended. Its exit code is
+    the one it had (before: b's 143, "a did not fail")."""
+    a = {"waiting": {"reason": "CrashLoopBackOff"}}
+    pod = _pod(a=a, b=_ended(143))
+    pod["status"]["containerStatuses"][0]["lastState"] = _ended(1)
+    assert story_container(pod, "Failed", "a") == "a"
+    ended = outcome_of(_failed_job(), pod, main="a")
+    assert ended.exit_code == 1
+    assert "did not fail" not in ended.message
+    init = {"name": "i", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+    init["lastState"] = _ended(9)  # an init container that failed, to be run again
+    pod = _pod(a={"waiting": {"reason": "PodInitializing"}})
+    pod["status"]["initContainerStatuses"] = [init]
+    assert story_container(pod, "Failed", "a") == "i"
+
+
+def test_past_its_deadline_the_main_container_tells_unless_it_exited_0() -> None:
+    """Out of time, main still terminating or killed: its story, not that of a container
+    that ended first as it was stopped (b, 143)."""
+    for main in [{"running": {}}, _ended(137), {"waiting": {"reason": "PodInitializing"}}]:
+        pod = _pod(a=main, b=_ended(143))
+        assert story_container(pod, "Failed", "a", "DeadlineExceeded") == "a", main
+    pod = _pod(a=_ended(0), b=_ended(137))  # a sidecar kept the pod running past it
+    assert story_container(pod, "Failed", "a", "DeadlineExceeded") == "b"
+    pod = _pod(a={"running": {}}, b=_ended(6))  # not out of time: a runs, b failed
+    assert story_container(pod, "Failed", "a") == "a"
+
+
+def test_of_the_failed_containers_the_one_that_finished_first_tells() -> None:
+    """The kubelet lists containers by name: ``uploader`` failed (2) as ``worker``, which
+    failed first (1), was gone; ``worker`` tells."""
+    pod = _pod(
+        main=_ended(0),
+        uploader=_ended(2, "2026-01-01T00:00:09Z"),
+        worker=_ended(1, "2026-01-01T00:00:03Z"),
+    )
+    assert story_container(pod, "Failed", "main") == "worker"
+    ended = outcome_of(_failed_job(names=("main", "worker", "uploader")), pod, main="main")
+    assert ended.exit_code == 1
+
+
+def test_an_exit_code_of_true_is_none() -> None:
+    """JSON ``true`` (Python's bool is an int) is no exit code, in the run nor its story."""
+    pod = _pod(a=_ended(True), b=_ended(0))
+    ended = outcome_of(_failed_job(), pod, main="a")
+    assert ended.exit_code is None
+    assert [c.exit_code for c in ended.details.containers] == [None, 0]
+
+
 TASK = (
     "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\nmetadata: {{name: {name}}}\n"
     'spec:\n  schedule: "0 0 1 1 *"\n  job:\n    spec:\n      template:\n'

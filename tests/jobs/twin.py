@@ -10,6 +10,7 @@ import itertools
 from typing import Any
 
 from reconciler.core.jobs import decided, finished, is_deleting, run_of
+from reconciler.sources.answers import Answers
 
 Job = dict[str, Any]
 
@@ -20,7 +21,7 @@ class ApiError(Exception):
         self.status = status
 
 
-class FakeCluster:
+class FakeCluster(Answers):  # a read or create that succeeds answers (``when_answered``)
     def __init__(self) -> None:
         self.jobs: dict[str, Job] = {}
         self.pod_lists: dict[str, list[Job]] = {}  # by Job uid
@@ -141,6 +142,7 @@ class FakeCluster:
         self.calls.append(("create", name))
         if self.create_errors:
             raise self.create_errors.pop(0)
+        self.api_answered()
         if name in self.jobs:
             return copy.deepcopy(self.jobs[name]), False
         return self.add(body), True
@@ -150,6 +152,7 @@ class FakeCluster:
         if self.get_errors:
             self.get_errors -= 1
             raise ApiError("connection refused")
+        self.api_answered()
         return copy.deepcopy(self.jobs.get(name))
 
     async def delete(self, namespace: str, name: str, uid: str | None) -> bool:
