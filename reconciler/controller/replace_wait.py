@@ -4,16 +4,13 @@ The CronJob controller creates no Job in a round whose delete failed; here the r
 replaced others (``Dispatcher._launch``; ``RunExecution._execute`` waited for them to end)
 waits before its first attempt while a Job of its task other than its own still runs
 (``JobRunner.running``: a Job leaves it once its delete is answered, or once the watch sees it
-end or go), or, its delete answered, is still there (``JobRunner.leaving``: another
-controller's finalizer holds it, Terminating, and its pods run on until it is gone; woken as
-the watch sees it change). A delete that failed for a while (5xx, no answer) is tried again in
-the background (``runner.job_delete``): the run waits for that (still stoppable: a newer slot,
-shutdown), looking again every second (the retry's pause grows to ``verify_seconds``, and the
-Job may end on its own meanwhile), then starts, or is skipped ``MissedDeadline`` past
+end or go). A delete that failed for a while (5xx, no answer) is tried again in the background
+(``runner.job_delete``): the run waits for that (still stoppable: a newer slot, shutdown),
+looking again every second (the retry's pause grows to ``verify_seconds``, and the Job may end
+on its own meanwhile), then starts, or is skipped ``MissedDeadline`` past
 startingDeadlineSeconds, or ``ReplaceBlocked`` ``WAIT_MAX`` after it was decided (the stop of
 the runs it replaces, their first delete included, counts in it: a delete not answered is given
-up after ``sources.kubernetes_jobs.DELETE_TIMEOUT``); a Job still there is named with the
-finalizers that hold it. A delete refused for good (403: no right
+up after ``sources.kubernetes_jobs.DELETE_TIMEOUT``). A delete refused for good (403: no right
 to delete Jobs, a webhook that denies it) leaves the Job running: the slot is skipped
 (``ReplaceBlocked``) rather than run beside it, and the next slot adopts the Job, stops it
 again (a new delete) and is decided the same way. The skip's message names the Job, also
@@ -25,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from typing import Any, Final
+from typing import Final
 
 from reconciler.controller.active import ActiveRun
 from reconciler.controller.execution import RunExecution
@@ -33,7 +30,6 @@ from reconciler.controller.lane import ANSWER_WAIT
 from reconciler.controller.late_starts import MISSED_DEADLINE, missed_deadline
 from reconciler.core.desired import Definition
 from reconciler.core.runs import RunRecord, Trigger
-from reconciler.runner.job import JobRunner
 from reconciler.runner.job_delete import deletes_tried
 
 # The skip of a ``Replace`` slot whose replaced run's Job could not be deleted.
@@ -121,76 +117,41 @@ class ReplaceWaits(RunExecution):
         decided = loop.time() if active.decided_at is None else active.decided_at
         until = decided + WAIT_MAX
         while self.resumable is not None and active.stop_reason is None:
-            if (standing := self._standing(active)) is None:
+            standing = [r for r in self.resumable.running(record.task) if r.id != record.id]
+            if not standing:
                 break
-            names, deleting, wakers, late_why, max_why = standing
-            if not deleting and not wakers:
+            names = ", ".join(sorted(r.job.name if r.job else r.id for r in standing))
+            if not (deleting := deletes_tried(r.job.uid for r in standing if r.job)):
                 return REPLACE_BLOCKED, _blocked(names, "its delete was refused")
             late = (self.clock() - record.scheduled_at).total_seconds()
             # Still waiting at the deadline, it cannot start by it: skipped then, naming the
             # Job, rather than waiting on until ``WAIT_MAX`` or a newer slot replaces it.
             if deadline is not None and late - credit >= deadline:
-                return MISSED_DEADLINE, f"{missed_deadline(late, deadline, credit)}: {late_why}"
+                return MISSED_DEADLINE, (
+                    f"{missed_deadline(late, deadline, credit)}: "
+                    + _blocked(names, "its delete has not gone through (tried again)")
+                )
             if (left := until - loop.time()) <= 0:
-                return REPLACE_BLOCKED, max_why
+                return REPLACE_BLOCKED, _blocked(
+                    names, f"its delete did not go through in {WAIT_MAX:g}s (tried again)"
+                )
             if deadline is not None:
                 left = min(left, deadline - (late - credit))
             stopped, waited = asyncio.ensure_future(active.wait_stopped(None)), True
-            wake: set[asyncio.Future[Any]] = {stopped, *deleting, *wakers}
             try:
                 await asyncio.wait(
-                    wake,
+                    {stopped, *deleting},
                     timeout=min(LOOK_EVERY, left),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
             finally:
                 stopped.cancel()
-                for waker in wakers:  # not the background deletes: they go on
-                    waker.cancel()
         late = (self.clock() - record.scheduled_at).total_seconds()
         if waited and deadline is not None and late - credit > deadline:  # ``_refused_at_once``
             return MISSED_DEADLINE, (
                 f"{missed_deadline(late, deadline, credit)} (a Job it replaces was being deleted)"
             )
         return REPLACE_BLOCKED, None
-
-    def _standing(
-        self, active: ActiveRun
-    ) -> tuple[str, list[asyncio.Task[None]], list[asyncio.Future[None]], str, str] | None:
-        """What ``active`` still waits for (None: nothing): the names of the Jobs of its task
-        other than its own that run (``running``: their delete tried again in the background)
-        or, deleted, are still there (``JobRunner.leaving``: held by another controller's
-        finalizer, Terminating, their pods running); what to wait on: their background deletes
-        (none: refused for good) or the watch's next change of them; and why it is skipped at
-        its deadline and at ``WAIT_MAX``."""
-        assert self.resumable is not None
-        record = active.record
-        standing = [r for r in self.resumable.running(record.task) if r.id != record.id]
-        if standing:
-            names = ", ".join(sorted(r.job.name if r.job else r.id for r in standing))
-            return (
-                names,
-                deletes_tried(r.job.uid for r in standing if r.job),
-                [],
-                _blocked(names, "its delete has not gone through (tried again)"),
-                _blocked(names, f"its delete did not go through in {WAIT_MAX:g}s (tried again)"),
-            )
-        runner = self.resumable
-        if not isinstance(runner, JobRunner):
-            return None
-        held = [(r, job) for r, job in runner.leaving(record.task) if r != record.id]
-        if not held:
-            return None
-        metas = [job.get("metadata") or {} for _, job in held]
-        names = ", ".join(sorted(str(m.get("name")) for m in metas))
-        finalizers = ", ".join(sorted({str(f) for m in metas for f in m.get("finalizers") or ()}))
-        still = f"Job {names} is being deleted but still there (finalizers: {finalizers or 'none'})"
-        # Woken as the watch sees each change (gone, ended), and looked at every LOOK_EVERY.
-        wakers = [
-            runner.cluster.when_changed(str(m.get("namespace")), str(m.get("name"))) for m in metas
-        ]
-        policy = "policy Replace starts no run beside it (the next slot looks again)"
-        return names, [], wakers, f"{still}; {policy}", f"{still} after {WAIT_MAX:g}s; {policy}"
 
     async def _abandon(self, attempt: RunRecord, reason: str, why: str | None = None) -> None:
         """As ``RunExecution._abandon``; a run stopped with its own account of why

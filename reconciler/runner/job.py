@@ -28,10 +28,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from reconciler.core.desired import Definition, SourceKind
-from reconciler.core.jobs import DEADLINE_MARGIN, finished, job_name, job_namespace, run_in
+from reconciler.core.jobs import DEADLINE_MARGIN, job_name, job_namespace, run_in
 from reconciler.core.runs import JobDetails, RunRecord, RunStatus
 from reconciler.core.status import ObjectRef, parse_time
-from reconciler.runner.job_attempt import Job, JobCluster, JobRun, PodReads, Progress
+from reconciler.runner.job_attempt import JobCluster, JobRun, PodReads, Progress
 from reconciler.runner.job_end import DEADLINE_EXCEEDED
 
 __all__ = ["DEADLINE_EXCEEDED", "DEADLINE_MARGIN", "JobCluster", "JobRun", "JobRunner", "PodReads"]
@@ -91,10 +91,6 @@ class JobRunner:
         # Jobs this process saw end, by a GET or the watch, or deleted (Replace): not
         # "running" while a watch cache that lags still shows them so.
         self._over: OrderedDict[str, None] = OrderedDict()
-        # The Jobs whose delete crontask sent and the API server answered, by uid, until the
-        # watch no longer shows them (gone, or ended): one another controller's finalizer holds
-        # stays there, Terminating, its pods running (``leaving``: Replace waits for it).
-        self._leaving: OrderedDict[str, JobDetails] = OrderedDict()
         # Where each task's Jobs go, as its last definition seen here said (a task that is no
         # CronTask): a removed task's stay, so that its Jobs are still found and cleaned up.
         self._homes: dict[str, str] = {}
@@ -121,32 +117,6 @@ class JobRunner:
             self._over.move_to_end(uid)
             while len(self._over) > CONCLUDED_KEPT:
                 self._over.popitem(last=False)
-
-    def deleted(self, where: JobDetails) -> None:
-        """The delete of the Job ``where`` was answered: over for this process (``forget``),
-        and ``leaving`` until the watch no longer shows it."""
-        self.forget(where.uid)
-        if where.uid:
-            self._leaving[where.uid] = where
-            self._leaving.move_to_end(where.uid)
-            while len(self._leaving) > CONCLUDED_KEPT:
-                self._leaving.popitem(last=False)
-
-    def leaving(self, task: str) -> list[tuple[str, Job]]:
-        """The Jobs of ``task`` whose delete was answered (``deleted``) that the watch still
-        shows, unfinished: held by a finalizer (Terminating, their pods still running, as the
-        garbage collector deletes a Background delete's pods only once the Job is gone), or
-        not yet seen deleted. Their run ids and Jobs as the watch has them. The others are
-        forgotten here."""
-        found = []
-        namespace, owner_uid = self.home(task)
-        for uid, where in list(self._leaving.items()):
-            job = self.cluster.cached(where.namespace, where.name)
-            if job is None or (job.get("metadata") or {}).get("uid") != uid or finished(job):
-                del self._leaving[uid]
-            elif (run := run_in(job, task, namespace, owner_uid)) is not None:
-                found.append((run.run_id, job))
-        return found
 
     def home(self, task: str) -> tuple[str, str | None]:
         """Where the Jobs of ``task`` are, and the uid of the CronTask that must control them

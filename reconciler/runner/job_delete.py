@@ -3,8 +3,7 @@ Background, its uid as precondition (a later Job of the same name is safe). A de
 server refuses or does not answer is tried again in the background, a growing pause apart, one
 retry a Job, until it is answered, refused for good, or the Job ends or goes on its own: the
 attempt's end is recorded at once; only the ``Replace`` run that stopped it waits for the
-delete before it creates its own Job (``deletes_tried``, ``Dispatcher._run_attempt``), and for
-a Job whose delete was answered to be gone (``JobRunner.leaving``: a finalizer may hold it).
+delete before it creates its own Job (``deletes_tried``, ``Dispatcher._run_attempt``).
 """
 
 from __future__ import annotations
@@ -47,19 +46,8 @@ async def delete_job(runner: JobRunner, where: JobDetails, uid: str | None, run:
             _DELETES[uid] = task
             task.add_done_callback(lambda done: _DELETES.pop(uid, None))
         return str(err)
-    runner.deleted(JobDetails(where.namespace, where.name, uid))
+    runner.forget(uid)
     return deleted
-
-
-def held(runner: JobRunner, where: JobDetails, uid: str | None) -> str | None:
-    """The finalizers that hold the Job ``uid``, deleted (its delete answered) and still there
-    as the watch or the delete's answer shows it (``JobWatch.cached``), Terminating, its pods
-    running; None if it is not seen so (gone, or the watch has not caught up)."""
-    job = runner.cluster.cached(where.namespace, where.name)
-    meta = (job or {}).get("metadata") or {}
-    if uid is None or meta.get("uid") != uid or not meta.get("deletionTimestamp"):
-        return None
-    return ", ".join(str(f) for f in meta.get("finalizers") or ()) or "none"
 
 
 def retrying(uid: str | None) -> bool:
@@ -101,7 +89,7 @@ async def _later(runner: JobRunner, where: JobDetails, uid: str, run: str) -> No
                 return
             delay = min(delay * 2, runner.verify_seconds)
             continue
-        runner.deleted(JobDetails(where.namespace, where.name, uid))
+        runner.forget(uid)
         log.info(
             "job deleted" if deleted else "job gone already",
             extra={"fields": {"run": run, "job": where.name, "why": "stopped"}},

@@ -59,7 +59,7 @@ from reconciler.core.runs import RunStatus
 from reconciler.core.status import parse_time
 from reconciler.runner.base import Outcome
 from reconciler.runner.job_create import SHUTDOWN
-from reconciler.runner.job_delete import delete_job, held, retrying
+from reconciler.runner.job_delete import delete_job, retrying
 
 if TYPE_CHECKING:
     from reconciler.runner.job_attempt import Job, JobRun, PodReads
@@ -235,8 +235,6 @@ async def stopping(run: JobRun, reason: str) -> Outcome:
         what = f"could not be deleted yet ({deleted}); crontask tries again until it is"
     elif isinstance(deleted, str):
         what = f"could not be deleted yet ({deleted}); crontask tries again {_AGAIN}"
-    elif deleted and (holding := held(run.runner, run.where, run.uid)) is not None:
-        what = f"delete requested, still there (finalizers: {holding})"  # Replace waits
     else:
         what = "deleted" if deleted else "was gone already"
     message = f"stopped: {reason}; Job {details.name} {what}"

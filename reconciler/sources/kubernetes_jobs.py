@@ -117,9 +117,6 @@ class JobWatch(Answers):
         self._home: Home | None = None
         self._ended: OrderedDict[str, dict[str, Any]] = OrderedDict()  # job key -> last end
         self._ended_lock = threading.Lock()
-        # Delete answers that left the Job there (a finalizer holds it), until the watch shows
-        # it deleting or gone: ``cached`` answers them over the older state the cache holds.
-        self._held: dict[str, dict[str, Any]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -305,13 +302,7 @@ class JobWatch(Answers):
         self._listeners.append(listener)
 
     def cached(self, namespace: str, name: str) -> dict[str, Any] | None:
-        key = f"{namespace}/{name}"
-        job, held = self._snapshot([key]).get(key), self._held.get(key)
-        uid = ((job or {}).get("metadata") or {}).get("uid")
-        # A deletionTimestamp is never taken back: a cache that does not show it lags.
-        if held is not None and (not job or is_deleting(job) or uid != held["metadata"]["uid"]):
-            del self._held[key]  # caught up (or another Job of that name now)
-        return self._held.get(key, job)
+        return self._snapshot([f"{namespace}/{name}"]).get(f"{namespace}/{name}")
 
     def ended(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The last state seen of the Job ``namespace/name`` once its outcome was decided
@@ -432,9 +423,7 @@ class JobWatch(Answers):
             body["preconditions"] = {"uid": uid}
         try:
             delete = self._deletes.delete_namespaced_job
-            answer = await self._request(
-                delete, name, namespace, body=body, _request_timeout=DELETE_TIMEOUT
-            )
+            await self._request(delete, name, namespace, body=body, _request_timeout=DELETE_TIMEOUT)
         except ApiException as err:
             if err.status in (404, 409):  # gone, or another Job of that name now
                 return False
@@ -442,8 +431,6 @@ class JobWatch(Answers):
             raise JobApiError(message, err.status, err.reason) from None
         except Exception as err:
             raise JobApiError(f"cannot delete Job: {describe(err)}") from None
-        if isinstance(answer, dict) and answer.get("kind") == "Job" and is_deleting(answer):
-            self._held[f"{namespace}/{name}"] = answer  # still there: Terminating
         return True
 
     def stop_reads(self) -> StopReads:
