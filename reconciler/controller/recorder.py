@@ -12,7 +12,8 @@ costs a few store round trips, not one each. Final records travel together the s
 When the store is unavailable, or does not answer a write within ``ANSWER_WAIT`` (``lane``), the
 run still happens — without replicas nobody else can run its slot — and its records wait in a
 bounded buffer that is retried with backoff until the store is back; a claim or skip the store
-takes meanwhile ends the backoff (``_answered``): the store answers, the records go at once. A
+takes meanwhile ends the backoff (``_answered``): the store answers, the records go at once.
+Should the store still refuse them, claims end no backoff again until they go (``_backoff``). A
 claim may also be asked not to be kept (``claim_soon(keep=False)``): with replicas, a slot
 whose claim could not be checked is not run, since the replica that takes the task over would
 run it too; nothing of it waits then. The buffer coalesces by (run id, attempt): the newest
@@ -114,6 +115,9 @@ class Recorder(Claiming):
         # Writes that went through, and an event set by each (``_answered``).
         self._answers = 0
         self._answer = asyncio.Event()
+        # Such a write cut the flush loop's backoff short since the loop's own last write went
+        # through: the backoffs now last their time (``_backoff``).
+        self._cut_short = False
         # Kept skips whose caller hears of them once written (``add``, ``save``): keys in the
         # buffer, and a ``save``'s on its way.
         self._told: dict[Key, Callable[[RunRecord], None]] = {}
@@ -370,6 +374,7 @@ class Recorder(Claiming):
         with each write that goes through. A record that failed alone ``REFUSED_TRIES`` times
         for a reason other than an outage is dropped."""
         delay, size = self.retry_initial, SAVE_BATCH
+        self._cut_short = False
         alone: set[Key] = set()  # the records that failed alone since the last write or sleep
         while self._pending:
             await self._lane.settled()  # a write still out could land after this one
@@ -411,19 +416,29 @@ class Recorder(Claiming):
                 self._refuse(record)
             self._written(batch, created)
             delay, size = self.retry_initial, min(size * 2, SAVE_BATCH)
+            self._cut_short = False
             alone.clear()
         log.info("run store back; pending records written")
 
     async def _backoff(self, delay: float, tried: int) -> None:
         """Wait ``delay`` seconds before the store is tried again, or until ``retry_now``, or
         a write that went through (``_answered``) since the last try began (``tried``: the
-        writes that had then). Once a backoff step, so a store that takes claims and not the
-        records waiting (a record too big for the room left) is tried again once for each
-        claim at most, its backoff growing as ever; never in a loop of its own."""
-        if self._answers != tried:
+        writes that had then): after an outage the records go at once. That cuts the backoff
+        short once: should the try it brought fail too (a store that takes claims and not the
+        records waiting: a record too big for the room left, a row kept locked), the backoffs
+        last their time, growing as ever, until one of the loop's own writes goes through. A
+        claim each tenth of a second would otherwise have had a try of up to ``LONE_TRIES``
+        records follow each, back to back."""
+        timeout = min(delay, 1.0) if self._eager else delay
+        if self._cut_short:
+            await first_of(self._retry, timeout=timeout)
+        elif self._answers != tried:
+            self._cut_short = True
             return
-        self._answer.clear()
-        await first_of(self._retry, self._answer, timeout=min(delay, 1.0) if self._eager else delay)
+        else:
+            self._answer.clear()
+            await first_of(self._retry, self._answer, timeout=timeout)
+            self._cut_short = self._answer.is_set()
         self._retry.clear()
 
     def _refused_for_good(self, key: Key) -> bool:

@@ -148,9 +148,10 @@ def translated_errors(*, damaged: bool = True) -> Iterator[None]:
             raise RolledBack(f"run store rolled the transaction back: {e.orig}") from e
         if damaged and _damaged(e):
             raise StoreUnavailable(
-                f"run store unavailable: its SQLite file is damaged ({e.orig}); put a backup"
-                " in its place (a running crontask takes it, and writes the records waiting"
-                " to it), or stop crontask and move the file away to start a new history"
+                f"run store unavailable: its SQLite file is damaged ({e.orig}); remove"
+                " runs.db and its -wal/-shm, then copy a backup in (a running crontask takes"
+                " it, and writes the records waiting to it), or stop crontask and move the"
+                " file away to start a new history"
             ) from e
         if _not_now(e):
             raise StoreUnavailable(f"run store unavailable: {_said(e.orig)}") from e

@@ -1,9 +1,10 @@
 """Records kept in an outage go as soon as the store takes a write again, not after the flush
 loop's backoff: it grew to 30 s, finished runs showed ``running`` meanwhile (to the other
 replicas, to ``crontask runs``), and a kill in that window lost them, although the claims of
-new runs were written. A store that takes claims and still not the records waiting is tried
-again once for each claim, not in a loop. The in-memory store, its writes failing while
-``down``; a backoff far longer than the test, so only a claim can end it."""
+new runs were written. That ends the backoff once: a store that takes claims and still not the
+records waiting is then tried as its backoff says, not once for each claim. The in-memory
+store, its writes failing while ``down``; a backoff far longer than the test, so only a claim
+(or ``retry_now``) can end it."""
 
 from __future__ import annotations
 
@@ -89,22 +90,24 @@ def test_a_skip_written_after_an_outage_sends_the_records_waiting_at_once() -> N
     assert store.get(record(0).id) == record(0, RunStatus.SUCCEEDED)
 
 
-def test_records_the_store_still_refuses_are_tried_once_for_each_claim() -> None:
+def test_claims_that_keep_going_through_end_the_backoff_once() -> None:
+    """The first claim brings a try of the records refused; the claims after it bring none
+    until the records go (one each before: 308 tries in 10 s at ten claims a second)."""
     store = CountedStore()
 
     async def main() -> None:
         recorder = await kept_and_tried(store)
         store.down, store.saves_down = False, True  # claims go, the kept record does not
-        for tries in (2, 3):
-            assert await recorder.claim(record(tries)) is True
-            await until("the kept record tried again", store.tried(tries))
-        # Each claim cost one more try of the record, and the loop sleeps its backoff again:
-        # a loop of its own would have tried it thousands of times in this wait.
-        assert await recorder.flush(0.2) is False
-        assert store.saves_tried == 3
+        assert await recorder.claim(record(1)) is True
+        await until("the kept record tried again", store.tried(2))
+        for n in range(2, 32):
+            assert await recorder.claim(record(n)) is True
+            # The flush loop's turn, were it woken.
+            assert await recorder.flush(0.01) is False
+        assert store.saves_tried == 2  # the backoff (600 s) holds
         assert recorder.pending == 1
         store.saves_down = False
-        assert await recorder.claim(record(4)) is True
+        recorder.retry_now()  # a claim no longer ends the backoff; the stop's call does
         assert await recorder.flush(BOUND) is True
         await recorder.close(0)
 
