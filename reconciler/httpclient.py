@@ -5,6 +5,10 @@ Proxies come from the environment, a setting httpx cannot use left out with a wa
 ``NO_PROXY`` matched as curl matches it, address ranges included (:mod:`reconciler.proxies`):
 each proxy is a mount that sends what ``NO_PROXY`` names by the client's own transport.
 
+A redirect is not followed, whatever its ``Location`` holds: httpx still builds the request it
+would send next, and one it cannot parse (``mailto:ops@example.com``, ``http://h:abc/``) raised
+an error that lost the response and its status (:func:`redirect_location` reads it instead).
+
 A response's head is bounded: httpx reads interim responses (``100 Continue``, ...) until the
 final one with no limit of their own, and each read of a stream of them came at once, so its
 timeout, which is per read, never fired; a receiver answering every request with them kept the
@@ -27,7 +31,7 @@ import functools
 import logging
 import re
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import httpcore
@@ -62,11 +66,13 @@ def async_client(
     transport: httpx.AsyncBaseTransport | None = None,
     direct: bool = False,
     warn: Warn | None = None,
+    event_hooks: Mapping[str, Sequence[Callable[[Any], Awaitable[None]]]] | None = None,
 ) -> httpx.AsyncClient:
     """A client that follows no redirect, with the environment's usable proxies (none when
     ``direct``), each of its transports bounding the response head; a setting left out is said
     through ``warn`` (default: a logged warning). ``transport`` (tests): used for every
-    request, with no proxy, as httpx does with one."""
+    request, with no proxy, as httpx does with one. Each response's ``Location`` is moved
+    aside after the ``response`` hooks of ``event_hooks`` (:func:`redirect_location`)."""
     mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
     if transport is None:
         transport = _HeadBounded(verify=verify)
@@ -74,6 +80,8 @@ def async_client(
         for pattern, proxy in proxies.proxies:
             through = _HeadBounded(verify=verify, proxy=(proxy, proxy_named(pattern, proxy)))
             mounts[pattern] = Routed(through, transport, proxies)
+    hooks = {name: list(called) for name, called in (event_hooks or {}).items()}
+    hooks["response"] = [*hooks.get("response", []), _location_aside]
     return httpx.AsyncClient(
         timeout=timeout,
         headers=headers,
@@ -81,7 +89,35 @@ def async_client(
         trust_env=False,  # the proxies are the mounts: read here, not by httpx
         transport=transport,
         mounts=mounts,
+        event_hooks=hooks,
     )
+
+
+# -- a redirect's Location -------------------------------------------------------------------
+
+# Where a response's Location is kept (``_location_aside``), in its extensions.
+_LOCATION: Final = "crontask.location"
+
+
+async def _location_aside(response: httpx.Response) -> None:
+    """Move ``response``'s ``Location`` out of its headers before httpx reads it (the hooks
+    run before it builds the next request), into its extensions."""
+    location = response.headers.get("location")
+    if location is not None:
+        del response.headers["location"]
+        response.extensions[_LOCATION] = location
+
+
+def location(response: httpx.Response) -> str | None:
+    """``response``'s ``Location`` (None: it has none), moved aside or not."""
+    aside = response.extensions.get(_LOCATION)
+    return aside if isinstance(aside, str) else response.headers.get("location")
+
+
+def redirect_location(response: httpx.Response) -> str | None:
+    """The ``Location`` of a redirect (as ``httpx.Response.is_redirect`` has it: 301, 302,
+    303, 307 or 308); None if ``response`` is none or names no location."""
+    return location(response) if httpx.codes.is_redirect(response.status_code) else None
 
 
 # -- the response head -----------------------------------------------------------------------

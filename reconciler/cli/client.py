@@ -234,7 +234,7 @@ class _Api:
 
         import httpx
 
-        from reconciler.httpclient import carried_by
+        from reconciler.httpclient import carried_by, location
 
         headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
         if self.token:
@@ -276,7 +276,7 @@ class _Api:
             )
         if response.status_code >= 300:
             # Not followed (the token would go along), and no answer: say where it leads.
-            where = printable(response.headers.get("Location", "")[:200]) or "nowhere"
+            where = printable((location(response) or "")[:200]) or "nowhere"
             raise RemoteError(
                 f"{server} answered {response.status_code} (a redirect to {where}): give "
                 "--server the address it leads to"

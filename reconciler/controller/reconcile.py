@@ -316,6 +316,8 @@ class Reconciler:
                 "schedule differs from a CronJob's",
                 extra={"fields": {"task": step.key, "schedule": why[0], "why": why[1]}},
             )
+        for doubt in _http_doubts(step):
+            log.warning("http action warning", extra={"fields": {"task": step.key, "why": doubt}})
 
     def _notify(self, result: PassResult) -> None:
         for observer in self._observers:
@@ -347,6 +349,15 @@ def _cronjob_difference(step: Step) -> tuple[str, str] | None:
         return None  # told when it came
     why = cronjob_difference(schedule)
     return None if why is None else (schedule, why)
+
+
+def _http_doubts(step: Step) -> list[str]:
+    """What an http action added or changed by ``step`` says that it does not do
+    (``HttpAction.doubts``: ``crontask validate`` prints them as warnings)."""
+    http = None if step.desired is None else step.desired.task.spec.http
+    if http is None or (step.current is not None and step.current.task.spec.http == http):
+        return []  # told when it came
+    return http.doubts()
 
 
 def account_for_slots(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import re
 import urllib.parse
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -36,6 +36,9 @@ from reconciler.core.jobspec import (
     problems,
 )
 from reconciler.core.urls import ENCODE_USERINFO, request_url_problem
+
+if TYPE_CHECKING:  # the definition holds its task, whose spec holds the action
+    from reconciler.core.desired import Definition
 
 ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 MAX_ENV_NAME = 256
@@ -227,9 +230,10 @@ class HttpHeader(Model):
 
 
 STATUS_RANGES = r"^\d{3}(-\d{3})?(,\d{3}(-\d{3})?)*$"
-# What a response's status can be (RFC 9110 15): a range beyond it, or from its high end to its
-# low one ("299-200"), matched nothing, and every run failed.
-STATUS_LEAST, STATUS_MOST = 100, 599
+# What a response's status can be: three digits from 100, as h11 reads them (RFC 9110 15 names
+# 100-599, but servers send more: LinkedIn's 999). A range below it, or from its high end to its
+# low one ("299-200"), matches nothing.
+STATUS_LEAST, STATUS_MOST = 100, 999
 
 # ${NAME}, $NAME, {name}: what a shell, Compose or a template would fill in. Nothing does here:
 # the URL is sent as written.
@@ -238,6 +242,21 @@ _PLACEHOLDER = re.compile(r"[${}]")
 # but one written whole as ``${NAME}`` is a secret meant to be filled in (each run a 401).
 _WHOLE_PLACEHOLDER = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 _SCHEME = re.compile(r"[^:/?#]*")
+
+
+def _dead_statuses(ranges: str) -> list[str]:
+    """Why each part of ``ranges`` (an ``expectStatus``) that matches no status does not."""
+    dead = []
+    for part in ranges.split(","):
+        low, _, high = part.partition("-")
+        if int(low) > int(high or low):
+            dead.append(
+                f"{part!r} matches no status: a range goes from its lowest status to its "
+                f"highest ('{high}-{low}')"
+            )
+        elif int(high or low) < STATUS_LEAST:
+            dead.append(f"{part!r} matches no status: a status is {STATUS_LEAST} to {STATUS_MOST}")
+    return dead
 
 
 def _first(text: str, characters: str) -> int:
@@ -327,36 +346,33 @@ class HttpAction(Model):
     @field_validator("expect_status")
     @classmethod
     def _statuses(cls, ranges: str) -> str:
-        for part in ranges.split(","):
-            low, _, high = part.partition("-")
-            ends = int(low), int(high or low)
-            if not all(STATUS_LEAST <= end <= STATUS_MOST for end in ends):
-                raise ValueError(
-                    f"{part!r} is not a status or a range of statuses: a status is "
-                    f"{STATUS_LEAST} to {STATUS_MOST}"
-                )
-            if ends[0] > ends[1]:
-                raise ValueError(
-                    f"{part!r} matches no status: a range goes from its lowest status to its "
-                    f"highest ('{high}-{low}')"
-                )
+        # Refused only when no part matches a status (every run would fail); a dead part beside
+        # live ones is a warning (``doubts``): such files were read before, and a file is
+        # applied whole, so a refusal stopped every task of it.
+        dead = _dead_statuses(ranges)
+        if len(dead) == ranges.count(",") + 1:
+            either = " (no other part matches one either)" if len(dead) > 1 else ""
+            raise ValueError(dead[0] + either)
         return ranges
 
-    @model_validator(mode="after")
-    def _one_authorization(self) -> HttpAction:
-        # The client sends the URL's user name and password as Basic credentials in place of
-        # the Authorization header a task sets: with both declared, which was meant is not
-        # known, and the header was dropped without a word.
+    def doubts(self) -> list[str]:
+        """What this action says that does not do what it seems, for warnings (validate prints
+        them, ``crontask run`` logs them): parts of ``expectStatus`` that match no status
+        beside those that do, and the URL's user name or password beside an Authorization
+        header, which the client sends as Basic credentials in place of the header's."""
+        said = [
+            f"expectStatus {self.expect_status!r}: {why}"
+            for why in _dead_statuses(self.expect_status)
+        ]
         url = urllib.parse.urlsplit(self.url)
-        if not (url.username or url.password):
-            return self
-        for header in self.headers:
-            if header.name.lower() == "authorization":
-                raise ValueError(
-                    f"the url's user name or password and the header {header.name!r} both set "
-                    "Authorization (the url's are sent as Basic credentials): keep one of them"
-                )
-        return self
+        if url.username or url.password:
+            said += [
+                f"the url's user name or password are sent as Basic credentials: the header "
+                f"{header.name!r} is not sent (keep one of them)"
+                for header in self.headers
+                if header.name.lower() == "authorization"
+            ]
+        return said
 
     @model_validator(mode="after")
     def _length_of_the_body(self) -> HttpAction:
@@ -377,6 +393,14 @@ class HttpAction(Model):
             if int(low) <= status <= int(high or low):
                 return True
         return False
+
+
+def http_warnings(definition: Definition) -> list[str]:
+    """The warning lines ``crontask validate`` prints for an http task whose action says what
+    it does not do (``HttpAction.doubts``)."""
+    http = definition.task.spec.http
+    doubts = [] if http is None else http.doubts()
+    return [f"{definition.location}: warning: {definition.key}: http {d}" for d in doubts]
 
 
 # Labels and annotations under this prefix are crontask's on every Job it creates.

@@ -186,6 +186,9 @@ class HttpRun:
         proxy_anywhere, proxy_words = _proxy_secrets() if proxies is None else proxies
         anywhere, words = anywhere | proxy_anywhere, words | proxy_words
         self._secrets = Secrets(anywhere, words, first=anywhere | words)
+        # The request as sent (a request hook): asyncio's deadline, before httpx's timeout,
+        # raises an error that carries none, and the proxy it went through is read from it.
+        self._sent: httpx.Request | None = None
         self._response: httpx.Response | None = None  # once its head has arrived
         self._body = bytearray()  # what came of its body (_read_head)
 
@@ -228,8 +231,9 @@ class HttpRun:
                     # The body is kept as sent, so ask for it uncompressed (a task's own
                     # Accept-Encoding header wins).
                     headers={"Accept-Encoding": "identity"},
+                    event_hooks={"request": [self._sending]},
                 ) as client,
-                http_text.location_aside(client).stream(
+                client.stream(
                     str(action.method),
                     action.url,
                     headers=headers,
@@ -241,7 +245,8 @@ class HttpRun:
         except (httpx.TimeoutException, TimeoutError) as err:
             within = f"within {self.timeout:g}s"
             if self._response is None:
-                message = f"{action.method} {shown}: no response {within}{http_text.through(err)}"
+                via = http_text.through(err if isinstance(err, httpx.HTTPError) else self._sent)
+                message = f"{action.method} {shown}: no response {within}{via}"
                 return _failed("DeadlineExceeded", message, status=RunStatus.TIMED_OUT)
             return self._incomplete(
                 self._response,
@@ -290,6 +295,9 @@ class HttpRun:
         self._secrets = self._secrets.with_values(header_secrets(action, headers))
         return headers
 
+    async def _sending(self, request: httpx.Request) -> None:
+        self._sent = request
+
     def _answered(self, response: httpx.Response, body: bytearray) -> Outcome:
         """The outcome of a response that came whole: its status against `expectStatus`."""
         action, secrets = self.action, self._secrets
@@ -298,7 +306,7 @@ class HttpRun:
         if action.accepts(response.status_code):
             return Outcome(RunStatus.SUCCEEDED, response.status_code, None, summary, text)
         expected = f"expected {action.expect_status}"
-        if http_text.redirect_location(response) is not None:
+        if httpclient.redirect_location(response) is not None:
             expected += "; a redirect is not followed"
         return Outcome(
             RunStatus.FAILED,

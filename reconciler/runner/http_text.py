@@ -22,40 +22,10 @@ def summary(response: httpx.Response, url: str, secrets: Secrets) -> str:
     """The status line; a redirect's says where it pointed (it is not followed), without
     what the task's URL would not show (``_location``)."""
     line = f"HTTP {response.status_code} {clip(response.reason_phrase, secrets)}".rstrip()
-    location = redirect_location(response)
+    location = httpclient.redirect_location(response)
     if location is not None:
         line += f", Location: {_location(url, location, secrets)}"
     return line
-
-
-# Where a response's Location is kept (``location_aside``), in its extensions.
-_LOCATION = "crontask.location"
-
-
-def location_aside(client: httpx.AsyncClient) -> httpx.AsyncClient:
-    """``client``, each response's ``Location`` moved out of its headers before httpx reads
-    it: with redirects not followed httpx still builds the request it would send next, and
-    one it cannot parse (``mailto:ops@example.com``, ``urn:isbn:1``, ``http://h:abc/``) raised
-    an error that lost the response and its status, blaming the task's URL. It is kept in
-    the response's extensions, where ``redirect_location`` reads it."""
-
-    async def aside(response: httpx.Response) -> None:
-        location = response.headers.get("location")
-        if location is not None:
-            del response.headers["location"]
-            response.extensions[_LOCATION] = location
-
-    client.event_hooks = {**client.event_hooks, "response": [aside]}
-    return client
-
-
-def redirect_location(response: httpx.Response) -> str | None:
-    """The ``Location`` of a redirect (as ``httpx.Response.is_redirect`` has it: 301, 302,
-    303, 307 or 308); None if ``response`` is none or names no location."""
-    location = response.extensions.get(_LOCATION)
-    if httpx.codes.is_redirect(response.status_code) and isinstance(location, str):
-        return location
-    return None
 
 
 def _location(url: str, location: str, secrets: Secrets) -> str:
@@ -67,6 +37,11 @@ def _location(url: str, location: str, secrets: Secrets) -> str:
     except ValueError:  # an unreadable host ("http://[x"): nothing of it is shown
         return REDACTED
     shown = redact_request_url(target)
+    scheme, _, rest = shown.partition(":")
+    if not target.partition(":")[2].startswith("/") and rest.startswith(f"/{REDACTED}"):
+        # No authority nor "/" (mailto:ops@example.com, urn:isbn:1): its hidden path is shown
+        # without the slash redact_request_url puts before it, which it did not have.
+        shown = f"{scheme}:{rest[1:]}"
     printable = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in shown)
     return clip(printable, secrets)
 
@@ -98,11 +73,12 @@ def _cause_text(cause: BaseException) -> str:
     return ""
 
 
-def through(err: Exception) -> str:
-    """How the message of ``err`` (httpx's) names the proxy that carried the request (the
-    failure may be the proxy's, not the server's): ``host:port ($VARIABLE)``, never its
-    credentials; nothing for a request that went direct or an error of no request."""
-    via = httpclient.carried_by(err) if isinstance(err, httpx.HTTPError) else None
+def through(failed: httpx.HTTPError | httpx.Request | None) -> str:
+    """How the message of a failure (httpx's error, or the request, for asyncio's deadline)
+    names the proxy that carried the request (the failure may be the proxy's, not the
+    server's): ``host:port ($VARIABLE)``, never its credentials; nothing for a request that
+    went direct, or none sent."""
+    via = None if failed is None else httpclient.carried_by(failed)
     return "" if via is None else f" through proxy {via}"
 
 

@@ -7,8 +7,8 @@ source's rules, which send back only what the report needs: the errors, the docu
 ignored, where each task key is defined (``Placed``) and the warnings. The keys are then
 settled here (``core.desired.check``), in the same order and with the same messages as
 ``assemble``. The warnings are those of valid tasks (``schedule_warning``, ``deadline_warning``,
-``default_container_warning``) and those of the file's documents (a pasted CronJob:
-``FileState.warnings``, which ``crontask run`` logs once per version of a file), in line
+``default_container_warning``, ``http_warnings``) and those of the file's documents (a pasted
+CronJob: ``FileState.warnings``, which ``crontask run`` logs once per version of a file), in line
 order: 20 of a file's documents at most, then a line that says there are more.
 ``Survey.warned`` counts them all, shown or not (not that line).
 The files the walk does not read for their ending's case (``walk.misnamed``: ``Backup.YAML``) are
@@ -26,6 +26,7 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
+from reconciler.core.actions import http_warnings
 from reconciler.core.desired import DefinitionError, Location, Placed, check, schedule_warning
 from reconciler.core.job_pods import default_container_warning
 from reconciler.core.jobs import deadline_warning
@@ -95,6 +96,7 @@ def _report(source: DirectorySource, path: Path) -> _FileReport | None:
     found += [(d.location, w) for d in good if (w := schedule_warning(d)) is not None]
     found += [(d.location, w) for d in good if (w := deadline_warning(d)) is not None]
     found += [(d.location, w) for d in good if (w := default_container_warning(d)) is not None]
+    found += [(d.location, w) for d in good for w in http_warnings(d)]
     warnings = [w for _, w in sorted(found, key=_position)]
     warned = len(warnings)
     if len(state.warnings) > LOGGED_WARNINGS:  # kept one past them to say so (``docwarnings``)

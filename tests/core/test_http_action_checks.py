@@ -1,6 +1,8 @@
-"""What an http action's definition may not say: an ``expectStatus`` that matches no status a
-response can have, and credentials in the URL beside an ``Authorization`` header (the client
-sends the URL's in place of the header)."""
+"""What an http action's definition may not say, and what it may say with a warning: an
+``expectStatus`` that matches no status a response can have (three digits from 100, as h11 reads
+them) is refused; a part of it that matches none beside parts that do, and credentials in the
+URL beside an ``Authorization`` header (the client sends the URL's in place of the header), are
+warnings (``HttpAction.doubts``): such files were read before, and a file is applied whole."""
 
 from __future__ import annotations
 
@@ -11,6 +13,10 @@ from pydantic import ValidationError
 
 from reconciler.core.actions import HttpAction
 
+REVERSED = (
+    "'299-200' matches no status: a range goes from its lowest status to its highest ('200-299')"
+)
+
 
 def problem(**fields: Any) -> str:
     with pytest.raises(ValidationError) as caught:
@@ -19,28 +25,58 @@ def problem(**fields: Any) -> str:
     return f"{'.'.join(map(str, error['loc']))}: {error['msg']}"
 
 
+def doubts(**fields: Any) -> list[str]:
+    return HttpAction.model_validate({"url": "http://example.com/", **fields}).doubts()
+
+
 @pytest.mark.parametrize(
     ("ranges", "said"),
     [
-        (
-            "299-200",
-            "'299-200' matches no status: a range goes from its lowest status to its "
-            "highest ('200-299')",
-        ),
-        ("000", "'000' is not a status or a range of statuses: a status is 100 to 599"),
-        ("999", "'999' is not a status or a range of statuses: a status is 100 to 599"),
-        ("200,099-200", "'099-200' is not a status or a range of statuses: a status is 100 to 599"),
-        ("200-600", "'200-600' is not a status or a range of statuses: a status is 100 to 599"),
+        ("299-200", REVERSED),
+        ("000", "'000' matches no status: a status is 100 to 999"),
+        ("000-099", "'000-099' matches no status: a status is 100 to 999"),
+        ("299-200,000", f"{REVERSED} (no other part matches one either)"),
     ],
 )
 def test_an_expect_status_that_matches_no_status_is_refused(ranges: str, said: str) -> None:
     assert problem(expectStatus=ranges) == f"expectStatus: Value error, {said}"
 
 
-@pytest.mark.parametrize("ranges", ["100-599", "200", "200-200", "200-299,304", "599"])
-def test_statuses_a_response_can_have_are_taken(ranges: str) -> None:
+# 600-999: h11 reads any three digits from 100 (LinkedIn answers 999).
+@pytest.mark.parametrize(
+    "ranges", ["100-599", "200", "200-200", "200-299,304", "599", "999", "100-999", "200-299,999"]
+)
+def test_statuses_a_response_can_have_are_taken_without_a_word(ranges: str) -> None:
     action = HttpAction.model_validate({"url": "http://example.com/", "expectStatus": ranges})
     assert action.expect_status == ranges
+    assert action.doubts() == []
+
+
+@pytest.mark.parametrize(
+    ("ranges", "said"),
+    [
+        ("200,299-200", [REVERSED]),
+        ("200-299,000", ["'000' matches no status: a status is 100 to 999"]),
+        (
+            "099-098,200,299-200",
+            [
+                "'099-098' matches no status: a range goes from its lowest status to its highest "
+                "('098-099')",
+                REVERSED,
+            ],
+        ),
+    ],
+)
+def test_a_part_that_matches_no_status_beside_one_that_does_is_a_warning(
+    ranges: str, said: list[str]
+) -> None:
+    # It was refused: a file holding it stopped every task of it at an upgrade.
+    assert doubts(expectStatus=ranges) == [f"expectStatus {ranges!r}: {why}" for why in said]
+
+
+def test_a_part_partly_below_100_matches_the_statuses_it_holds() -> None:
+    action = HttpAction.model_validate({"url": "http://example.com/", "expectStatus": "099-200"})
+    assert (action.doubts(), action.accepts(100), action.accepts(201)) == ([], True, False)
 
 
 @pytest.mark.parametrize(
@@ -51,16 +87,15 @@ def test_statuses_a_response_can_have_are_taken(ranges: str) -> None:
         ("https://user:pw@example.com/x", {"name": "AUTHORIZATION", "value": "Basic eDp5"}),
     ],
 )
-def test_credentials_in_the_url_beside_an_authorization_header_are_refused(
+def test_credentials_in_the_url_beside_an_authorization_header_are_a_warning(
     url: str, header: dict[str, Any]
 ) -> None:
-    with pytest.raises(ValidationError) as caught:
-        HttpAction.model_validate({"url": url, "headers": [header]})
-    (error,) = caught.value.errors()
-    assert error["msg"] == (
-        f"Value error, the url's user name or password and the header {header['name']!r} both "
-        "set Authorization (the url's are sent as Basic credentials): keep one of them"
-    )
+    # It was refused: a file holding it stopped every task of it at an upgrade.
+    action = HttpAction.model_validate({"url": url, "headers": [header]})
+    assert action.doubts() == [
+        "the url's user name or password are sent as Basic credentials: the header "
+        f"{header['name']!r} is not sent (keep one of them)"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -76,5 +111,7 @@ def test_credentials_in_the_url_beside_an_authorization_header_are_refused(
         ("http://example.com/a@b", [{"name": "Authorization", "value": "Bearer abc"}]),
     ],
 )
-def test_one_source_of_authorization_is_taken(url: str, headers: list[dict[str, Any]]) -> None:
-    assert HttpAction.model_validate({"url": url, "headers": headers}).url == url
+def test_one_source_of_authorization_is_taken_without_a_word(
+    url: str, headers: list[dict[str, Any]]
+) -> None:
+    assert HttpAction.model_validate({"url": url, "headers": headers}).doubts() == []

@@ -1,6 +1,8 @@
 """The HTTP action against a real server whose answers httpx reads its own way: a redirect to a
 ``Location`` httpx cannot parse, a connection reset, a body framed both by chunks and by a
-``Content-Length``; and a failure at a proxy, which the message names."""
+``Content-Length``; a status above 599 and credentials in the URL beside an ``Authorization``
+header (warnings, not refusals: both run as before); and a failure at a proxy, or one that never
+answers, which the message names."""
 
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+import httpx
 import pytest
 
+from reconciler import httpclient
 from reconciler.core.actions import HttpAction
 from reconciler.core.runs import RunStatus, truncation_marker
 from reconciler.runner.base import Outcome
@@ -35,6 +39,11 @@ class Handler(BaseHTTPRequestHandler):
                 b"HTTP/1.1 307 Temporary Redirect\r\nLocation: "
                 + value.encode()
                 + b"\r\nContent-Length: 0\r\n\r\n"
+            )
+        elif kind == "999":  # LinkedIn's refusal; the body says what Authorization came
+            said = repr(self.headers.get_all("Authorization")).encode()
+            self.wfile.write(
+                b"HTTP/1.1 999 Request denied\r\nContent-Length: %d\r\n\r\n%s" % (len(said), said)
             )
         elif kind == "reset":
             # SO_LINGER 0: closing sends a RST, not a FIN.
@@ -64,8 +73,10 @@ def run(url: str, **fields: Any) -> Outcome:
 @pytest.mark.parametrize(
     ("location", "shown"),
     [
-        ("mailto:ops@example.com", "mailto:/***"),
-        ("urn:isbn:1", "urn:/***"),
+        # No "//" nor "/": its hidden part is shown without a slash it did not have.
+        ("mailto:ops@example.com", "mailto:***"),
+        ("urn:isbn:1", "urn:***"),
+        ("mailto:ops@example.com?subject=s3cret", "mailto:***?subject=***"),
         ("http://h:abc/hooks/secret", "http://h:abc/***"),
     ],
 )
@@ -128,3 +139,61 @@ def test_a_failure_at_the_proxy_names_it(down_proxy: str) -> None:
         "GET http://example.invalid/***: cannot connect (All connection attempts failed) "
         f"through proxy {down_proxy}"
     )
+
+
+@pytest.mark.parametrize(
+    ("ranges", "status"), [("999", RunStatus.SUCCEEDED), ("200", RunStatus.FAILED)]
+)
+def test_a_status_above_599_is_read_and_the_url_s_credentials_are_sent_as_before(
+    server: str, ranges: str, status: RunStatus
+) -> None:
+    # Both were refused at validation: a file holding such a task stopped all of its tasks.
+    # Its run is as before: the URL's credentials go, the header's do not (a warning says so).
+    url = server.replace("http://", "http://user:pw@", 1) + "/999"
+    headers = [{"name": "Authorization", "value": "Bearer from-the-header"}]
+    outcome = run(url, expectStatus=ranges, headers=headers)
+    assert (outcome.status, outcome.exit_code) == (status, 999)
+    # One Authorization, the URL's as Basic (kept hidden in what the run keeps).
+    assert outcome.output == repr(["Basic ***"])
+
+
+@pytest.fixture
+def hung_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """``HTTP_PROXY``: a loopback port that takes connections (the kernel's backlog) and never
+    answers; the proxy as a message names it."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(8)
+        port = listening.getsockname()[1]
+        monkeypatch.setenv("HTTP_PROXY", f"http://user:pw-QWERTY@127.0.0.1:{port}")
+        yield f"127.0.0.1:{port} ($HTTP_PROXY)"
+
+
+def test_a_proxy_that_never_answers_is_named(hung_proxy: str) -> None:
+    # The run's deadline (asyncio's) fires before httpx's read timeout: its error carries no
+    # request, and the proxy was not named.
+    outcome = run("http://example.invalid/hooks/some-secret-path", timeoutSeconds=0.5)
+    assert (outcome.status, outcome.reason) == (RunStatus.TIMED_OUT, "DeadlineExceeded")
+    assert outcome.message == (
+        f"GET http://example.invalid/***: no response within 0.5s through proxy {hung_proxy}"
+    )
+
+
+def test_the_client_s_own_response_hooks_still_run_beside_the_location_s(server: str) -> None:
+    # httpclient.async_client (notifications' too) moves a Location aside after the hooks it
+    # is given, which still run, and see it.
+    seen: list[tuple[int, str | None]] = []
+
+    async def hook(response: httpx.Response) -> None:
+        seen.append((response.status_code, response.headers.get("location")))
+
+    async def main() -> str | None:
+        async with httpclient.async_client(timeout=10, event_hooks={"response": [hook]}) as c:
+            response = await c.get(f"{server}/to/mailto:ops@example.com")
+            return httpclient.redirect_location(response)
+
+    assert asyncio.run(main()) == "mailto:ops@example.com"
+    assert seen == [(307, "mailto:ops@example.com")]
