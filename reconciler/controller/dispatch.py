@@ -146,7 +146,7 @@ class Dispatcher(ReplaceWaits, AheadSlots, EndsAwaited, RunStops):
         # runs they replace stopped (``_execute``), and their Jobs gone (``_run_attempt``).
         self._replacing: set[str] = set()
         self._replace_waited: dict[str, float] = {}  # see late_starts.py
-        self._ends_awaited = {}  # slots decided once ended runs are recorded (ended_runs.py)
+        self._ends_awaited, self._leaving = {}, {}  # slots waiting for ended runs (ended_runs)
 
     @property
     def paused(self) -> str | None:

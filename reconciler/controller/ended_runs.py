@@ -8,10 +8,15 @@ VM), the scheduler's late timer and the run's pidfd are ready in the same turn, 
 decided first, was turned away for a run that had ended, often the one slot that should run
 after the pause. So when every run holding the task is a command whose process has exited
 (``process.has_exited``, which does not reap it), the slot's decision waits for their ends,
-``LET_GO_AFTER`` at most, and is taken then, once (``Dispatcher.fire`` with ``waited``): a run
-if they have gone, else the skip it would have had. A process still running, a retry waiting
-for its backoff, a claim waiting for the store and a Job (no process here) hold the task at
-once, as before; a manual run is answered at once, as before.
+``LET_GO_AFTER`` at most (and a margin: the runs' own wait for the store begins once the loop
+has heard their exits), and is taken then, once (``Dispatcher.fire`` with ``waited``): a run if
+they no longer hold the task, else the skip it would have had. A process still running, a retry
+waiting for its backoff, a claim waiting for the store and a Job (no process here) hold the task
+at once, as before; a manual run is answered at once, as before. A change of the task (a
+suspend too: ``AheadSlots.before_change``) decides its waiting slots at once, as they stood;
+so does crontask's stop (``decide_closing``): the skip, if the runs still hold the task, else
+not started, as any slot while crontask stops. A replica paused meanwhile does not start the
+slot either, as any slot while paused (``Dispatcher._not_started``).
 """
 
 from __future__ import annotations
@@ -19,9 +24,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from reconciler.controller.active import ActiveRun
 from reconciler.controller.stops import LET_GO_AFTER
@@ -31,6 +35,23 @@ from reconciler.runner.command import CommandRun
 from reconciler.runner.process import has_exited
 
 log = logging.getLogger("crontask.runner")
+
+# Beyond ``LET_GO_AFTER``, how long a decision waits at most for the runs to leave: their
+# let-go timer starts once the loop has heard their exits and reached their end record.
+_MARGIN = 0.25  # seconds
+
+
+class _Fire(Protocol):
+    """``Dispatcher.fire``'s signature."""
+
+    def __call__(
+        self,
+        definition: Definition,
+        scheduled_at: datetime,
+        trigger: Trigger = ...,
+        *,
+        waited: bool = ...,
+    ) -> RunRecord: ...
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -53,7 +74,9 @@ class EndsAwaited:
     _writes: set[asyncio.Task[None]]
     # By task, by run id: the slots whose decision waits.
     _ends_awaited: dict[str, dict[str, _Waiting]]
-    fire: Callable[..., RunRecord]
+    # The runs a decision waits for, each with a future done once it leaves ``_active``.
+    _leaving: dict[ActiveRun, asyncio.Future[None]]
+    fire: _Fire
 
     def await_ends(
         self, definition: Definition, record: RunRecord, running: dict[str, ActiveRun]
@@ -65,7 +88,7 @@ class EndsAwaited:
         loop = asyncio.get_running_loop()
         waiting = _Waiting(definition, record.scheduled_at, record.trigger, loop.create_future())
         self._ends_awaited.setdefault(record.task, {})[record.id] = waiting
-        ends = {a.task for a in running.values() if a.task is not None}
+        ends = {self._leaving.setdefault(a, loop.create_future()) for a in running.values()}
         task = loop.create_task(self._after_ends(record, waiting, ends), name=f"ends {record.id}")
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
@@ -80,24 +103,37 @@ class EndsAwaited:
         return run in self._ends_awaited.get(key, {})
 
     def decide_now(self, key: str) -> None:
-        """``key``'s task is removed, changed or handed over (``RunStops.cancel_retries``):
-        its slots that wait are decided now, under the definition they were handed over with,
-        so that a run they start is one of those the change then stops from retrying."""
+        """``key``'s task is about to change, suspended too, or to be removed
+        (``AheadSlots.before_change``), or is handed over (``RunStops.cancel_retries``): its
+        slots that wait are decided now, under the definition they were handed over with, so
+        that a run they start is one of those the change then stops from retrying."""
         for run in list(self._ends_awaited.get(key, {})):
             self._decide(key, run)
 
+    def decide_closing(self) -> None:
+        """Crontask begins to stop (``RunStops.close``, before it closes): a slot whose runs
+        still hold its task gets the skip it would have had; one whose runs have gone is not
+        started (nor recorded: the next start catches it up), as any slot from now on."""
+        for key in [key for key in self._ends_awaited if self._active.get(key)]:
+            self.decide_now(key)
+
+    def left(self, active: ActiveRun) -> None:
+        """``active`` holds its task no longer (let go, or its task ended): a decision waiting
+        for it is taken once the others it waits for have left too."""
+        if (leaving := self._leaving.pop(active, None)) is not None and not leaving.done():
+            leaving.set_result(None)
+
     async def _after_ends(
-        self, record: RunRecord, waiting: _Waiting, ends: set[asyncio.Task[None]]
+        self, record: RunRecord, waiting: _Waiting, ends: set[asyncio.Future[None]]
     ) -> None:
-        ended = asyncio.ensure_future(asyncio.wait(ends)) if ends else None
+        # Not when their tasks end: a run let go (a slow store) has left while its task waits.
+        ended = asyncio.ensure_future(asyncio.wait(ends))
         try:
-            wakers: set[asyncio.Future[Any]] = {waiting.woken}
-            if ended is not None:
-                wakers.add(ended)
-            await asyncio.wait(wakers, timeout=LET_GO_AFTER, return_when=asyncio.FIRST_COMPLETED)
+            wakers: set[asyncio.Future[Any]] = {waiting.woken, ended}
+            timeout = LET_GO_AFTER + _MARGIN
+            await asyncio.wait(wakers, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            if ended is not None:
-                ended.cancel()
+            ended.cancel()
         self._decide(record.task, record.id)
 
     def _decide(self, key: str, run: str) -> None:

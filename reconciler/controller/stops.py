@@ -52,6 +52,8 @@ class RunStops:
     _deferred: dict[str, dict[datetime, tuple[asyncio.TimerHandle, Definition]]]
     _undefer: Callable[[str], None]
     decide_now: Callable[[str], None]  # EndsAwaited's
+    decide_closing: Callable[[], None]  # EndsAwaited's
+    left: Callable[[ActiveRun], None]  # EndsAwaited's
 
     def stop_run(self, run: str, reason: str) -> bool:
         """Stop the running run ``run`` (another replica asked, through the store)."""
@@ -108,6 +110,7 @@ class RunStops:
             del runs[record.id]
             if not runs:
                 self._active.pop(record.task, None)
+        self.left(active)
         self.bounds.release(record.id)
         if active.task is not None:
             self._writes.add(active.task)
@@ -134,7 +137,9 @@ class RunStops:
         instant; retries that wait are cancelled (recorded ``interrupted``, reason Shutdown),
         and a running attempt that fails is not retried. Called as soon as the stop is asked,
         before the parts started after the runs (the HTTP server's graceful stop can take
-        seconds) have stopped; runs already started go on until ``shutdown``."""
+        seconds) have stopped; runs already started go on until ``shutdown``. Slots whose
+        decision waits for runs that ended are decided first (``decide_closing``)."""
+        self.decide_closing()
         self._closing = True
         for key in list(self._deferred):
             self._undefer(key)  # not handed over yet: a restart catches them up
