@@ -26,17 +26,19 @@ _CAUSES_MOST: Final = 16  # links of a cause chain looked at (a chain may loop)
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 REDIRECT_HINT: Final = "redirects are not followed: update the receiver's URL"
 NO_HTTP_STATUS_HINT: Final = (
-    "not an HTTP status (100-599): the receiver's URL may lead to something that is no webhook"
+    "not an HTTP status (none is above 599): the receiver's URL may lead to something that is"
+    " no webhook"
 )
 
 
 def status_hint(status: object) -> str | None:
     """What the failure line of an answer with ``status`` says to do, if anything: a
     redirect is not followed (the client follows none; its ``Location`` is never said, as it
-    may carry a token), and a status outside 100-599 is none HTTP defines."""
+    may carry a token), and a status above 599 is none HTTP defines (httpx hands over none
+    below 100: it refuses such an answer as a protocol error)."""
     if status in _REDIRECTS:
         return REDIRECT_HINT
-    if isinstance(status, int) and not 100 <= status <= 599:
+    if isinstance(status, int) and status > 599:
         return NO_HTTP_STATUS_HINT
     return None
 

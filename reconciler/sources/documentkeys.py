@@ -40,6 +40,7 @@ import yaml
 from reconciler.core.model import KIND
 from reconciler.core.runs import DNS1123_LABEL
 from reconciler.sources.limits import YamlLimits
+from reconciler.sources.yamlpositions import Lines
 from reconciler.sources.yamlwalk import MAP, MERGE, STR
 
 KIND_FIELDS = ("apiVersion", "kind")
@@ -93,23 +94,24 @@ def key_of_split(split: Split) -> str | None:
     return key_of({"metadata": names}) if "name" in names else None
 
 
-def objects_note(split: Split) -> str | None:
-    """Where the objects run together in a document start, and which is the CronTask, for the
-    message of a repeated key; None when one object repeats a field of its own (no object
-    besides the CronTask's has a header key)."""
+def objects_note(split: Split, lines: Lines) -> str | None:
+    """Where the objects run together in a document start (placed by ``lines``, the text's, as
+    the message's own place is), and which is the CronTask, for the message of a repeated key;
+    None when one object repeats a field of its own (no object besides the CronTask's has a
+    header key)."""
     objects = split.objects
     if len(objects) < 2:
         return None
     task = _task_index(objects)
     if not any(set(HEADER) & o.keys() for i, o in enumerate(objects) if i != task):
         return None
-    lines = [min(k.start_mark.line for k, _ in o.values()) + 1 for o in objects]
-    shown = ", ".join(map(str, lines[:-1])) + f" and {lines[-1]}"
-    if len(lines) > _SHOWN:  # a message stays one short line, whatever the document
-        shown = ", ".join(map(str, lines[: _SHOWN - 1])) + f" and {len(lines) - _SHOWN + 1} more"
+    starts = [min(lines.place(k.start_mark)[0] for k, _ in o.values()) for o in objects]
+    shown = ", ".join(map(str, starts[:-1])) + f" and {starts[-1]}"
+    if len(starts) > _SHOWN:  # a message stays one short line, whatever the document
+        shown = ", ".join(map(str, starts[: _SHOWN - 1])) + f" and {len(starts) - _SHOWN + 1} more"
     return (
         f"objects at lines {shown} run together, no '---' between them:"
-        f" the CronTask is the one at line {lines[task]}"
+        f" the CronTask is the one at line {starts[task]}"
     )
 
 

@@ -58,7 +58,7 @@ from reconciler.sources.documentkeys import (
 from reconciler.sources.docwarnings import DocumentWarning, document_warning, log_warnings, placed
 from reconciler.sources.limits import FileBudget, Room, YamlLimits, excerpt
 from reconciler.sources.messages import MESSAGE, Problem, dotted, locator, message, more_in_file
-from reconciler.sources.yamlpositions import Lines, Positions
+from reconciler.sources.yamlpositions import Lines, Positions, reader_index
 from reconciler.sources.yamlwalk import (
     MAP,
     SEQ,
@@ -255,7 +255,7 @@ def _parse_with_positions(
         key = key_before_error(text, where, _Loader, limits) if where else None
         found.error(at(line, column), f"YAML syntax error: {excerpt(reason, _MESSAGE)}{hint}", key)
     except yaml.reader.ReaderError as err:  # a control character, a lone surrogate
-        line, column = found.lines.of_index(err.position)
+        line, column = found.lines.of_index(reader_index(text, err, loader))
         character = err.character if isinstance(err.character, int) else ord(err.character)
         found.error(at(line, column), f"unacceptable character #x{character:04x}: {err.reason}")
     except yaml.YAMLError as err:
@@ -369,7 +369,9 @@ def _duplicates(
     top = any(len(dup_path) == 1 for dup_path, _ in positions.duplicates)
     split = split_objects(node) if run_together or top else None  # once, for every error
     key = key_of(data) if split is None else key_of_split(split)
-    note = objects_note(split) if split is not None and top and not run_together else None
+    note = (
+        objects_note(split, found.lines) if split is not None and top and not run_together else None
+    )
     for dup_path, mark in positions.duplicates:
         message = f"{dotted(dup_path)}: duplicate key"
         if note is not None and len(dup_path) == 1:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import operator
 import re
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Sequence
+from itertools import accumulate, repeat
 from typing import Any
 
 import yaml
@@ -17,7 +20,7 @@ Path = tuple[str | int, ...]
 # Line breaks of YAML 1.1 (PyYAML's and libyaml's marks count them) that editors, grep and
 # GitHub do not break lines at: each would move every later place down a line.
 _YAML_ONLY_BREAKS = ("\x85", "\u2028", "\u2029")
-_BREAK = re.compile(r"\r\n?|\n")
+_YAML_ONLY_BREAK = re.compile(f"[{''.join(_YAML_ONLY_BREAKS)}]")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -32,32 +35,74 @@ class Lines:
     """A text's lines as an editor numbers them (broken at ``\\n``, ``\\r\\n`` and ``\\r``
     only), to turn the parser's marks into the line and column a user finds there. A text
     without a break of YAML's own (nearly every one) keeps the parser's numbers, which then
-    agree; in another, the start of each line is found once, and a mark placed by its index."""
+    agree; in another, a mark's line is the parser's less the breaks of YAML's own before it,
+    and its column is counted from the editor's line start when the parser's line starts at
+    one of them. What is kept grows with the number of those breaks, not of lines."""
 
     def __init__(self, text: str) -> None:
         self._text = text
         self._bom = text.startswith("\ufeff")  # the reader drops it: never a column
-        self._starts: list[int] | None = None  # found on first use
         self._parser_agrees = not any(brk in text for brk in _YAML_ONLY_BREAKS)
+        # Each break of YAML's own: where, the editor's line it is on, that line's start.
+        self._breaks: array[int] | None = None  # found on first use
+        self._break_lines = array("q")
+        self._break_line_starts = array("q")
 
-    def _line_starts(self) -> list[int]:
-        if self._starts is None:
-            self._starts = [0, *(found.end() for found in _BREAK.finditer(self._text))]
-        return self._starts
+    def _find_breaks(self) -> array[int]:
+        """The breaks of YAML's own, and (from the text between them, counted and searched
+        by ``str``'s own methods, no Python code per line) the editor's line of each."""
+        text = self._text
+        breaks = array("q", (found.start() for found in _YAML_ONLY_BREAK.finditer(text)))
+        after = [0, *(at + 1 for at in breaks[:-1])]  # where the text before each starts
+        broken: Iterable[int] = map(text.count, repeat("\n"), after, breaks)
+        last = map(text.rfind, repeat("\n"), after, breaks)
+        if "\r" in text:
+            broken = map(_editor_breaks, repeat(text), after, breaks)
+            last = map(max, last, map(text.rfind, repeat("\r"), after, breaks))
+        self._break_lines = array("q", accumulate(broken, initial=1))[1:]
+        # A line starts after the last break before a break of YAML's own, or where the
+        # line of the one before started (rfind's -1 + 1 never beats it: starts only grow).
+        starts = accumulate(map(operator.add, last, repeat(1)), max, initial=0)
+        self._break_line_starts = array("q", starts)[1:]
+        self._breaks = breaks
+        return breaks
 
     def place(self, mark: yaml.Mark) -> tuple[int, int]:
         """The 1-based line and column of ``mark``."""
         if self._parser_agrees:
             return mark.line + 1, mark.column + 1
+        breaks = self._breaks if self._breaks is not None else self._find_breaks()
         # PyYAML's index counts a leading byte order mark, libyaml's (no buffer) does not.
-        line, column = self.of_index(mark.index + (self._bom and mark.buffer is None))
-        return line, column - (self._bom and line == 1)
+        index = mark.index + (self._bom and mark.buffer is None)
+        before = bisect.bisect_left(breaks, index)
+        line = mark.line + 1 - before
+        if before and line == self._break_lines[before - 1]:  # the parser's line starts there
+            return line, self._column(index, self._break_line_starts[before - 1])
+        return line, mark.column + 1
 
     def of_index(self, index: int) -> tuple[int, int]:
-        """The 1-based line and column of the character at ``index`` of the text."""
-        starts = self._line_starts()
-        line = bisect.bisect_right(starts, index)
-        return line, index - starts[line - 1] + 1
+        """The 1-based line and column of the character at ``index`` of the text (counted
+        through it: for the one place a reader error is)."""
+        text = self._text
+        start = max(text.rfind("\n", 0, index), text.rfind("\r", 0, index)) + 1
+        return _editor_breaks(text, 0, index) + 1, self._column(index, start)
+
+    def _column(self, index: int, line_start: int) -> int:
+        return index - line_start + 1 - (self._bom and line_start == 0)
+
+
+def _editor_breaks(text: str, start: int, end: int) -> int:
+    """How many lines an editor breaks ``text[start:end]`` into, less one."""
+    crlf = text.count("\r\n", start, end)
+    return text.count("\n", start, end) + text.count("\r", start, end) - crlf
+
+
+def reader_index(text: str, err: yaml.reader.ReaderError, loader: object) -> int:
+    """The index in ``text`` of the character a reader error (a control character) is at:
+    libyaml's position counts the bytes of the text in UTF-8, a byte order mark's three too."""
+    if isinstance(loader, yaml.reader.Reader):  # PyYAML's own reader counts characters
+        return int(err.position)
+    return len(text.encode()[: err.position].decode(errors="ignore"))
 
 
 class Positions:

@@ -61,3 +61,37 @@ def test_each_task_of_the_file_is_at_the_line_of_its_document() -> None:
     parsed = parse_text(text, "t.yaml")
     assert parsed.errors == []
     assert [(d.location.line, d.location.column) for d in parsed.definitions] == [(1, 1), (10, 1)]
+
+
+@pytest.mark.parametrize("bom", ["", "\ufeff"])
+@pytest.mark.usefixtures("loader")
+def test_an_error_on_the_first_line_after_one_is_at_its_column(bom: str) -> None:
+    # The ']' is the 10th character of the line, the byte order mark none.
+    (error,) = errors(f'{bom}a: "x\u2028y" ]\n')
+    assert error.startswith("t.yaml:1:10: YAML syntax error: ")
+
+
+@pytest.mark.parametrize(
+    ("text", "place"),
+    [
+        ("x: ééé\x01\n", "1:7"),  # libyaml counts bytes: two for an é
+        ("\ufeffx: \x01\n", "1:4"),  # three for a byte order mark, which is no column
+        ("a: 1\nb: 😀😀\x01\n", "2:6"),  # four for each of these
+        ("#\u2028\nx: éé\x01\n", "2:6"),
+    ],
+)
+def test_an_unacceptable_character_is_at_its_line_and_column(text: str, place: str) -> None:
+    # libyaml's (crontask's loader): PyYAML's own reader refuses the text before any parsing.
+    assert documents._Loader is getattr(yaml, "CSafeLoader", None)
+    assert errors(text) == [
+        f"t.yaml:{place}: unacceptable character #x0001: control characters are not allowed"
+    ]
+
+
+@pytest.mark.usefixtures("loader")
+def test_objects_run_together_are_said_at_their_lines() -> None:
+    text = task("one", '["a\u2028b"]') + "metadata:\n  name: other\n"
+    assert errors(text) == [
+        "t.yaml:9:1: metadata: duplicate key (objects at lines 1 and 9 run together, no '---'"
+        " between them: the CronTask is the one at line 1)"
+    ]
