@@ -211,7 +211,7 @@ class Delivery:
         level, fields = self._last_failure.pop(name)
         if count > 1:
             fields = {**fields, "failed": count}
-        hint = status_hint(fields.get("status"))  # a redirect's, one outside 100-599
+        hint = status_hint(fields.get("status"))  # a redirect's, one above 599
         if hint is not None:
             fields = {**fields, "hint": hint}
         log.log(level, "notification failed", extra={"fields": fields})
