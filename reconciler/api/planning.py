@@ -44,7 +44,7 @@ from typing import Final
 from pydantic import ValidationError
 
 from reconciler.api.params import BodyProblem, parse_object
-from reconciler.controller.jobs import NO_CONNECTION
+from reconciler.controller.job_options import NO_CONNECTION
 from reconciler.core.desired import (
     Definition,
     DefinitionError,

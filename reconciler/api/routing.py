@@ -36,8 +36,8 @@ from reconciler.api.webhook_secret import WebhookSecret
 from reconciler.controller.view import RuntimeView
 from reconciler.hostnames import peer_of
 from reconciler.logs import bounded
-from reconciler.sinks.kubernetes_refusals import RefusalLog
 from reconciler.sinks.metrics import Metrics
+from reconciler.sinks.refusals import RefusalLog
 
 log = logging.getLogger("crontask.api")
 

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         store = open_state(args.state_dir, args.db, uses_dir=uses_dir)
     # Every option that needs none of it is checked: the runtime's modules now (see the docstring).
     from reconciler.controller.runtime import log_starting, serve
-    from reconciler.sources.kubernetes import KubernetesConfigError
+    from reconciler.sources.kubernetes_options import KubernetesConfigError
 
     options = _options(args, git, paths, notified, page)
     http = None if listening is None else listening()  # the web stack's imports
@@ -116,9 +116,9 @@ def _options(
     page: str | None,
 ) -> Options:
     """The runtime's options, from ``args`` checked and what was made of them."""
-    from reconciler.controller.jobs import JobOptions
+    from reconciler.controller.job_options import JobOptions
     from reconciler.controller.options import Options
-    from reconciler.sources.kubernetes import KubernetesOptions
+    from reconciler.sources.kubernetes_options import KubernetesOptions
 
     ha = ha_options(args)
     kubernetes = None

@@ -39,7 +39,7 @@ import threading
 from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping
 from typing import Any, Protocol, TypeVar
 
-from reconciler.controller.jobs import NO_CONNECTION_REASON
+from reconciler.controller.job_options import NO_CONNECTION_REASON
 from reconciler.controller.reconcile import PassResult, Reconciler
 from reconciler.controller.view import (
     FieldError,

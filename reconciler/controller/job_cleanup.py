@@ -47,7 +47,7 @@ from reconciler.controller.reconcile import PassResult, Reconciler
 from reconciler.core.desired import Definition
 from reconciler.core.jobs import finished, is_deleting, run_of
 from reconciler.runner.job import JobRunner
-from reconciler.sinks.kubernetes_refusals import RefusalLog, refusal
+from reconciler.sinks.refusals import RefusalLog, refusal
 from reconciler.sources.kubernetes_jobs import JobApiError, JobWatch
 from reconciler.store.base import RunStore
 

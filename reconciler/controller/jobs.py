@@ -2,8 +2,9 @@
 
 - :func:`job_support` builds, from a Kubernetes connection, the Job watch
   (``sources.kubernetes_jobs``) and the action (``runner.job``); without a connection a crontask
-  has no Jobs, and :class:`WithoutJobs` turns each ``job`` task into a definition error that says
-  so (the other tasks of the same source are unaffected).
+  has no Jobs, and ``controller.job_options.WithoutJobs`` turns each ``job`` task into a
+  definition error that says so (the other tasks of the same source are unaffected); this
+  module, which imports the Kubernetes client, is then never loaded.
 - :class:`JobSupervisor` is the component that starts the watch (listed before the first pass,
   so ``Forbid`` sees the Jobs that run in the cluster from the first slot on) and then, after
   every full pass and whenever a job task's run ends:
@@ -35,44 +36,26 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Collection, Coroutine
-from pathlib import Path
 from typing import Any
 
 from reconciler.aio import first_of, in_thread
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.job_cleanup import JobCleanup
+from reconciler.controller.job_options import JobOptions
 from reconciler.controller.manager import Ready
 from reconciler.controller.reconcile import PassResult, Reconciler
-from reconciler.core.desired import Definition, DefinitionError
 from reconciler.core.jobs import decided, is_deleting
 from reconciler.core.runs import JobDetails, RunRecord
 from reconciler.core.status import ObjectRef
 from reconciler.runner.job import JobRunner
 from reconciler.runner.job_delete import delete_job, retrying
-from reconciler.sinks.kubernetes_refusals import refusal
-from reconciler.sources.base import Notify, Source, SourceState
+from reconciler.sinks.refusals import refusal
 from reconciler.sources.kubernetes import Connection
 from reconciler.sources.kubernetes_jobs import JobApiError, JobWatch
 from reconciler.sources.kubernetes_watch import Informer
 from reconciler.store.base import RunStore, StoreClosed
 
 log = logging.getLogger("crontask.jobs")
-
-NO_CONNECTION_REASON = (
-    "this crontask has no Kubernetes connection, so it cannot create Jobs "
-    "(start it with --kubernetes or --kubeconfig FILE)"
-)
-NO_CONNECTION = f"spec.job: {NO_CONNECTION_REASON}"
-
-
-@dataclasses.dataclass(frozen=True)
-class JobOptions:
-    """``--job-namespace`` and, without ``--kubernetes``, ``--kubeconfig``: the connection for
-    Jobs alone (no CronTask resources are read then)."""
-
-    namespace: str | None = None  # None: the pod's namespace, else the kubeconfig context's
-    kubeconfig: Path | None = None
-    context: str | None = None  # None: the kubeconfig's current-context
 
 
 @dataclasses.dataclass
@@ -112,61 +95,6 @@ def job_support(
         stop_reads=watch.stop_reads(),  # each sent once: a stop holds its run's slot
     )
     return JobSupport(watch, runner)
-
-
-class WithoutJobs:
-    """A source as a crontask without Kubernetes sees it: ``job`` tasks are errors. A task that
-    ran something else before it became a ``job`` task keeps that last good definition, as a
-    task whose file breaks does (``in_force``: what is in force now, read before the pass)."""
-
-    def __init__(self, source: Source, in_force: Callable[[str], Definition | None]) -> None:
-        self.source = source
-        self.kind = source.kind
-        self._in_force = in_force
-        self._errors: dict[str, DefinitionError] = {}
-        self._kept: dict[str, Definition] = {}
-
-    @property
-    def authoritative(self) -> bool:
-        return self.source.authoritative
-
-    def refresh(self, hints: Collection[str] | None = None) -> set[str]:
-        changed = self.source.refresh(hints)
-        # Only what changed is looked at again: an edit costs the same at any number of tasks.
-        found = self.source.definitions() if hints is None else self.source.definitions_of(changed)
-        if hints is None:
-            self._errors.clear()
-            self._kept.clear()
-        for key in changed:
-            self._errors.pop(key, None)
-            self._kept.pop(key, None)
-        for definition in found:
-            if definition.task.spec.job is None:
-                continue
-            key = definition.key
-            error = self._errors[key] = DefinitionError(definition.location, NO_CONNECTION, key)
-            before = self._in_force(key)
-            ran = before is not None and before.task.spec.job is None
-            if before is not None and ran and before.location.source == self.kind:
-                self._kept[key] = dataclasses.replace(before, error=str(error))
-        return changed
-
-    def definitions(self) -> list[Definition]:
-        found = [d for d in self.source.definitions() if d.task.spec.job is None]
-        return found + list(self._kept.values())
-
-    def definitions_of(self, keys: Collection[str]) -> list[Definition]:
-        found = [d for d in self.source.definitions_of(keys) if d.task.spec.job is None]
-        return found + [self._kept[key] for key in keys if key in self._kept]
-
-    def errors(self) -> list[DefinitionError]:
-        return [*self.source.errors(), *self._errors.values()]
-
-    def status(self) -> SourceState:
-        return self.source.status()
-
-    async def watch(self, notify: Notify, ready: Ready, stop: asyncio.Event) -> None:
-        await self.source.watch(notify, ready, stop)
 
 
 class JobSupervisor:

@@ -13,7 +13,8 @@ from reconciler.aio import in_thread
 from reconciler.controller.cluster import Cluster
 from reconciler.controller.components import Threaded
 from reconciler.controller.dispatch import Dispatcher
-from reconciler.controller.jobs import JobOptions, JobSupport, job_support
+from reconciler.controller.job_options import JobOptions
+from reconciler.controller.jobs import JobSupport, job_support
 from reconciler.controller.manager import Manager
 from reconciler.controller.reconcile import PassResult, Reconciler
 from reconciler.core.desired import Definition, SourceKind

@@ -10,12 +10,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from reconciler.controller.jobs import JobOptions
+from reconciler.controller.job_options import JobOptions
 from reconciler.membership.base import Timing
 from reconciler.runner.environment import TaskEnv
 from reconciler.sinks.notify_config import Notifications
 from reconciler.sources.git import GitOptions
-from reconciler.sources.kubernetes import KubernetesOptions
+from reconciler.sources.kubernetes_options import KubernetesOptions
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_TASKS
 
 

@@ -29,7 +29,7 @@ import os
 import signal
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler import __version__, statedir
 from reconciler.aio import close_threads, in_thread, open_threads
@@ -40,8 +40,6 @@ from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.handover import Handover
 from reconciler.controller.heartbeat import Heartbeat
 from reconciler.controller.instance import Recovery, instance_id, recovery
-from reconciler.controller.jobs import JobSupervisor, JobSupport
-from reconciler.controller.kube import Kubernetes, connect_to, jobs
 from reconciler.controller.loop import ReconcileLoop
 from reconciler.controller.manager import ComponentFailed, Manager, StopBeforeReady
 from reconciler.controller.options import Options
@@ -54,7 +52,6 @@ from reconciler.core.desired import SourceKind
 from reconciler.core.runs import RunRecord
 from reconciler.core.urls import redact_db_url, redact_url
 from reconciler.membership.base import Announcement
-from reconciler.membership.single import SingleCheck, SingleLease
 from reconciler.runner import reaper
 from reconciler.scheduling.apscheduler import ApsScheduler
 from reconciler.sinks.metrics import Metrics
@@ -64,6 +61,11 @@ from reconciler.sources.base import Source
 from reconciler.sources.git import GitSource
 from reconciler.store import DB_FILENAME
 from reconciler.store.base import RunStore, StoreUnavailable
+
+if TYPE_CHECKING:  # they import the Kubernetes client: loaded only where it is used
+    from reconciler.controller.jobs import JobSupport
+    from reconciler.controller.kube import Kubernetes
+    from reconciler.membership.single import SingleCheck
 
 log = logging.getLogger("crontask")
 # Seconds the stop waits for crontask's own threads' work in flight (``aio.close_threads``).
@@ -231,8 +233,7 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     me = instance_id()
     previous = statedir.hold(options.state_dir, me)
     folders, git = wiring.local_sources(options)  # first: connecting to a cluster starts a thread
-    kube = await connect_to(options.kubernetes, me) if options.kubernetes else None
-    support = await jobs(options.jobs, kube, options.resync_seconds)
+    kube, support = await _kubernetes(options, me)
     outlives = support.outlives if support else lambda r: False
     crashed = _recover(options, store, me, previous, outlives)
     task_env = wiring.task_env(options)
@@ -308,6 +309,19 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     )  # fmt: skip
 
 
+async def _kubernetes(options: Options, me: str) -> tuple[Kubernetes | None, JobSupport | None]:
+    """The CronTask source's connection and the job action, each if asked for. The Kubernetes
+    client is imported only then: it is a quarter of the start's imports (``kubernetes``, its
+    dynamic client's schema validation), and a crontask without it never needs it (a job task
+    is a definition error there, ``job_options.WithoutJobs``, which imports none of it)."""
+    if options.kubernetes is None and options.jobs.kubeconfig is None:
+        return None, None
+    from reconciler.controller.kube import connect_to, jobs
+
+    kube = await connect_to(options.kubernetes, me) if options.kubernetes else None
+    return kube, await jobs(options.jobs, kube, options.resync_seconds)
+
+
 def _single(
     options: Options, kube: Kubernetes | None, me: str, metrics: Metrics
 ) -> SingleCheck | None:
@@ -319,6 +333,8 @@ def _single(
     --all-namespaces, in the pod's namespace (as --ha's Leases)."""
     if kube is None:
         return None
+    from reconciler.membership.single import SingleCheck, SingleLease
+
     namespace = options.lease_namespace or kube.connection.watch or kube.connection.home
     metrics.single_lease(False)
     return SingleCheck(SingleLease(kube.connection.api, namespace, me), metrics.single_lease)
@@ -337,6 +353,8 @@ async def start(parts: Parts, options: Options, manager: Manager, http: HttpServ
             manager, parts.reconciler, parts.scheduler, parts.dispatcher, parts.cluster
         )
     if parts.jobs is not None:  # the Jobs listed before the first pass: Forbid sees them
+        from reconciler.controller.jobs import JobSupervisor
+
         await manager.start(
             JobSupervisor(
                 parts.jobs,

@@ -15,14 +15,13 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from reconciler.aio import in_thread
 from reconciler.controller.cluster import Cluster
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.heartbeat import Heartbeat
-from reconciler.controller.jobs import JobSupport, WithoutJobs
-from reconciler.controller.kube import Kubernetes
+from reconciler.controller.job_options import WithoutJobs
 from reconciler.controller.options import HaOptions, Options
 from reconciler.controller.reconcile import PassResult, Reconciler
 from reconciler.controller.replace_wait import replaced_stop_bound
@@ -48,6 +47,10 @@ from reconciler.sources.git import GitSource
 from reconciler.sources.rootpaths import checked_roots
 from reconciler.store.base import RunQuery, RunStore
 from reconciler.store.merged import newest_first
+
+if TYPE_CHECKING:  # they import the Kubernetes client, which a crontask without it never loads
+    from reconciler.controller.jobs import JobSupport
+    from reconciler.controller.kube import Kubernetes
 
 log = logging.getLogger("crontask")
 

@@ -38,7 +38,7 @@ Contract:
   crontask's CRD). Another refusal is logged (naming what it lacked: ``crontasks/status: patch
   in namespace X``) and dropped. Both warnings come once per kind every ``REFUSAL_EVERY``
   seconds, with how many were held back since (``suppressed``), as refused Events are
-  (:mod:`reconciler.sinks.kubernetes_refusals`). The status is never written through the main
+  (:mod:`reconciler.sinks.refusals`). The status is never written through the main
   resource, so it can never bump ``metadata.generation``
   (:mod:`reconciler.sinks.kubernetes_status`).
 - After a ``409`` the object is read again, that read taking its token too: computed again on
@@ -69,13 +69,9 @@ from kubernetes.client.exceptions import ApiException
 from reconciler.core.crd import PLURAL
 from reconciler.core.model import API_GROUP
 from reconciler.core.status import ObjectRef, merge_patch
-from reconciler.sinks.kubernetes_refusals import (
-    CRD_FIX,
-    RefusalLog,
-    names_object,
-    refusal,
-)
+from reconciler.sinks.kubernetes_refusals import CRD_FIX, names_object
 from reconciler.sinks.kubernetes_status import RETRIED, Read, Seen, StatusApi, newer
+from reconciler.sinks.refusals import RefusalLog, refusal
 from reconciler.sinks.token_bucket import TokenBucket
 
 log = logging.getLogger("crontask.sinks")

@@ -20,7 +20,7 @@ Contract:
   recorded, and counted (``refused``); it is logged as one warning line, without a traceback,
   naming what was asked (``missing``: ``events: create in namespace X``), once per kind of
   refusal (verb, namespace, status) every ``REFUSAL_EVERY`` seconds, with how many came since
-  (``suppressed``), as refused status writes are (:mod:`reconciler.sinks.kubernetes_refusals`).
+  (``suppressed``), as refused status writes are (:mod:`reconciler.sinks.refusals`).
 - An Event that gets no answer (the API server unreachable: connection refused or reset, a
   timeout: ``request_timeout``, short, as a server that accepts and never answers would hold
   the worker otherwise; or an answer worth trying again, ``429`` or ``5xx``) is kept and tried
@@ -61,9 +61,9 @@ from kubernetes.client.exceptions import ApiException
 from reconciler.core.run_events import EventSpec
 from reconciler.core.status import ObjectRef, rfc3339
 from reconciler.sinks.kubernetes import said
-from reconciler.sinks.kubernetes_refusals import RefusalLog, refusal
 from reconciler.sinks.kubernetes_status import MERGE_PATCH, RETRIED
 from reconciler.sinks.notify_failures import retry_after
+from reconciler.sinks.refusals import RefusalLog, refusal
 from reconciler.sinks.token_bucket import TokenBucket
 
 log = logging.getLogger("crontask.sinks")

@@ -65,6 +65,10 @@ from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.documents import unexpected
 from reconciler.sources.kubernetes_bound import Waiting, age, deleting, refusal
 from reconciler.sources.kubernetes_document import document_of
+from reconciler.sources.kubernetes_options import (  # re-exported: this module's contract
+    KubernetesConfigError as KubernetesConfigError,
+)
+from reconciler.sources.kubernetes_options import KubernetesOptions as KubernetesOptions
 from reconciler.sources.kubernetes_watch import Informer
 from reconciler.sources.kubernetes_wire import MAX_DEPTH, PRUNED, pruned_path
 from reconciler.sources.limits import DEFAULT_MAX_TASKS, excerpt
@@ -73,19 +77,6 @@ from reconciler.sources.messages import MAX_SHOWN, more_problems, problems
 log = logging.getLogger("crontask.sources")
 
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-
-
-@dataclasses.dataclass(frozen=True)
-class KubernetesOptions:
-    namespace: str | None = None  # None: the kubeconfig context's (or the pod's) namespace
-    all_namespaces: bool = False
-    kubeconfig: Path | None = None  # None: $KUBECONFIG, ~/.kube/config, else in-cluster
-    context: str | None = None  # None: kubectl's current-context (the first file's)
-    resync_seconds: float = 300.0
-
-
-class KubernetesConfigError(Exception):
-    """No usable kubeconfig or in-cluster configuration; the message says which was tried."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,8 +28,8 @@ from reconciler.api.routing import (
     warn_auth_failed,
 )
 from reconciler.hostnames import peer_of
-from reconciler.sinks.kubernetes_refusals import RefusalLog
 from reconciler.sinks.metrics import Metrics
+from reconciler.sinks.refusals import RefusalLog
 from tests.api.conftest import BAD_TOKEN, bearer, make_jwt, write_auth
 from tests.api.fakes import FakeRuntime
 from tests.helpers import wait_for

@@ -25,8 +25,8 @@ from reconciler.api.routing import (
     ApiContext,
     authorize,
 )
-from reconciler.sinks.kubernetes_refusals import RefusalLog
 from reconciler.sinks.metrics import Metrics
+from reconciler.sinks.refusals import RefusalLog
 from tests.api.conftest import BAD_TOKEN, make_jwt, write_auth
 from tests.api.fakes import FakeRuntime
 from tests.api.test_auth_failures_logged_once import Clock

@@ -16,7 +16,7 @@ import yaml
 from reconciler.api import routes_plan
 from reconciler.api.auth import AuthConfig, Role
 from reconciler.api.problems import MAX_ERRORS
-from reconciler.controller.jobs import NO_CONNECTION
+from reconciler.controller.job_options import NO_CONNECTION
 from reconciler.sources.api import ApiTaskFiles
 from reconciler.sources.files import DirectorySource
 from tests.api.conftest import STATIC_TOKENS, AppFactory, TestClient, bearer, write_auth

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from reconciler.controller.dispatch import Dispatcher
-from reconciler.controller.jobs import JobOptions, job_support
+from reconciler.controller.job_options import JobOptions
+from reconciler.controller.jobs import job_support
 from reconciler.core.runs import RunStatus, run_id
 from reconciler.runner import job_end
 from reconciler.runner.base import Actions

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from reconciler.controller.dispatch import Dispatcher
-from reconciler.controller.jobs import NO_CONNECTION, WithoutJobs
+from reconciler.controller.job_options import NO_CONNECTION, WithoutJobs
 from reconciler.controller.reconcile import Reconciler
 from reconciler.core.desired import Definition
 from reconciler.scheduling.memory import MemoryScheduler

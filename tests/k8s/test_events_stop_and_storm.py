@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from reconciler.sinks.kubernetes_events import MAX_RETRY_AFTER
-from reconciler.sinks.kubernetes_refusals import REFUSAL_EVERY, RefusalLog
+from reconciler.sinks.refusals import REFUSAL_EVERY, RefusalLog
 from tests.helpers import wait_for
 from tests.k8s.test_events_held import REF, Script, caught, failing, recorder_of, serve
 from tests.k8s.test_events_refused import logged

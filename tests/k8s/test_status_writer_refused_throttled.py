@@ -62,7 +62,7 @@ def test_refused_status_writes_are_one_warning_not_one_a_write(
 def test_the_next_warning_of_a_kind_comes_after_ten_minutes_with_the_count(
     emulator: Emulator, k8s_api_client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from reconciler.sinks.kubernetes_refusals import REFUSAL_EVERY, RefusalLog
+    from reconciler.sinks.refusals import REFUSAL_EVERY, RefusalLog
 
     writer = StatusWriter(k8s_api_client, workers=1, backoff=0.02, max_backoff=0.1)
     now = [1000.0]

@@ -41,18 +41,17 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
 from reconciler.store import sql_schema
 from reconciler.store.base import IncompatibleSchema, StoreUnavailable
 from reconciler.store.sql_schema import BEGIN_OPTION, metadata
+
+if TYPE_CHECKING:  # Alembic is imported only to migrate: a store at HEAD needs none of it
+    from alembic.config import Config
 
 __all__ = ["HEAD", "check", "current_revision", "known_revisions", "migrate", "upgrade"]
 
@@ -81,9 +80,16 @@ module). Made by revision 0007 and written by the migrations after it; read here
 
 _HERE = Path(__file__).resolve().parent
 _REVISION = re.compile(r"[0-9]{4}")
+# Alembic's table of the revision (its default name, in the connection's default schema), read
+# here with plain SQL as Alembic reads it: importing Alembic is a tenth of crontask's start.
+_VERSION_TABLE: Final = "alembic_version"
+_VERSION_NUM: Final[sa.ColumnClause[str]] = sa.column("version_num")
+_VERSIONS: Final = sa.select(_VERSION_NUM).select_from(sa.table(_VERSION_TABLE))
 
 
 def _config() -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     # configparser interpolation: a literal '%' in the install path would break the option.
     cfg.set_main_option("script_location", str(_HERE).replace("%", "%%"))
@@ -93,14 +99,19 @@ def _config() -> Config:
 @functools.cache
 def known_revisions() -> frozenset[str]:
     """Every revision id this code knows about (cached: the files do not change at runtime)."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(_config())
     return frozenset(rev.revision for rev in script.walk_revisions())
 
 
 def current_revision(connection: Connection) -> str | None:
     """The database's revision, ``None`` if it was never migrated (no ``alembic_version``, or
-    an empty one). IncompatibleSchema for several (crontask's history has one line)."""
-    heads = MigrationContext.configure(connection).get_current_heads()
+    an empty one). IncompatibleSchema for several (crontask's history has one line). Read as
+    Alembic's ``MigrationContext.get_current_heads`` reads it, without importing Alembic."""
+    heads: list[str] = []
+    if connection.dialect.has_table(connection, _VERSION_TABLE):
+        heads = list(connection.execute(_VERSIONS).scalars())
     if len(heads) > 1:
         listed = ", ".join(repr(head) for head in sorted(heads))
         _not_ours(connection, f"its alembic_version table holds several revisions ({listed})")
@@ -178,6 +189,8 @@ def _where(connection: Connection) -> str:
 
 def upgrade(connection: Connection, revision: str = "head") -> None:
     """Migrate to ``revision`` on ``connection``, inside the transaction the caller holds."""
+    from alembic import command
+
     cfg = _config()
     cfg.attributes["connection"] = connection
     command.upgrade(cfg, revision)
@@ -185,6 +198,8 @@ def upgrade(connection: Connection, revision: str = "head") -> None:
 
 def downgrade(connection: Connection, revision: str) -> None:
     """Migrate down to ``revision`` (for tests and manual recovery; crontask never does this)."""
+    from alembic import command
+
     cfg = _config()
     cfg.attributes["connection"] = connection
     command.downgrade(cfg, revision)
