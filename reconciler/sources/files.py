@@ -20,7 +20,8 @@ Rules users rely on:
   its way lost its search permission) is not a file gone: it is an error, and its tasks stay. A
   file whose name is not UTF-8 is an error of its own, not read (the watcher cannot report it).
 - Watch events (``watch``) name files to re-read; those that say more (``filehints``: a
-  folder, a link) make the refresh a full one.
+  folder, a link) make the refresh a full one. Under a path past ``MAX_PATH_FILES`` they do
+  nothing: the resync, a full pass anyway, is what sees it back within the bound.
 - A path that disappears (an unmounted volume, a wrong path) is an error; the tasks read from it
   stay in force until it comes back. With ``guard_empty`` (``crontask run`` without
   ``--allow-empty``), so does a path that still exists but suddenly holds no file at all, however
@@ -59,7 +60,7 @@ from reconciler.core.desired import Definition, DefinitionError, ErrorKind, Loca
 from reconciler.sources.adrift import Adrift
 from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.documents import ParsedText, PlainText, parse_text, plain_definitions
-from reconciler.sources.filehints import known_path, says_more, too_deep
+from reconciler.sources.filehints import known_path, says_more, too_deep, within_bound
 from reconciler.sources.filestate import FileState, Signature, signature_of
 from reconciler.sources.keptfiles import kept_files
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_TASKS, excerpt
@@ -130,7 +131,7 @@ class DirectorySource:
         self._root_errors: dict[Path, DefinitionError] = {}
         self._walk_errors: list[DefinitionError] = []  # folders not read, at the last scan
         self.unread: list[Path] = []  # the places not read at the last scan (see scan())
-        self.too_many: list[Path] = []  # the roots of them past walk.MAX_PATH_FILES files
+        self.too_many: dict[Path, str] = {}  # those past walk.MAX_PATH_FILES files: the errors
         self.misnamed = Misnamed()  # Backup.YAML: not read, said (walk)
         # A root that suddenly yields no file keeps its tasks unless the user allows an empty
         # set: _holds() decides it once per root and refresh (per file, 6000 files took 40 s).
@@ -161,22 +162,18 @@ class DirectorySource:
         self._resolved = {}  # a root swapped since the last refresh resolves anew
         self._holds_now = {}
         held = [r for r in self.roots if self._is_hold(r)]
-        if hints is None or any(hint in roots for hint in hints):
+        if hints is None:
             return self._rescan()
-        past = {str(r.absolute()) for r in self.too_many}  # a file there is not read alone
-        if any(too_deep(self.roots, Path(h)) or under_any(Path(h), past) for h in hints):
-            return self._rescan()  # the walk does not enter there: report it (or read it again)
+        hints = within_bound(self.roots, self.too_many, hints)  # past it an event reads nothing
+        if any(hint in roots or too_deep(self.roots, Path(hint)) for hint in hints):
+            return self._rescan()  # a root swapped; a folder the walk does not enter: report it
         if any(is_within(Path(h), r.absolute()) for h in hints for r in held):
             return self._rescan()  # files again where tasks were held: settle it whole
         folders = functools.cache(lambda: {str(a) for path in self._files for a in path.parents})
         if any(says_more(self.roots, Path(h), folders) for h in hints):
             return self._rescan()  # a folder or a link changed: what is under it, the walk says
-        changed: set[str] = set()
-        for hint in hints:
-            path = known_path(self.roots, Path(hint))
-            if path is not None:
-                changed |= self._reread(path)
-        return changed
+        found = [known_path(self.roots, Path(hint)) for hint in hints]
+        return {key for path in found if path is not None for key in self._reread(path)}
 
     def definitions(self) -> list[Definition]:
         found = [d for state in self._files.values() for d in state.in_force()]
@@ -226,7 +223,7 @@ class DirectorySource:
         unlisted: list[Path] = []
         not_entered: list[Path] = []
         named: list[Path] = []
-        self.too_many = []
+        past: list[Path] = []
         for root in self.roots:
             # Checked first: a link out of the repository says nothing of what it leads to.
             problem = self._outside(root) or missing(root)
@@ -240,7 +237,7 @@ class DirectorySource:
                 continue
             self._root_errors.pop(root, None)
             linked: list[Path] = []
-            present.update(task_files(root, too_deep, unlisted, linked, named, self.too_many))
+            present.update(task_files(root, too_deep, unlisted, linked, named, past))
             # A link to a folder of the root shows files read where they are: nothing to say;
             # nor does one given as a root itself (see rootpaths). One that leads elsewhere, or
             # to nothing, is not read: a commit that turned a folder into one must not remove
@@ -248,13 +245,16 @@ class DirectorySource:
             inside = resolved(root)
             not_entered += [f for f in not_given(self.roots, linked) if not leads_within(f, inside)]
         # And a link to a file where a folder of files read was (see unread): none is removed.
-        unread = missing_roots + unlisted + not_entered + self.too_many
+        unread = missing_roots + unlisted + not_entered + past
         to_files = links_to_files(self.roots, self._files, present, unread)
-        found = (too_deep, unlisted, not_entered, to_files, self.too_many)
+        # Its files stay as they were while it is past: counted once, not per resync (0.5 s).
+        was = self.too_many
+        self.too_many = {r: was.get(r) or past_bound(kept=self._kept(r) > 0) for r in past}
+        found = (too_deep, unlisted, not_entered, to_files)
+        said = [(f, why) for why, places in zip(WALK_ERRORS, found, strict=True) for f in places]
         self._walk_errors = [
             DefinitionError(Location(self.kind, self._display(f), revision=self.revision), why)
-            for why, folders in zip((*WALK_ERRORS, past_bound()), found, strict=True)
-            for f in folders
+            for f, why in [*said, *self.too_many.items()]
         ]
         self.unread = unread + to_files
         self.misnamed.saw(named, self._display)

@@ -35,16 +35,19 @@ MAX_FOLDER_DEPTH = 100
 # The task files one path may hold, as many files as a git checkout may (gitcheckout's
 # MAX_CHECKOUT_FILES): each file found is kept (its signature, what it defined), and 200 000
 # empty ones took crontask from 120 to 308 MB. A path past it is not read; its files keep
-# their tasks, as under a folder that cannot be listed.
+# their tasks, as under a folder that cannot be listed. The bound is per path: several paths
+# may each hold up to it.
 MAX_PATH_FILES = 100_000
 
 
-def past_bound() -> str:
-    """The error of a path that holds more than ``MAX_PATH_FILES`` task files."""
-    return (
-        f"holds more than {MAX_PATH_FILES:,} task files (the limit): not read; the tasks of "
-        "its files are kept"
-    )
+def past_bound(*, kept: bool) -> str:
+    """The error of a path that holds more than ``MAX_PATH_FILES`` task files: ``kept`` if
+    tasks of its files were read before (they stay), else (a start) none of them is in force."""
+    if kept:
+        said = "the tasks of its files are kept"
+    else:
+        said = "none of its tasks is in force until it is back within the bound"
+    return f"holds more than {MAX_PATH_FILES:,} task files (the limit): not read; {said}"
 
 
 def is_yaml_file(path: Path) -> bool:

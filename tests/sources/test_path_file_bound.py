@@ -1,11 +1,15 @@
 """A path holds at most ``walk.MAX_PATH_FILES`` task files, as a git checkout holds at most
 ``MAX_CHECKOUT_FILES``: each file found is kept, and 200 000 empty ones took ``crontask run``
 from 120 to 308 MB. Past the bound the path is not read: an error of the path, whose files keep
-their tasks, as under a folder that cannot be listed. A bound of 3 stands in for 100 000."""
+their tasks, as under a folder that cannot be listed. A watch event there reads nothing, not
+even the path whole (1.2 s an event at 100 001 files): the resync sees it back within the
+bound. A bound of 3 stands in for 100 000."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +27,25 @@ def errors(source: DirectorySource) -> list[str]:
     return sorted(str(e) for e in source.errors())
 
 
-def test_a_path_past_the_bound_is_not_read_and_keeps_its_tasks(tmp_path: Path) -> None:
+def counted(monkeypatch: pytest.MonkeyPatch, source: DirectorySource, name: str) -> list[object]:
+    """The calls of the method ``name`` of ``source`` from now on (each its first argument)."""
+    calls: list[object] = []
+    method: Callable[..., Any] = getattr(source, name)
+
+    def counting(*args: Any) -> Any:
+        calls.append(args[0] if args else None)
+        return method(*args)
+
+    monkeypatch.setattr(source, name, counting)
+    return calls
+
+
+KEPT = "not read; the tasks of its files are kept"
+
+
+def test_a_path_past_the_bound_is_not_read_and_keeps_its_tasks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tasks, other = tmp_path / "tasks", tmp_path / "other"
     for name in ("a", "b", "c"):
         write(tasks / f"{name}.yaml", doc(name))
@@ -45,24 +67,33 @@ def test_a_path_past_the_bound_is_not_read_and_keeps_its_tasks(tmp_path: Path) -
         "default/c": "* * * * *",
         "default/o": "0 * * * *",
     }
-    assert errors(source) == [
-        f"{tasks}: holds more than 3 task files (the limit): not read; the tasks of its files "
-        "are kept"
-    ]
+    assert errors(source) == [f"{tasks}: holds more than 3 task files (the limit): {KEPT}"]
     assert source.unread == [tasks]
-    # A watch event of a file there reads the path whole, not the file alone.
+    # A watch event of a file there reads nothing: neither the file alone nor the path whole.
+    scans, loads = counted(monkeypatch, source, "scan"), counted(monkeypatch, source, "load")
     source.refresh([str(write(tasks / "b.yaml", doc("b", "1 * * * *")).absolute())])
     assert keys(source)["default/b"] == "* * * * *"
+    assert (scans, loads) == ([], [])
+    # One of the other path, in the same batch of events, is read alone as ever.
+    o = write(other / "o.yaml", doc("o", "2 * * * *"))
+    source.refresh([str((tasks / "a.yaml").absolute()), str(o.absolute())])
+    assert keys(source)["default/o"] == "2 * * * *"
+    assert (scans, loads) == ([], [o])
 
-    # Back within the bound (an event of the file removed): read again, and the error goes.
+    # Back within the bound: the events of the files removed read nothing either...
     (tasks / "d.yaml").unlink()
     (tasks / "sub" / "e.yaml").unlink()
-    source.refresh([str((tasks / "d.yaml").absolute())])
+    source.refresh([str((tasks / "d.yaml").absolute()), str((tasks / "sub").absolute())])
+    assert (scans, keys(source)["default/b"]) == ([], "* * * * *")
+    assert errors(source) == [f"{tasks}: holds more than 3 task files (the limit): {KEPT}"]
+    # ...the resync sees it: read again, and the error goes.
+    source.refresh()
+    assert len(scans) == 1
     assert keys(source) == {
         "default/a": "0 * * * *",
         "default/b": "1 * * * *",
         "default/c": "* * * * *",
-        "default/o": "0 * * * *",
+        "default/o": "2 * * * *",
     }
     assert errors(source) == []
 
@@ -74,7 +105,23 @@ def test_a_path_past_the_bound_at_start_reads_nothing_of_it(tmp_path: Path) -> N
     source = DirectorySource([tmp_path])
     source.refresh()
     assert keys(source) == {}
+    # Nothing of it was read: none of its tasks is said to be kept.
     assert errors(source) == [
-        f"{tmp_path}: holds more than 3 task files (the limit): not read; the tasks of its "
-        "files are kept"
+        f"{tmp_path}: holds more than 3 task files (the limit): not read; none of its tasks is "
+        "in force until it is back within the bound"
     ]
+
+
+def test_a_root_given_inside_a_path_past_the_bound_is_read_on_its_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("a", "b", "c", "d"):
+        write(tmp_path / f"{name}.yaml", doc(name))
+    inner = write(tmp_path / "inner" / "i.yaml", doc("i"))
+    source = DirectorySource([tmp_path, tmp_path / "inner"])
+    source.refresh()
+    assert keys(source) == {"default/i": "* * * * *"}
+    # The inner root's file is its own (see rootpaths): an event of it is read, alone.
+    scans = counted(monkeypatch, source, "scan")
+    source.refresh([str(write(inner, doc("i", "0 * * * *")).absolute())])
+    assert (scans, keys(source)) == ([], {"default/i": "0 * * * *"})
