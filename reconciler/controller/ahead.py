@@ -35,7 +35,6 @@ class AheadSlots:
     _deferred: dict[str, dict[datetime, tuple[asyncio.TimerHandle, Definition]]]
     fire: Callable[[Definition, datetime], RunRecord]
     fence: Callable[[], None]
-    decide_now: Callable[[str], None]  # EndsAwaited's
 
     def due(self, definition: Definition, scheduled_at: datetime) -> None:
         """A scheduled slot, handed over by the scheduler up to ``AHEAD_MAX`` before it.
@@ -68,11 +67,7 @@ class AheadSlots:
         slots deferred to their instant are not decided later. A changed task's slot whose
         instant has passed (the loop was busy) is decided now, as it stood: the scheduler
         handed it over already, and the changed job starts after it. One still ahead is
-        handed over again by the changed job if its schedule still has it. A slot whose decision
-        waits for runs that ended (``controller.ended_runs``) is decided now too, as it stood,
-        first (the earlier slot): a suspend, which stops no retry, must not leave it to start
-        after the suspension."""
-        self.decide_now(key)
+        handed over again by the changed job if its schedule still has it."""
         self._undefer(key, decide_due=changed)
 
     def _decidable_ahead(self, definition: Definition) -> bool:

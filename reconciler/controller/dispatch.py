@@ -36,8 +36,7 @@ overtook before it started (``supersede_ahead``: the process was away between it
 instant), or ``PeriodRan`` for a changed task's slot whose period ran (``controller.periods``).
 Retries are further attempts of the same run (same id, ``attempt`` 2, 3, ...); while a run waits
 for its next attempt it still occupies its slot for the concurrency policy; a run that has
-ended, whose end record waits for a slow store, does for 0.5 s at most, and a slot waits that
-long at most for one whose process had exited before the loop heard of it (``ended_runs``).
+ended, whose end record waits for a slow store, does for 0.5 s at most.
 
 Here: the decision of a slot (``fire``), adoption, progress, and the slots' accounting. The
 dispatcher's other parts are mixins: the hand-off ahead (``controller.ahead``), the execution
@@ -58,7 +57,6 @@ from reconciler.aio import in_thread
 from reconciler.controller.active import REPLACED, ActiveRun
 from reconciler.controller.ahead import AheadSlots
 from reconciler.controller.bounds import TOO_MANY_RUNS, RunBounds
-from reconciler.controller.ended_runs import EndsAwaited
 from reconciler.controller.execution import RunListener
 from reconciler.controller.handover import Handover
 from reconciler.controller.late_starts import MISSED_DEADLINE, TurnedAway, missed_deadline
@@ -98,7 +96,7 @@ _JUST_BEFORE = timedelta(microseconds=1)  # a slot, as a catch-up counts from af
 Clock = Callable[[], datetime]
 
 
-class Dispatcher(ReplaceWaits, AheadSlots, EndsAwaited, RunStops):
+class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
     def __init__(
         self,
         store: RunStore,
@@ -146,7 +144,6 @@ class Dispatcher(ReplaceWaits, AheadSlots, EndsAwaited, RunStops):
         # runs they replace stopped (``_execute``), and their Jobs gone (``_run_attempt``).
         self._replacing: set[str] = set()
         self._replace_waited: dict[str, float] = {}  # see late_starts.py
-        self._ends_awaited, self._leaving = {}, {}  # slots waiting for ended runs (ended_runs)
 
     @property
     def paused(self) -> str | None:
@@ -194,15 +191,9 @@ class Dispatcher(ReplaceWaits, AheadSlots, EndsAwaited, RunStops):
     # -- the hand-off (``controller.ahead``: slots handed over ahead) ----------------------
 
     def fire(
-        self,
-        definition: Definition,
-        scheduled_at: datetime,
-        trigger: Trigger = Trigger.SCHEDULE,
-        *,
-        waited: bool = False,
+        self, definition: Definition, scheduled_at: datetime, trigger: Trigger = Trigger.SCHEDULE
     ) -> RunRecord:
-        """Turn a due slot into a run or a recorded skip. Returns the record it starts with
-        (as decided, if it waits for runs that ended: ``ended_runs``; ``waited``: it did)."""
+        """Turn a due slot into a run or a recorded skip. Returns the record it starts with."""
         spec = definition.task.spec
         key = definition.key
         now = self.clock()
@@ -246,12 +237,8 @@ class Dispatcher(ReplaceWaits, AheadSlots, EndsAwaited, RunStops):
             # shutdown, while the store refused the second's claim anyway.
             log.info("slot already running here", extra={"fields": {"task": key, "run": record.id}})
             return same.record
-        if self.awaits_ends(key, record.id):
-            return record  # the same slot again while its decision waits: it is that one
         policy = spec.concurrency_policy
         if running and policy is ConcurrencyPolicy.FORBID:
-            if not waited and self.await_ends(definition, record, running):
-                return record  # their processes have exited: decided once they are recorded
             ids = ", ".join(sorted(running))
             going = "still running"
             if all(a.claiming and a.record.attempt == 1 for a in running.values()):

@@ -77,7 +77,6 @@ class RunExecution(NotStarted, LateStarts, SlotSkips):
     owns: Callable[[str], bool]
     fence: Callable[[], None]
     _let_go: Callable[[ActiveRun], None]
-    left: Callable[[ActiveRun], None]  # EndsAwaited's
     _save_end: Callable[[ActiveRun, RunRecord, bool], Coroutine[Any, Any, None]]  # RunStops
 
     # -- one run ---------------------------------------------------------------------------
@@ -138,7 +137,6 @@ class RunExecution(NotStarted, LateStarts, SlotSkips):
             runs = self._active.get(record.task, {})
             if runs.get(record.id) is active:  # not let go already (``_let_go``)
                 del runs[record.id]
-            self.left(active)  # a slot's decision may wait for it (``ended_runs``)
             self.bounds.release(record.id)
             self.turned_away_end(active)  # not superseded: the slot kept for it is skipped
             if not runs:

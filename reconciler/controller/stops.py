@@ -51,9 +51,6 @@ class RunStops:
     _killed: set[tuple[str, int]]
     _deferred: dict[str, dict[datetime, tuple[asyncio.TimerHandle, Definition]]]
     _undefer: Callable[[str], None]
-    decide_now: Callable[[str], None]  # EndsAwaited's
-    decide_closing: Callable[[], None]  # EndsAwaited's
-    left: Callable[[ActiveRun], None]  # EndsAwaited's
 
     def stop_run(self, run: str, reason: str) -> bool:
         """Stop the running run ``run`` (another replica asked, through the store)."""
@@ -70,9 +67,7 @@ class RunStops:
         is no longer in force here). Running attempts and runs claimed ahead of their slot go
         on, unless the fence holds them (``_late``); a run that waits to start (for the runs it
         replaces, for its claim) does not start (``_waited``); slots deferred to their instant
-        were settled before the job changed (``before_change``); slots whose decision waits for
-        runs that ended are decided first (``decide_now``). Returns how many will not retry."""
-        self.decide_now(key)
+        were settled before the job changed (``before_change``). Returns how many will not retry."""
         runs = list(self._active.get(key, {}).values())
         for active in runs:
             if active.waiting:
@@ -110,7 +105,6 @@ class RunStops:
             del runs[record.id]
             if not runs:
                 self._active.pop(record.task, None)
-        self.left(active)
         self.bounds.release(record.id)
         if active.task is not None:
             self._writes.add(active.task)
@@ -137,9 +131,7 @@ class RunStops:
         instant; retries that wait are cancelled (recorded ``interrupted``, reason Shutdown),
         and a running attempt that fails is not retried. Called as soon as the stop is asked,
         before the parts started after the runs (the HTTP server's graceful stop can take
-        seconds) have stopped; runs already started go on until ``shutdown``. Slots whose
-        decision waits for runs that ended are decided first (``decide_closing``)."""
-        self.decide_closing()
+        seconds) have stopped; runs already started go on until ``shutdown``."""
         self._closing = True
         for key in list(self._deferred):
             self._undefer(key)  # not handed over yet: a restart catches them up
