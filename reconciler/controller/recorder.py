@@ -12,15 +12,16 @@ costs a few store round trips, not one each. Final records travel together the s
 When the store is unavailable, or does not answer a write within ``ANSWER_WAIT`` (``lane``), the
 run still happens — without replicas nobody else can run its slot — and its records wait in a
 bounded buffer that is retried with backoff until the store is back; a claim or skip the store
-takes meanwhile ends the backoff (``_answered``): the store answers, the records go at once.
-Should the store still refuse them, claims end no backoff again until they go (``_backoff``). A
-claim may also be asked not to be kept (``claim_soon(keep=False)``): with replicas, a slot
-whose claim could not be checked is not run, since the replica that takes the task over would
-run it too; nothing of it waits then. The buffer coalesces by (run id, attempt): the newest
-state of a record replaces an older pending one, so a run's ``running`` and final records cost
-one slot. A claim kept that way is still a claim when it is written: if another instance
-recorded the slot meanwhile, its record stands, and this process's records of that slot are not
-written over it (logged as a warning instead).
+takes meanwhile ends the backoff (``_answered``, once a second at most): the store answers, the
+records go at once (should the store still refuse them, the next claim ends a backoff a
+second later at the earliest, ``_backoff``). A claim may also be asked not to be kept
+(``claim_soon(keep=False)``): with replicas, a slot whose claim could not be checked is not
+run, since the replica that takes the task over would run it too; nothing of it waits then.
+The buffer coalesces by (run id, attempt): the newest state of a record replaces an older
+pending one, so a run's ``running`` and final records cost one slot. A claim kept that way is
+still a claim when it is written: if another instance recorded the slot meanwhile, its record
+stands, and this process's records of that slot are not written over it (logged as a warning
+instead).
 
 A record the store refuses for another reason (an error that is no outage: a value it will not
 take, a schema someone changed) is kept too, and tried again with the others, but only
@@ -82,6 +83,11 @@ LONE_TRIES = 3
 # enough to outlast a passing error nobody foresaw, few enough that a record the store will
 # never take costs the records behind it seconds (the flush loop's backoff), not for ever.
 REFUSED_TRIES = 3
+# A write that went through ends the flush loop's backoff (the store answers: the records go at
+# once), once in this long at most: a store that takes claims and not the records waiting (a
+# record too big for the room left, a row kept locked) would otherwise have a try of up to
+# LONE_TRIES records follow each claim, back to back.
+CUT_EVERY = 1.0
 
 
 class Recorder(Claiming):
@@ -115,9 +121,7 @@ class Recorder(Claiming):
         # Writes that went through, and an event set by each (``_answered``).
         self._answers = 0
         self._answer = asyncio.Event()
-        # Such a write cut the flush loop's backoff short since the loop's own last write went
-        # through: the backoffs now last their time (``_backoff``).
-        self._cut_short = False
+        self._cut_at = -CUT_EVERY  # the loop's time such a write last ended a backoff
         # Kept skips whose caller hears of them once written (``add``, ``save``): keys in the
         # buffer, and a ``save``'s on its way.
         self._told: dict[Key, Callable[[RunRecord], None]] = {}
@@ -374,7 +378,6 @@ class Recorder(Claiming):
         with each write that goes through. A record that failed alone ``REFUSED_TRIES`` times
         for a reason other than an outage is dropped."""
         delay, size = self.retry_initial, SAVE_BATCH
-        self._cut_short = False
         alone: set[Key] = set()  # the records that failed alone since the last write or sleep
         while self._pending:
             await self._lane.settled()  # a write still out could land after this one
@@ -416,29 +419,26 @@ class Recorder(Claiming):
                 self._refuse(record)
             self._written(batch, created)
             delay, size = self.retry_initial, min(size * 2, SAVE_BATCH)
-            self._cut_short = False
             alone.clear()
         log.info("run store back; pending records written")
 
     async def _backoff(self, delay: float, tried: int) -> None:
         """Wait ``delay`` seconds before the store is tried again, or until ``retry_now``, or
         a write that went through (``_answered``) since the last try began (``tried``: the
-        writes that had then): after an outage the records go at once. That cuts the backoff
-        short once: should the try it brought fail too (a store that takes claims and not the
-        records waiting: a record too big for the room left, a row kept locked), the backoffs
-        last their time, growing as ever, until one of the loop's own writes goes through. A
-        claim each tenth of a second would otherwise have had a try of up to ``LONE_TRIES``
-        records follow each, back to back."""
+        writes that had then): after an outage the records go at once. Such a write ends a
+        backoff once every ``CUT_EVERY`` at most; the backoff itself grows as ever."""
+        loop = asyncio.get_running_loop()
         timeout = min(delay, 1.0) if self._eager else delay
-        if self._cut_short:
-            await first_of(self._retry, timeout=timeout)
-        elif self._answers != tried:
-            self._cut_short = True
-            return
-        else:
+        ends = loop.time() + timeout
+        if self._answers == tried:
             self._answer.clear()
             await first_of(self._retry, self._answer, timeout=timeout)
-            self._cut_short = self._answer.is_set()
+        if not self._retry.is_set() and self._answers != tried:
+            # Cut short by a write: not sooner than CUT_EVERY after the last cut.
+            hold = min(self._cut_at + CUT_EVERY, ends) - loop.time()
+            if hold > 0:
+                await first_of(self._retry, timeout=hold)
+            self._cut_at = loop.time()
         self._retry.clear()
 
     def _refused_for_good(self, key: Key) -> bool:

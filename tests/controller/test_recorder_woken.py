@@ -1,8 +1,8 @@
 """Records kept in an outage go as soon as the store takes a write again, not after the flush
 loop's backoff: it grew to 30 s, finished runs showed ``running`` meanwhile (to the other
 replicas, to ``crontask runs``), and a kill in that window lost them, although the claims of
-new runs were written. That ends the backoff once: a store that takes claims and still not the
-records waiting is then tried as its backoff says, not once for each claim. The in-memory
+new runs were written. A write ends a backoff once every ``CUT_EVERY`` at most: a store that
+takes claims and still not the records waiting is not tried once for each claim. The in-memory
 store, its writes failing while ``down``; a backoff far longer than the test, so only a claim
 (or ``retry_now``) can end it."""
 
@@ -12,6 +12,9 @@ import asyncio
 import threading
 from collections.abc import Callable, Sequence
 
+import pytest
+
+from reconciler.controller import recorder as recorder_module
 from reconciler.controller.recorder import Recorder
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.store.base import StoreUnavailable
@@ -90,9 +93,13 @@ def test_a_skip_written_after_an_outage_sends_the_records_waiting_at_once() -> N
     assert store.get(record(0).id) == record(0, RunStatus.SUCCEEDED)
 
 
-def test_claims_that_keep_going_through_end_the_backoff_once() -> None:
-    """The first claim brings a try of the records refused; the claims after it bring none
-    until the records go (one each before: 308 tries in 10 s at ten claims a second)."""
+def test_claims_that_keep_going_through_end_a_backoff_once_in_cut_every(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first claim brings a try of the records refused; the claims after it, within
+    ``CUT_EVERY`` (made longer than the test), bring none (one each before: 308 tries in 10 s
+    at ten claims a second)."""
+    monkeypatch.setattr(recorder_module, "CUT_EVERY", BACKOFF)
     store = CountedStore()
 
     async def main() -> None:
@@ -107,7 +114,30 @@ def test_claims_that_keep_going_through_end_the_backoff_once() -> None:
         assert store.saves_tried == 2  # the backoff (600 s) holds
         assert recorder.pending == 1
         store.saves_down = False
-        recorder.retry_now()  # a claim no longer ends the backoff; the stop's call does
+        recorder.retry_now()
+        assert await recorder.flush(BOUND) is True
+        await recorder.close(0)
+
+    asyncio.run(main())
+    assert store.get(record(0).id) == record(0, RunStatus.SUCCEEDED)
+
+
+def test_a_store_back_after_a_claim_s_try_failed_is_tried_at_the_next_claim(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A claim's try of the records fails (a row still locked); then the store takes them: a
+    later claim ends the backoff again (``CUT_EVERY`` after the first), not the backoff's 600 s
+    (a flag that held claims off until the loop's own write went stalled them up to 30 s)."""
+    monkeypatch.setattr(recorder_module, "CUT_EVERY", 0.05)
+    store = CountedStore()
+
+    async def main() -> None:
+        recorder = await kept_and_tried(store)
+        store.down, store.saves_down = False, True
+        assert await recorder.claim(record(1)) is True
+        await until("the kept record tried again", store.tried(2))
+        store.saves_down = False  # the store takes the records again
+        assert await recorder.claim(record(2)) is True
         assert await recorder.flush(BOUND) is True
         await recorder.close(0)
 
