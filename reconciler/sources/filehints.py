@@ -27,11 +27,14 @@ def within_bound(
     """The ``hints`` not under one of the roots ``past`` the bound (``walk.MAX_PATH_FILES``),
     nor under another root given inside one (its own: see ``rootpaths``). There an event reads
     nothing, neither its file (the path is not read) nor the path whole (1.2 s an event at
-    100 001 files, for a log appended twice a second): the resync sees the path back."""
+    100 001 files, for a log appended twice a second): the resync sees the path back. A hint
+    that names a root itself is kept: the root was swapped (git-sync's link to a commit that
+    removed the extra files), and the path is read again at once."""
     if not past:
         return list(hints)
     absolute, over = [r.absolute() for r in roots], {r.absolute() for r in past}
-    return [hint for hint in hints if closest_root(absolute, Path(hint)) not in over]
+    named = {str(root) for root in absolute}
+    return [h for h in hints if h in named or closest_root(absolute, Path(h)) not in over]
 
 
 def known_path(roots: Sequence[Path], hint: Path) -> Path | None:

@@ -7,6 +7,7 @@ bound. A bound of 3 stands in for 100 000."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -125,3 +126,24 @@ def test_a_root_given_inside_a_path_past_the_bound_is_read_on_its_events(
     scans = counted(monkeypatch, source, "scan")
     source.refresh([str(write(inner, doc("i", "0 * * * *")).absolute())])
     assert (scans, keys(source)) == ([], {"default/i": "0 * * * *"})
+
+
+def test_a_root_swapped_back_within_the_bound_is_read_at_once(tmp_path: Path) -> None:
+    """git-sync swaps its link to a commit that removed the extra files: the event names the
+    root itself, and the path is read again then, not at the next resync."""
+    first, second = tmp_path / "rev1", tmp_path / "rev2"
+    for name in ("a", "b", "c", "d"):
+        write(first / f"{name}.yaml", doc(name))
+    for name in ("a", "b"):
+        write(second / f"{name}.yaml", doc(name, "0 * * * *"))
+    root = tmp_path / "current"
+    root.symlink_to(first)
+    source = DirectorySource([root])
+    source.refresh()
+    assert keys(source) == {}
+    swapped = tmp_path / "current.new"
+    swapped.symlink_to(second)
+    os.replace(swapped, root)
+    source.refresh([str(root.absolute())])
+    assert keys(source) == {"default/a": "0 * * * *", "default/b": "0 * * * *"}
+    assert errors(source) == []
