@@ -1,6 +1,6 @@
 """Statuses a receiver should not answer with. 600 to 999 (no status HTTP defines) were retried
 as a 5xx, and said with no word of what they are; 300 and 304 (which move nothing) got the
-redirect's hint "update the receiver's URL". A status outside 100-599 now fails at once with a
+redirect's hint "update the receiver's URL". A status above 599 now fails at once with a
 hint of its own, and only the redirects (301, 302, 303, 307, 308) get theirs. Real HTTP."""
 
 from __future__ import annotations
