@@ -154,14 +154,27 @@ def exit_code(terminated: Mapping[str, Any]) -> int | None:
 
 
 def _ended(item: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The ``terminated`` states of a container status: now, and before its last restart."""
-    found = [_field(_field(item, field), "terminated") for field in ("state", "lastState")]
+    """The ``terminated`` states of a container status: before its last restart, and now."""
+    found = [_field(_field(item, field), "terminated") for field in ("lastState", "state")]
     return [ended for ended in found if ended]
+
+
+def first_failure(item: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The container's first termination other than exit 0 (before its last restart, or
+    now), or None: what chooses the container that tells a failed run, and its exit code
+    (``core.jobs.containers_of``), not a later kill (137) nor the run it has since begun. The
+    earliest ``finishedAt``; a time not given counts as after any (``lastState`` first)."""
+    failures = [ended for ended in _ended(item) if exit_code(ended) not in (None, 0)]
+    return min(failures, key=_ended_at, default=None)
+
+
+def _ended_at(ended: Mapping[str, Any]) -> datetime:
+    return parse_time(ended.get("finishedAt")) or datetime.max.replace(tzinfo=UTC)
 
 
 def _failed(item: Mapping[str, Any]) -> bool:
     """Whether the container exited other than 0, now or before its last restart."""
-    return any(exit_code(ended) not in (None, 0) for ended in _ended(item))
+    return first_failure(item) is not None
 
 
 def _ran(item: Mapping[str, Any]) -> bool:
@@ -171,8 +184,8 @@ def _ran(item: Mapping[str, Any]) -> bool:
 
 def _failed_at(item: Mapping[str, Any]) -> datetime:
     """When the container first failed, as its status tells (a time not given: after any)."""
-    ends = [parse_time(e.get("finishedAt")) for e in _ended(item) if exit_code(e) not in (None, 0)]
-    return min((end for end in ends if end is not None), default=datetime.max.replace(tzinfo=UTC))
+    failure = first_failure(item)
+    return datetime.max.replace(tzinfo=UTC) if failure is None else _ended_at(failure)
 
 
 def default_container_warning(definition: Definition) -> str | None:

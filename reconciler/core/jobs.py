@@ -45,7 +45,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from reconciler.core.desired import Definition, SourceKind
-from reconciler.core.job_pods import DEFAULT_CONTAINER, exit_code, story_container
+from reconciler.core.job_pods import DEFAULT_CONTAINER, exit_code, first_failure, story_container
 from reconciler.core.jobspec import LABEL_VALUE
 from reconciler.core.model import API_GROUP
 from reconciler.core.runs import (
@@ -395,18 +395,19 @@ def containers_of(pod: Mapping[str, Any]) -> tuple[ContainerResult, ...]:
     ]:
         if not isinstance(item, Mapping):
             continue
-        state = _mapping(item.get("state"))
+        # A container that failed tells its first failure (job_pods.first_failure, which
+        # chose it), not a kill after its restart, nor None as it runs again.
+        state, failure, name = _mapping(item.get("state")), first_failure(item), item.get("name")
         if "terminated" in state:
             ended = _mapping(state["terminated"])
-            results.append(
-                ContainerResult(str(item.get("name")), exit_code(ended), _text(ended.get("reason")))
-            )
+            ended = ended if failure is None or exit_code(ended) == 0 else failure
+            results.append(ContainerResult(str(name), exit_code(ended), _text(ended.get("reason"))))
         elif "waiting" in state:  # to restart (CrashLoopBackOff): the exit code it had
             reason = _text(_mapping(state["waiting"]).get("reason"))
-            code = exit_code(_mapping(_mapping(item.get("lastState")).get("terminated")))
-            results.append(ContainerResult(str(item.get("name")), code, reason))
+            last = failure or _mapping(_mapping(item.get("lastState")).get("terminated"))
+            results.append(ContainerResult(str(name), exit_code(last), reason))
         else:
-            results.append(ContainerResult(str(item.get("name")), None, "Running"))
+            results.append(ContainerResult(str(name), exit_code(failure or {}), "Running"))
     return tuple(results)
 
 

@@ -55,23 +55,33 @@ ODD_MEMBERS = {
 }
 
 
+@pytest.mark.parametrize(
+    ("status", "where"),
+    [(301, "https://crontask.example/api"), (302, "mailto:ops@example.com")],
+    ids=["https", "mailto"],
+)
 @pytest.mark.parametrize("argv", [("tasks",), ("members",), ("trigger", "ops/a")])
 def test_a_redirect_is_an_error_that_says_where_it_leads(
-    hostile: HostileServer, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]
+    hostile: HostileServer,
+    capsys: pytest.CaptureFixture[str],
+    argv: tuple[str, ...],
+    status: int,
+    where: str,
 ) -> None:
     """An ingress that sends http to https answers 301 with no body: it was an empty table
-    (members), or a list without items (tasks), with no word of the redirect."""
+    (members), or a list without items (tasks), with no word of the redirect. A Location
+    that is no address to ask (``mailto:``) is said all the same, not a traceback."""
 
     def redirect(h: Any) -> None:
-        h.send_response(301)
-        h.send_header("Location", "https://crontask.example/api")
+        h.send_response(status)
+        h.send_header("Location", where)
         h.send_header("Content-Length", "0")
         h.end_headers()
 
     hostile.answer = redirect
     code = cli(*argv, "--server", hostile.url)
     _, err = capsys.readouterr()
-    assert_one_line_error(code, err, "answered 301 (a redirect to https://crontask.example/api)")
+    assert_one_line_error(code, err, f"answered {status} (a redirect to {where})")
 
 
 @pytest.mark.parametrize(

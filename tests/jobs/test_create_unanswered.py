@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from reconciler.controller.dispatch import Dispatcher
 from reconciler.core.runs import RunStatus
 from reconciler.runner.base import Actions
 from reconciler.runner.job import JobCluster, JobRunner
+from reconciler.runner.job_create import ANSWERED_SPREAD
 from reconciler.sources.kubernetes_jobs import JobApiError, JobWatch
 from reconciler.store import MemoryRunStore
 from tests.jobs.test_job_runner import KEY, NAME, T0, job_task, record, until
@@ -203,6 +205,83 @@ def test_one_answer_wakes_the_reads_of_an_outage(monkeypatch: pytest.MonkeyPatch
         after = {a.where.name: cluster.calls.count(("get", a.where.name)) for a in attempts}
         assert after == {name: count + 1 for name, count in reads.items()}
         assert len(waiting) == 3  # each woken from its first long pause
+
+    asyncio.run(main())
+
+
+class ReadRefused(WrittenUnanswered):
+    """crontask may not read Jobs (its Role lacks ``get`` on ``jobs``): every read is 403."""
+
+    async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(("get", name))
+        raise ApiError("cannot read Job: HTTP 403 Forbidden", 403)
+
+
+def test_a_read_refused_after_an_unanswered_create_follows_the_job_the_watch_has() -> None:
+    async def main() -> None:
+        cluster = ReadRefused()  # the watch sees the Job the create wrote
+        runner = JobRunner(cluster, namespace="default", verify_seconds=0.05, create_attempts=2)
+        running = asyncio.ensure_future(runner.attempt(job_task(), record()).run())
+        await until(lambda: ("get", NAME) in cluster.calls)
+        cluster.finish(NAME)
+        outcome = await asyncio.wait_for(running, 5)
+        assert outcome.status is RunStatus.SUCCEEDED
+        assert cluster.calls.count(("get", NAME)) == 1  # refused: not asked again
+
+    asyncio.run(main())
+
+
+def test_a_read_refused_after_an_unanswered_create_fails_it_and_deletes_the_job_once_seen() -> None:
+    """Asked again for ever, the run held its slot (``Forbid``) until a stop."""
+
+    async def main() -> None:
+        cluster = ReadRefused()
+        cluster.watch_delivers = False  # the watch has not seen the Job yet
+        runner = JobRunner(cluster, namespace="default", verify_seconds=30.0, create_attempts=2)
+        outcome = await asyncio.wait_for(runner.attempt(job_task(), record()).run(), 5)
+        assert (outcome.status, outcome.reason) == (RunStatus.FAILED, "JobCreateFailed")
+        assert "crontask may not read Jobs" in outcome.message
+        assert "missing: jobs: get in namespace default, an RBAC rule" in outcome.message
+        assert cluster.calls.count(("get", NAME)) == 1
+        assert NAME in cluster.jobs
+        assert ("delete", NAME) not in cluster.calls
+        cluster.watch_delivers = True
+        cluster.add(cluster.jobs[NAME])  # the watch sees it now
+        await until(lambda: ("delete", NAME) in cluster.calls)
+        assert NAME not in cluster.jobs
+
+    asyncio.run(main())
+
+
+def test_a_woken_read_that_fails_waits_its_whole_next_pause(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Woken by an answer to another request, the read failed all the same (an API server
+    that answers some requests): the next pause is not woken, the one after it is again. The
+    spread of a woken read is drawn for each pause (``random.uniform``) and passed on."""
+    drawn = {(0.0, ANSWERED_SPREAD): 0.25, (0.5, 1.0): 0.75}
+    monkeypatch.setattr(random, "uniform", lambda a, b: drawn[(a, b)])
+
+    async def main() -> None:
+        cluster = FakeCluster()
+        cluster.create_errors = [ApiError("HTTP 503", 503)]
+        cluster.get_errors = 3
+        runner = JobRunner(cluster, namespace="default", verify_seconds=30.0, create_attempts=1)
+        attempt = runner.attempt(job_task(), record())
+        pauses: list[tuple[float, bool, float]] = []
+
+        async def pause(
+            seconds: float, wake: asyncio.Future[None] | None = None, spread: float = 0.0
+        ) -> bool:  # each wake is answered at once: the API server answers something
+            pauses.append((seconds, wake is not None, spread))
+            if wake is not None and not wake.done():
+                wake.set_result(None)
+            return False
+
+        monkeypatch.setattr(attempt, "pause", pause)
+        outcome = await attempt.run()
+        assert outcome.reason == "JobCreateFailed"
+        assert pauses == [(0.375, True, 0.25), (0.75, False, 0.25), (1.5, True, 0.25)]
 
     asyncio.run(main())
 

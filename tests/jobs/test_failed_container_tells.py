@@ -189,6 +189,25 @@ def test_of_the_failed_containers_the_one_that_finished_first_tells() -> None:
     assert ended.exit_code == 1
 
 
+@pytest.mark.parametrize(
+    "now",
+    [{"running": {}}, _ended(137, "2026-01-01T00:00:09Z")],
+    ids=["running-again", "killed-later"],
+)
+def test_a_container_that_failed_before_a_restart_tells_its_first_exit_code(
+    now: dict[str, Any],
+) -> None:
+    """``worker`` failed (1), was restarted, and runs again, or was killed later (137) as
+    the pod ended: it tells the run, and with the exit code of its failure (before: None, or
+    137, the state now, while the choice had looked at ``lastState``)."""
+    pod = _pod(main=_ended(0), worker=now)
+    pod["status"]["containerStatuses"][1]["lastState"] = _ended(1, "2026-01-01T00:00:03Z")
+    assert story_container(pod, "Failed", "main") == "worker"
+    ended = outcome_of(_failed_job(names=("main", "worker")), pod, main="main")
+    assert ended.exit_code == 1
+    assert "container worker: exit code 1" in ended.message
+
+
 def test_an_exit_code_of_true_is_none() -> None:
     """JSON ``true`` (Python's bool is an int) is no exit code, in the run nor its story."""
     pod = _pod(a=_ended(True), b=_ended(0))
