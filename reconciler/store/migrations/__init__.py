@@ -84,7 +84,7 @@ _REVISION = re.compile(r"[0-9]{4}")
 # here with plain SQL as Alembic reads it: importing Alembic is a tenth of crontask's start.
 _VERSION_TABLE: Final = "alembic_version"
 _VERSION_NUM: Final[sa.ColumnClause[str]] = sa.column("version_num")
-_VERSIONS: Final = sa.select(_VERSION_NUM).select_from(sa.table(_VERSION_TABLE))
+_VERSIONS: Final = sa.select(sa.table(_VERSION_TABLE, _VERSION_NUM).c.version_num)
 
 
 def _config() -> Config:
