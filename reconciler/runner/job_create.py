@@ -11,11 +11,7 @@ made when the API server did not say.
   Job of this attempt there fails it (``JobCreateFailed``: its create went unanswered, and no
   Job of that name was there once the API server answered). Failing it without that answer
   would have its retry make a second Job of the slot (``<name>-2``) while the first runs, and
-  record a failure for work that may succeed. A read *refused* for good (401, 403: crontask
-  may not read Jobs) is not asked again: this attempt's Job in the watch's cache is followed;
-  none there fails the attempt (``JobCreateFailed``, saying the RBAC rule is missing), its
-  record names the Job, and a Job the watch sees soon after is deleted (later: by the next
-  start, as below). Asked again, the run would hold its slot (``Forbid``) until a stop.
+  record a failure for work that may succeed.
 - A stop (``Replace``, shutdown) while creating: if a create may have been written, the name
   is read first (one GET: a stopped attempt does not wait). This attempt's Job there is
   returned, and the attempt stops it as any other (``Replace`` deletes it, shutdown detaches
@@ -67,13 +63,11 @@ class Unknown(enum.Enum):
     UNKNOWN = "unknown"
 
 
-async def read_job(run: JobRun, *, refused_ends: bool = False) -> Job | Unknown | None:
+async def read_job(run: JobRun) -> Job | Unknown | None:
     """The Job as the API server has it now (None: not found). An API server that does not
     answer is asked again until it does or the attempt is stopped (then
     :attr:`Unknown.UNKNOWN`): the Job may well be there, and nothing is concluded without it.
-    Stopped before, it is asked once. ``refused_ends``: an answer that asking again does not
-    change (:data:`_READ_REFUSED`: no right to read Jobs) is raised, not asked again for ever
-    (a run under ``Forbid`` would hold its slot until a stop).
+    Stopped before, it is asked once.
 
     The pause between two reads grows to ``verify_seconds``, each a random part (half to
     whole) of it, so that the runs an outage caught together do not ask together: during an
@@ -92,8 +86,6 @@ async def read_job(run: JobRun, *, refused_ends: bool = False) -> Job | Unknown 
         try:
             return await cluster.get(where.namespace, where.name)
         except Exception as err:
-            if refused_ends and getattr(err, "status", None) in _READ_REFUSED:
-                raise
             error = err
         if str(error) != said:
             said = str(error)
@@ -164,10 +156,7 @@ def _taken_or_ours(run: JobRun, job: Job, created: bool) -> Job | Outcome:
 async def _resolve(run: JobRun, err: Exception | None) -> Job | Outcome:
     """A create may have been written: the attempt's name says whether it was."""
     where = run.where
-    try:
-        job = await read_job(run, refused_ends=True)
-    except Exception as refused:
-        return _read_refused(run, err, refused)
+    job = await read_job(run)
     if isinstance(job, Unknown):  # stopped unanswered: the watch may have seen it still
         job = run.runner.cluster.cached(where.namespace, where.name)
         if job is None or not run.ours(job):
@@ -186,28 +175,6 @@ async def _resolve(run: JobRun, err: Exception | None) -> Job | Outcome:
         f"answered (the last create: {err})"
     )
     return failed(CREATE_FAILED, message)
-
-
-def _read_refused(run: JobRun, err: Exception | None, refused: Exception) -> Job | Outcome:
-    """The read of the name was refused for good: the watch may have seen this attempt's Job
-    (followed then); else the attempt fails, and a Job that was written is deleted once seen
-    (``_delete_when_found``: it waits for the watch's cache, no more reads)."""
-    where = run.where
-    job = run.runner.cluster.cached(where.namespace, where.name)
-    if job is not None and run.ours(job):
-        log.info(
-            "job created although its create went unanswered; following it",
-            extra={"fields": {"run": run.record.id, "job": where.name}},
-        )
-        return job
-    _delete_when_found(run, refused=True)
-    message = (
-        f"Job {where.name}: its create went unanswered, and crontask may not read Jobs to "
-        f"learn whether it was written (missing: jobs: get in namespace {where.namespace}, "
-        f"an RBAC rule; the read: {refused}; the last create: {err}); a Job of that name is "
-        "deleted if the watch sees it"
-    )
-    return dataclasses.replace(failed(CREATE_FAILED, message), job=where)
 
 
 def _unknown(run: JobRun, err: Exception | None) -> Outcome:
@@ -234,22 +201,18 @@ def _unknown(run: JobRun, err: Exception | None) -> Outcome:
     return dataclasses.replace(failed(reason, message), job=where)
 
 
-def _delete_when_found(run: JobRun, *, refused: bool = False) -> None:
-    task = asyncio.get_running_loop().create_task(_find_and_delete(run, refused=refused))
+def _delete_when_found(run: JobRun) -> None:
+    task = asyncio.get_running_loop().create_task(_find_and_delete(run))
     _FINDING.add(task)
     task.add_done_callback(_FINDING.discard)
 
 
-async def _find_and_delete(run: JobRun, *, refused: bool = False) -> None:
+async def _find_and_delete(run: JobRun) -> None:
     """Read the stopped attempt's name, a growing pause apart, until the watch or the API
-    server answers (after a refusal for good, or ``refused`` before, only the watch, for a
-    while: ``_seen_by_watch``); delete this attempt's Job if it is there."""
+    server answers (a refusal for good ends it); delete this attempt's Job if it is there."""
     runner, where = run.runner, run.where
     delay = min(0.5, runner.verify_seconds)
     while True:
-        if refused:
-            job = await _seen_by_watch(run)
-            break
         job = runner.cluster.cached(where.namespace, where.name)
         if job is not None and run.ours(job):
             break
@@ -264,8 +227,7 @@ async def _find_and_delete(run: JobRun, *, refused: bool = False) -> None:
                 extra={"fields": {"job": where.name, "error": str(err)}},
             )
             if final:
-                refused = True
-                continue
+                return
         await asyncio.sleep(delay)
         delay = min(delay * 2, runner.verify_seconds)
     if job is None or not run.ours(job):
@@ -273,23 +235,6 @@ async def _find_and_delete(run: JobRun, *, refused: bool = False) -> None:
     uid = (job.get("metadata") or {}).get("uid")
     deleted = await delete_job(runner, where, uid, run.record.id)
     log.info(
-        "job of an attempt that ended unsure of it deleted once found",
+        "job of a stopped attempt deleted once found",
         extra={"fields": {"run": run.record.id, "job": where.name, "deleted": deleted}},
     )
-
-
-async def _seen_by_watch(run: JobRun) -> Job | None:
-    """This attempt's Job once the watch sees it, within ``verify_seconds`` (a Job written by
-    a create that went unanswered is seen by then if the watch runs), else None: the attempt's
-    record names the Job, and the next start deletes it if it lives (``controller.jobs``)."""
-    cluster, where = run.runner.cluster, run.where
-    loop = asyncio.get_running_loop()
-    until = loop.time() + run.runner.verify_seconds
-    while True:
-        changed = cluster.when_changed(where.namespace, where.name)
-        job = cluster.cached(where.namespace, where.name)
-        if (job is not None and run.ours(job)) or loop.time() >= until:
-            changed.cancel()
-            return job
-        await asyncio.wait({changed}, timeout=until - loop.time())
-        changed.cancel()

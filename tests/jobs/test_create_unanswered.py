@@ -217,42 +217,6 @@ class ReadRefused(WrittenUnanswered):
         raise ApiError("cannot read Job: HTTP 403 Forbidden", 403)
 
 
-def test_a_read_refused_after_an_unanswered_create_follows_the_job_the_watch_has() -> None:
-    async def main() -> None:
-        cluster = ReadRefused()  # the watch sees the Job the create wrote
-        runner = JobRunner(cluster, namespace="default", verify_seconds=0.05, create_attempts=2)
-        running = asyncio.ensure_future(runner.attempt(job_task(), record()).run())
-        await until(lambda: ("get", NAME) in cluster.calls)
-        cluster.finish(NAME)
-        outcome = await asyncio.wait_for(running, 5)
-        assert outcome.status is RunStatus.SUCCEEDED
-        assert cluster.calls.count(("get", NAME)) == 1  # refused: not asked again
-
-    asyncio.run(main())
-
-
-def test_a_read_refused_after_an_unanswered_create_fails_it_and_deletes_the_job_once_seen() -> None:
-    """Asked again for ever, the run held its slot (``Forbid``) until a stop."""
-
-    async def main() -> None:
-        cluster = ReadRefused()
-        cluster.watch_delivers = False  # the watch has not seen the Job yet
-        runner = JobRunner(cluster, namespace="default", verify_seconds=30.0, create_attempts=2)
-        outcome = await asyncio.wait_for(runner.attempt(job_task(), record()).run(), 5)
-        assert (outcome.status, outcome.reason) == (RunStatus.FAILED, "JobCreateFailed")
-        assert "crontask may not read Jobs" in outcome.message
-        assert "missing: jobs: get in namespace default, an RBAC rule" in outcome.message
-        assert cluster.calls.count(("get", NAME)) == 1
-        assert NAME in cluster.jobs
-        assert ("delete", NAME) not in cluster.calls
-        cluster.watch_delivers = True
-        cluster.add(cluster.jobs[NAME])  # the watch sees it now
-        await until(lambda: ("delete", NAME) in cluster.calls)
-        assert NAME not in cluster.jobs
-
-    asyncio.run(main())
-
-
 def test_a_woken_read_that_fails_waits_its_whole_next_pause(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
