@@ -433,12 +433,14 @@ class Recorder(Claiming):
         if self._answers == tried:
             self._answer.clear()
             await first_of(self._retry, self._answer, timeout=timeout)
-        if not self._retry.is_set() and self._answers != tried:
-            # Cut short by a write: not sooner than CUT_EVERY after the last cut.
+        if not self._retry.is_set() and self._answers != tried and loop.time() < ends:
+            # Cut short by a write: not sooner than CUT_EVERY after the last cut (a backoff
+            # that ran its time, or ended by retry_now, is no cut).
             hold = min(self._cut_at + CUT_EVERY, ends) - loop.time()
             if hold > 0:
                 await first_of(self._retry, timeout=hold)
-            self._cut_at = loop.time()
+            if not self._retry.is_set():
+                self._cut_at = loop.time()
         self._retry.clear()
 
     def _refused_for_good(self, key: Key) -> bool:
