@@ -46,6 +46,7 @@ RELEASES = {
     "0.14.0": "08ad405",
     "0.15.0": "569146a",
     "0.16.0": "349d16e",
+    "0.17.0": "386b96c",
 }
 # The releases that read ``crontask_schema_readers``: each runs on the schema as it is.
 READERS = [v for v in RELEASES if v != "0.2.0"]
