@@ -24,6 +24,9 @@ __all__ = ["pg_admin", "pg_url"]  # the fixtures, shared with the store suite
 
 NOT_OURS = "is not a crontask run store, or a damaged one"
 COMMON_WORD = "crontask"  # the password of CRONTASK_TEST_POSTGRES_URL's server (.ci/run)
+# Another application's table of Alembic's name, of another shape: no version_num to read.
+FOREIGN_VERSION_TABLE = "CREATE TABLE alembic_version (id INTEGER PRIMARY KEY, note TEXT)"
+NO_VERSION_NUM = "its alembic_version table has no version_num column"
 
 
 def _sqlite(db: Path, *statements: str) -> None:
@@ -43,8 +46,14 @@ def _made(state: Path) -> Path:
         (("DROP TABLE alembic_version",), "'runs'"),
         (("INSERT INTO alembic_version VALUES ('0005')",), "several revisions"),
         (("UPDATE alembic_version SET version_num = 'ae1027a6acf'",), "'ae1027a6acf'"),
+        (("DROP TABLE alembic_version", FOREIGN_VERSION_TABLE), NO_VERSION_NUM),
     ],
-    ids=["runs-without-revision", "two-revisions", "another-apps-revision"],
+    ids=[
+        "runs-without-revision",
+        "two-revisions",
+        "another-apps-revision",
+        "another-apps-alembic-version",
+    ],
 )
 def test_run_and_runs_refuse_it_in_one_line(
     tmp_path: Path, damage: tuple[str, ...], says: str
@@ -74,6 +83,23 @@ def test_a_password_that_is_a_common_word_leaves_the_message_readable(
     done = run("state", "--db", pg_url, cwd=tmp_path)
     said = refused(done, 1, NOT_OURS, "give crontask a database", f"{url.username}:***@")
     assert ":crontask@" not in said
+
+
+@pytest.mark.postgres
+def test_an_alembic_version_of_another_shape_is_refused_in_one_line_on_postgresql(
+    pg_url: str, tmp_path: Path
+) -> None:
+    engine = sa.create_engine(pg_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(FOREIGN_VERSION_TABLE))
+    finally:
+        engine.dispose()
+    for done in (
+        run("state", "--db", pg_url, cwd=tmp_path),
+        crontask("runs", "--db", pg_url, cwd=tmp_path),
+    ):
+        refused(done, 1, NOT_OURS, NO_VERSION_NUM)
 
 
 @pytest.mark.parametrize(

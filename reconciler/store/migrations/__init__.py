@@ -10,9 +10,10 @@ is never edited once released; changes are new revisions.
 
 A database that is no crontask run store, or a damaged one, is refused before anything is
 written to it (IncompatibleSchema, one sentence, :func:`_not_ours`): another application's
-Alembic revision, ``alembic_version`` holding several rows, or one of crontask's tables there
-without a revision (another application's ``runs``, or ``alembic_version`` emptied). Only a
-four-digit revision after :data:`HEAD` is said to be a newer crontask's.
+Alembic revision, ``alembic_version`` holding several rows or of another shape (no
+``version_num``), or one of crontask's tables there without a revision (another application's
+``runs``, or ``alembic_version`` emptied). Only a four-digit revision after :data:`HEAD` is said
+to be a newer crontask's.
 
 A newer crontask's schema is refused too (an older crontask cannot know what it changed),
 unless that crontask says this one may run on it: :data:`READERS_TABLE` holds, in one row,
@@ -61,6 +62,7 @@ LOCK_WAIT: Final = "1s"  # PostgreSQL: how long one try of a migration waits for
 LOCK_RETRY_FIRST = 1.0  # seconds before the second try; doubling
 LOCK_RETRY_MOST = 30.0
 _LOCK_NOT_AVAILABLE: Final = "55P03"
+_UNDEFINED_COLUMN: Final = "42703"
 # The sessions that hold a lock on one of crontask's tables in its own schema (at most 5).
 _HOLDERS: Final = sa.text(
     "SELECT DISTINCT a.pid, a.application_name FROM pg_locks l "
@@ -111,11 +113,34 @@ def current_revision(connection: Connection) -> str | None:
     Alembic's ``MigrationContext.get_current_heads`` reads it, without importing Alembic."""
     heads: list[str] = []
     if connection.dialect.has_table(connection, _VERSION_TABLE):
-        heads = list(connection.execute(_VERSIONS).scalars())
+        heads = _heads(connection)
     if len(heads) > 1:
         listed = ", ".join(repr(head) for head in sorted(heads))
         _not_ours(connection, f"its alembic_version table holds several revisions ({listed})")
     return heads[0] if heads else None
+
+
+def _heads(connection: Connection) -> list[str]:
+    """The rows of ``alembic_version``; IncompatibleSchema if the table has no ``version_num``
+    (another application's table of that name: the database is reachable, and not crontask's).
+    On PostgreSQL the select is tried in a savepoint, so the caller's transaction stays usable
+    after its failure; on SQLite a failed statement leaves the transaction as it was."""
+    nested = connection.begin_nested() if connection.dialect.name == "postgresql" else None
+    try:
+        with nested or contextlib.nullcontext():
+            return list(connection.execute(_VERSIONS).scalars())
+    except (sa.exc.ProgrammingError, sa.exc.OperationalError) as err:
+        if not _no_such_column(err):
+            raise  # a lock waited for too long, a lost connection: not a foreign table
+        _not_ours(connection, "its alembic_version table has no version_num column")
+
+
+def _no_such_column(err: sa.exc.DBAPIError) -> bool:
+    if getattr(err.orig, "sqlstate", None) == _UNDEFINED_COLUMN:  # PostgreSQL
+        return True
+    return isinstance(err.orig, sqlite3.OperationalError) and str(err.orig).startswith(
+        "no such column"
+    )
 
 
 def _known(connection: Connection, current: str | None) -> None:
