@@ -48,8 +48,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic import model_validator as _model_validator
 from pydantic.alias_generators import to_camel
 
-from reconciler.api.jwtkeys import OncePerType, holds_private_key, public_bytes
+from reconciler.api.jwtkeys import holds_private_key, public_bytes
 from reconciler.secretfile import MAX_SECRET_FILE_BYTES, read_secret_file
+from reconciler.sinks.refusals import RefusalLog
 
 log = logging.getLogger("crontask.api")
 
@@ -75,7 +76,8 @@ MAX_TOKENS: Final = 10_000  # static tokens in one auth file
 _NAMED: Final = 10  # duplicated token names named in an error
 _SESSION_KEY_CONTEXT: Final = b"crontask page session key v1\0"
 # jwt.decode's errors outside its own (a bug, a key it cannot use): a traceback per type.
-_UNEXPECTED: Final = OncePerType(log, "verifying a jwt failed unexpectedly; it is refused (a 401)")
+# Errors of jwt.decode it does not name (a bug behind a 401): a traceback a type every 10 min.
+_UNEXPECTED: Final = RefusalLog(keep=32)
 
 PUBLIC: Final = "public"
 """The ``x-required-role`` of a route anyone may call (health, readiness)."""
@@ -368,10 +370,13 @@ class AuthConfig:
             raise AuthFailed("jwt signature invalid", invalid_token=True) from exc
         except jwt.InvalidTokenError as exc:
             raise AuthFailed(f"jwt invalid ({type(exc).__name__})", invalid_token=True) from exc
-        except Exception as exc:  # a key PyJWT fails to verify with, say: whatever the caller
-            # sends, a 401, never a 500; a bug behind it is shown once per kind, not per request
-            _UNEXPECTED.log(exc)
-            raise AuthFailed(f"jwt invalid ({type(exc).__name__})", invalid_token=True) from exc
+        except Exception as exc:  # a key PyJWT fails to verify with, say: a 401, never a 500
+            if (since := _UNEXPECTED.due(kind := type(exc).__name__)) is not None:
+                said = {"error": kind, "suppressed": since}  # a bug behind it is shown
+                log.error(
+                    "verifying a jwt failed unexpectedly", exc_info=exc, extra={"fields": said}
+                )
+            raise AuthFailed(f"jwt invalid ({kind})", invalid_token=True) from exc
         _check_numeric_dates(claims)
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:

@@ -1,8 +1,7 @@
-"""What ``auth.py`` tells of a JWT key, and of an error PyJWT raised that it did not expect."""
+"""What ``auth.py`` tells of a JWT key: whether a PEM holds a private key, a public key's bytes."""
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any, Final
 
@@ -13,7 +12,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 # A PEM block of a private key begins a line: "PRIVATE KEY-----" in a public key's comment,
 # or the text around it, is none.
 _PRIVATE_PEM: Final = re.compile(rb"^-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----", re.MULTILINE)
-MAX_KINDS: Final = 32  # the types OncePerType logs a traceback of, at most
 
 
 def holds_private_key(pem: bytes) -> bool:
@@ -26,23 +24,3 @@ def public_bytes(key: Any) -> bytes:
     if not isinstance(key, RSAPublicKey | EllipticCurvePublicKey):
         return b""
     return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-
-
-class OncePerType:
-    """Logs an error's traceback the first time its type is met, MAX_KINDS types at most: a
-    bug behind a refusal is shown, and a caller repeating it writes no line per request."""
-
-    def __init__(self, logger: logging.Logger, message: str) -> None:
-        self.logger, self.message = logger, message
-        self.seen: set[type[BaseException]] = set()
-
-    def log(self, exc: BaseException) -> None:
-        kind = type(exc)
-        if kind in self.seen or len(self.seen) >= MAX_KINDS:
-            return
-        self.seen.add(kind)
-        self.logger.error(
-            f"{self.message}; this type of error is not logged again",
-            exc_info=exc,
-            extra={"fields": {"error": kind.__name__}},
-        )

@@ -19,6 +19,7 @@ from reconciler.api.app import create_app
 from reconciler.api.auth import AuthConfig, AuthConfigError, JwtSettings
 from reconciler.api.authfile import AuthFile
 from reconciler.sinks.metrics import Metrics
+from reconciler.sinks.refusals import RefusalLog
 from tests.api.conftest import AUDIENCE, ISSUER, TestClient, bearer, make_jwt
 from tests.api.fakes import FakeRuntime
 
@@ -153,7 +154,7 @@ def test_an_unexpected_error_is_logged_once_per_type(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The 401 hides no bug: its traceback is logged, once per type of error, not per request."""
-    monkeypatch.setattr(auth_module._UNEXPECTED, "seen", set())
+    monkeypatch.setattr(auth_module, "_UNEXPECTED", RefusalLog(keep=32))
     key = private_key("RS256")
     settings = JwtSettings.model_validate(
         {"algorithm": "RS256", "publicKeyFile": "k", "issuer": ISSUER, "audience": AUDIENCE}
