@@ -115,8 +115,8 @@ def location(response: httpx.Response) -> str | None:
 
 
 def redirect_location(response: httpx.Response) -> str | None:
-    """The ``Location`` of a redirect (as ``httpx.Response.is_redirect`` has it: 301, 302,
-    303, 307 or 308); None if ``response`` is none or names no location."""
+    """The ``Location`` of a ``3xx`` (``httpx.codes.is_redirect``: 300 to 399); None if
+    ``response`` is none or names no location."""
     return location(response) if httpx.codes.is_redirect(response.status_code) else None
 
 

@@ -75,8 +75,8 @@ MAX_CONFIG_BYTES: Final = 1 << 20
 MAX_TOKENS: Final = 10_000  # static tokens in one auth file
 _NAMED: Final = 10  # duplicated token names named in an error
 _SESSION_KEY_CONTEXT: Final = b"crontask page session key v1\0"
-# jwt.decode's errors outside its own (a bug, a key it cannot use): a traceback per type.
-# Errors of jwt.decode it does not name (a bug behind a 401): a traceback a type every 10 min.
+# jwt.decode's errors outside its own (a bug, a key it cannot use; a 401): a traceback a type
+# every 10 minutes.
 _UNEXPECTED: Final = RefusalLog(keep=32)
 
 PUBLIC: Final = "public"

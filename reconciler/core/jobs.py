@@ -471,12 +471,12 @@ def outcome_of(
     details = with_pod(details, pod, log_error)
     containers = details.containers
     # main, or the container that failed first if it did not (``job_pods.story_container``)
-    told = main if main is None else story_container(pod, kind, main, reason)
+    told = None if main is None else story_container(pod, kind, main, reason)
     first = next((c for c in containers if c.name == told), None)
-    exit_code = first.exit_code if first is not None else None
+    code = first.exit_code if first is not None else None
     job_words = f"Job {details.name}"
     if kind == "Complete":
-        return JobOutcome(RunStatus.SUCCEEDED, exit_code, None, f"{job_words} completed", details)
+        return JobOutcome(RunStatus.SUCCEEDED, code, None, f"{job_words} completed", details)
     said = _containers_said(containers)
     message = f"{job_words} failed: {condition_message or reason or 'Failed'}"
     if said:
@@ -484,8 +484,8 @@ def outcome_of(
     if told != main:
         message += f"; the exit code and log are container {told}'s ({main} did not fail)"
     if reason == "DeadlineExceeded":
-        return JobOutcome(RunStatus.TIMED_OUT, exit_code, reason, message, details)
-    return JobOutcome(RunStatus.FAILED, exit_code, reason or "JobFailed", message, details)
+        return JobOutcome(RunStatus.TIMED_OUT, code, reason, message, details)
+    return JobOutcome(RunStatus.FAILED, code, reason or "JobFailed", message, details)
 
 
 def _containers_said(containers: Sequence[ContainerResult]) -> str:
