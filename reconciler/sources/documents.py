@@ -177,9 +177,9 @@ def plain_text(text: str, limits: YamlLimits = DEFAULT_LIMITS) -> PlainText | No
                 continue
             if isinstance(data, dict) and _lists_tasks(data.get("kind"), _data_items(data)):
                 return None
-            if isinstance(data, dict) and _other_group(data.get("apiVersion"), data.get("kind")):
+            kind_of = (data.get("apiVersion"), data.get("kind")) if isinstance(data, dict) else None
+            if kind_of is not None and _other_group(*kind_of):
                 ignored += 1
-                kind_of = data.get("apiVersion"), data.get("kind")
                 warnings += document_warning(node, *kind_of, lines)
                 continue
             documents.append((data, *lines.place(node.start_mark)))

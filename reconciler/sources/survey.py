@@ -93,9 +93,12 @@ def _report(source: DirectorySource, path: Path) -> _FileReport | None:
     good = state.good or ()
     placed = tuple(Placed(d.key, d.location) for d in good)
     found = [(w.location, str(w)) for w in state.warnings[:LOGGED_WARNINGS]]
-    found += [(d.location, w) for d in good if (w := schedule_warning(d)) is not None]
-    found += [(d.location, w) for d in good if (w := deadline_warning(d)) is not None]
-    found += [(d.location, w) for d in good if (w := default_container_warning(d)) is not None]
+    found += [
+        (d.location, w)
+        for d in good
+        for w in (schedule_warning(d), deadline_warning(d), default_container_warning(d))
+        if w is not None
+    ]
     found += [(d.location, w) for d in good for w in http_warnings(d)]
     warnings = [w for _, w in sorted(found, key=_position)]
     warned = len(warnings)
