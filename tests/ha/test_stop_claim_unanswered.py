@@ -44,10 +44,10 @@ if _ARM:
             os.unlink(_ARM)  # once, whichever store thread comes first
         except FileNotFoundError:
             return _real(self, records)
+        os.kill(int(os.environ["CRONTASK_TEST_SILENCE_PID"]), signal.SIGSTOP)
         told = Path(_ARM + ".runs")
         told.with_suffix(".tmp").write_text(json.dumps([r.id for r in records]))
         told.with_suffix(".tmp").rename(told)
-        os.kill(int(os.environ["CRONTASK_TEST_SILENCE_PID"]), signal.SIGSTOP)
         return _real(self, records)
 
     SqlRunStore.claim_many = claim_many
@@ -91,7 +91,9 @@ def test_a_stop_is_not_held_by_a_slots_claim_the_store_does_not_answer(
         told = Path(f"{arm}.runs")
         wait_for("the store to go silent under a claim", lambda: told.exists(), timeout=30)
         claimed = set(json.loads(told.read_text()))
-        assert _stopped(proxy.proc.pid)
+        # SIGSTOP was sent before the file was written, but a signal is taken when its target
+        # next runs: the proxy shows ``T`` a moment later (asserting at once failed in CI).
+        wait_for("the proxy to stop", lambda: _stopped(proxy.proc.pid), timeout=10)
         assert a.proc is not None
         a_prefix = a.id_prefix
         asked = time.monotonic()
