@@ -408,6 +408,8 @@ async def login(request: Request) -> Response:
     target = local_path(form.get("next"))
     if auth is None:
         return RedirectResponse(target, status_code=303)
+    # The Origin only: the sign-in form is posted before there is a session to derive a
+    # token from (Run now and Sign out carry one, ``Session.check_post``).
     if not same_origin(request):
         raise ProblemError(403, "a sign-in from another site is refused")
     credential = form.get("token", "").strip()
@@ -443,10 +445,19 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout", openapi_extra=role_extra(PUBLIC))
-def logout(request: Request) -> Response:
-    if not same_origin(request):
+async def logout(request: Request) -> Response:
+    auth = context(request).auth
+    if auth is not None and request.state.principal is not None:
+        # A session to end: its form's token as well as the Origin, as Run now's is checked
+        # (``PageRoute``: this route is public, so that a sign-out with no session works).
+        await session_of(request).check_post(request)
+    elif not same_origin(request):
+        # No session (no cookie, one whose session ended or whose token the auth file no
+        # longer holds; or no auth file): nothing to end but a dead cookie, and the form's
+        # token, of the session that is gone, no longer matches. Asking for it would answer
+        # the person's Sign out with "reload", and keep the cookie.
         raise ProblemError(403, "a sign-out from another site is refused")
-    response = RedirectResponse("/login" if context(request).auth else "/", status_code=303)
+    response = RedirectResponse("/login" if auth else "/", status_code=303)
     clear_session(response, request)
     return response
 

@@ -201,7 +201,8 @@ def test_sign_in_from_another_site_is_refused(guarded: TestClient) -> None:
 
 def test_sign_out_clears_the_cookie(guarded: TestClient) -> None:
     sign_in(guarded, STATIC_TOKENS[Role.VIEWER])
-    response = guarded.post("/logout", follow_redirects=False)
+    form = {"csrf": csrf_of(guarded.get("/").text)}  # its form's token, as for Run now
+    response = guarded.post("/logout", data=form, follow_redirects=False)
     assert response.status_code == 303
     assert response.headers["location"] == "/login"
     assert (

@@ -31,6 +31,7 @@ from reconciler.api.hosts import external_origin
 from reconciler.web.session import COOKIE, cookie_name, request_origin
 from tests.e2e.conftest import Crontask
 from tests.helpers import pump
+from tests.web.test_session import csrf_of
 
 pytestmark = pytest.mark.e2e
 
@@ -78,8 +79,10 @@ def overview(jar: httpx.Client, app: Crontask | str) -> int:
 
 
 def sign_out(jar: httpx.Client, server: str) -> list[str]:
-    """Sign out at ``server`` with the jar: the names of the cookies the answer sets."""
-    response = jar.post(f"{server}/logout")
+    """Sign out at ``server`` with the jar, as its page's Sign out form does (with the form's
+    token): the names of the cookies the answer sets."""
+    form = {"csrf": csrf_of(jar.get(f"{server}/").text)}
+    response = jar.post(f"{server}/logout", data=form)
     assert response.status_code == 303, response.text
     return [header.split("=", 1)[0] for header in response.headers.get_list("set-cookie")]
 

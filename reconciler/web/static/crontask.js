@@ -6,7 +6,9 @@
 // same id in the answer. A refresh that is due while a person works in a region (focus on one
 // of its links, text selected in it) waits for the next tick: replacing the region would take
 // the focus or the selection away. <html data-refreshes data-refreshes-held> count the
-// refreshes done and held (the browser tests wait on them).
+// refreshes done and held (the browser tests wait on them). What only this script makes true
+// ("refreshed every 5 s") is hidden in the HTML, data-script-only, and shown here: in the page,
+// and in each region a refresh brings.
 "use strict";
 (function () {
   const HELD_NOTICE_MS = 30000; // a refresh held this long says so
@@ -26,6 +28,13 @@
   function counted(name) {
     counts[name] += 1;
     document.documentElement.dataset[name] = String(counts[name]);
+  }
+
+  function shown(element) {
+    element.querySelectorAll("[data-script-only]").forEach(function (found) {
+      found.hidden = false;
+    });
+    return element;
   }
 
   function regions() {
@@ -85,7 +94,7 @@
     const main = answer.querySelector("main");
     const current = document.querySelector("main");
     if (!main || !current || !answer.getElementById("live")) return false;
-    current.replaceWith(document.importNode(main, true));
+    current.replaceWith(shown(document.importNode(main, true)));
     document.title = answer.title;
     fresh();
     return true;
@@ -118,7 +127,7 @@
       for (const current of regions()) {
         const answer = current.id && page.getElementById(current.id);
         if (answer) {
-          current.replaceWith(document.importNode(answer, true));
+          current.replaceWith(shown(document.importNode(answer, true)));
           replaced += 1;
         }
       }
@@ -192,5 +201,8 @@
   document.addEventListener("visibilitychange", function () {
     if (!document.hidden) schedule();
   });
-  document.addEventListener("DOMContentLoaded", schedule);
+  document.addEventListener("DOMContentLoaded", function () {
+    shown(document.documentElement);
+    schedule();
+  });
 })();
