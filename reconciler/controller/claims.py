@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Collection
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from reconciler.controller.active import REPLACED, ActiveRun
 from reconciler.controller.handover import Handover
@@ -29,6 +29,7 @@ from reconciler.controller.slots import SlotLedger
 from reconciler.core.desired import Definition
 from reconciler.core.model import ConcurrencyPolicy
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from reconciler.core.timing import AHEAD_MAX
 from reconciler.store.base import DuplicateRun, StoreUnavailable
 
 log = logging.getLogger("crontask.runner")
@@ -36,8 +37,12 @@ log = logging.getLogger("crontask.runner")
 # Why a slot was not started: its claim could not be checked (see ``_unchecked``).
 STORE_UNAVAILABLE = "StoreUnavailable"
 # How often, at most, a crontask without --ha warns that another one on its store claims the
-# slots of a task it declares too (``_claimed_elsewhere``), in seconds.
+# slots of a task it declares too, or that the store holds slots recorded after this host's
+# clock (``_claimed_elsewhere``), in seconds: each of them once in that time.
 SHARED_TOLD_EVERY = 600.0
+# How far ahead of this host's clock a crontask whose clock agrees with it records a slot: it
+# hands a slot over, and claims it, up to AHEAD_MAX before its instant (``controller.ahead``).
+_AHEAD = timedelta(seconds=AHEAD_MAX)
 
 
 class SkippedHere(DuplicateRun):
@@ -58,7 +63,9 @@ class SlotClaims:
     _writes: set[asyncio.Task[None]]
     _skip: Callable[[RunRecord, str, str], RunRecord]
     _notify: Callable[[RunRecord], None]
-    _shared_told: float | None  # when ``_claimed_elsewhere`` last warned (monotonic)
+    clock: Callable[[], datetime]
+    _told: dict[str, float]  # when ``_claimed_elsewhere`` last warned, by warning (monotonic)
+    _ahead: dict[str, datetime]  # by task: its last slot the store held ahead of the clock
     _active: dict[str, dict[str, ActiveRun]]  # the Dispatcher's
     _let_go: Callable[[ActiveRun], None]  # RunStops'
 
@@ -161,6 +168,19 @@ class SlotClaims:
         sharing of the work."""
         return self.handover is None
 
+    def recorded_ahead(self, key: str, anchor: datetime | None) -> None:
+        """``anchor``, the last slot of ``key`` the run store holds (or the ledger's), is where
+        its catch-up counts from. Later than this host's clock, by more than a crontask whose
+        clock agrees claims ahead (``_AHEAD``), it was recorded by a clock ahead of this one:
+        this host's clock went back since (a restart after NTP stepped it, a pod moved to a
+        node whose clock is right), or the crontask that wrote it had a clock ahead. The store
+        refuses the slots up to it that ran (``_claimed_elsewhere``); the scheduler hands them
+        over again all the same, counting from this host's clock."""
+        if anchor is not None and anchor > self.clock() + _AHEAD:
+            self._ahead[key] = anchor
+        else:
+            self._ahead.pop(key, None)
+
     def _claimed_elsewhere(self, record: RunRecord) -> None:
         """``record``'s slot was recorded by another crontask (the store refused its claim,
         or, under Forbid with a run of the task going here, its skip).
@@ -168,23 +188,45 @@ class SlotClaims:
         the same store that declares the task too (a second one started by mistake, the old
         pod of a rolling update): the slot still runs once, but each keeps the concurrency
         policy for its own runs only, so under Forbid their runs overlap, and nothing else
-        says so. Warned every ``SHARED_TOLD_EVERY`` at most (each slot would be a line)."""
+        says so. Unless the slot is one of those the store held ahead of this host's clock
+        when the task's catch-up read it (``recorded_ahead``): then no other crontask need be
+        there, and the clock is what is warned of. Each warned every ``SHARED_TOLD_EVERY`` at
+        most (each slot would be a line)."""
         fields = {"task": record.task, "run": record.id, "attempt": record.attempt}
         if not self.shares_store_alone():
             log.info("slot already claimed by another instance", extra={"fields": fields})
             return
-        now = time.monotonic()
-        told = self._shared_told
-        if told is not None and now - told < SHARED_TOLD_EVERY:
+        ahead = self._ahead.get(record.task)
+        if ahead is not None and record.scheduled_at <= ahead:
+            if not self._warns("ahead"):
+                log.info("slot already recorded by a clock ahead", extra={"fields": fields})
+                return
+            at = ahead.astimezone(UTC).isoformat().replace("+00:00", "Z")
+            log.warning(
+                f"run store holds records of {record.task} written after this host's clock"
+                f" (up to {at}): the clock went back, or the crontask that wrote them had a"
+                " clock ahead; their slots are not run again",
+                extra={"fields": fields},
+            )
+            return
+        if not self._warns("shared"):
             log.info("slot already claimed by another instance", extra={"fields": fields})
             return
-        self._shared_told = now
         log.warning(
             "slot already claimed by another crontask on this run store, which declares the"
             " task too: without --ha each keeps the concurrency policy for its own runs only,"
             " so their runs may overlap; run one crontask, or all of them with --ha",
             extra={"fields": fields},
         )
+
+    def _warns(self, what: str) -> bool:
+        """Whether the warning ``what`` is due: not given in the last ``SHARED_TOLD_EVERY``."""
+        now = time.monotonic()
+        told = self._told.get(what)
+        if told is not None and now - told < SHARED_TOLD_EVERY:
+            return False
+        self._told[what] = now
+        return True
 
     def _keeps_claim(self, record: RunRecord) -> bool:
         """Whether a run whose claim the store could not answer runs anyway, its records kept

@@ -125,7 +125,8 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
         self.fence: Callable[[], None] = lambda: None
         # Tasks with scheduled slots not started while paused: caught up on when it ends.
         self.unstarted: set[str] = set()
-        self._shared_told: float | None = None  # see SlotClaims._claimed_elsewhere
+        self._told: dict[str, float] = {}  # see SlotClaims._claimed_elsewhere
+        self._ahead: dict[str, datetime] = {}  # see SlotClaims.recorded_ahead
         # The action whose work outlives the process (Jobs), if there is one.
         self.resumable: Resumable | None = None
         self._active: dict[str, dict[str, ActiveRun]] = {}
@@ -395,6 +396,7 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
 
     def forget(self, key: str) -> None:
         self.ledger.forget(key)
+        self._ahead.pop(key, None)
         self.periods.forget(key)
 
     # Marks whose write failed (key -> since), sent again with the next pass's: a mark only
@@ -449,6 +451,7 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
         ``record_superseded`` is False: a task resumed or changed while crontask runs, whose
         slots missed while suspended, or of another schedule, leave no record, as its latest
         one past the deadline does not either)."""
+        self.recorded_ahead(definition.key, anchor)  # a clock gone back: its refusals say so
         if not record_superseded:
             self.periods.changed(definition.key, anchor, until)
         missed = self.ledger.catch_up(definition, anchor, until)
