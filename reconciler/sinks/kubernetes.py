@@ -32,18 +32,20 @@ Contract:
   error: ``error="HTTP 503: Service Unavailable"``; a newer submission replaces it),
   for as long as the API server keeps failing, so that a status that changed during an outage
   is written once it is over, not at the task's next change. An outage costs one pending entry
-  per object and the fixed worker threads, however long it lasts. ``404`` (deleted) drops the
-  object; a ``404`` that does not name the object (the CRD has no ``/status`` subresource: a
-  hand-made or old one) drops the write too, with a warning that names the fix (apply
-  crontask's CRD). Another refusal is logged (naming what it lacked: ``crontasks/status: patch
-  in namespace X``) and dropped. Both warnings come once per kind every ``REFUSAL_EVERY``
-  seconds, with how many were held back since (``suppressed``), as refused Events are
-  (:mod:`reconciler.sinks.refusals`). The status is never written through the main
-  resource, so it can never bump ``metadata.generation``
+  per object and the fixed worker threads, however long it lasts. A ``404`` that names the
+  object (deleted) drops it; one that does not (no such path served: the CRD is missing or has
+  no ``/status`` subresource, a hand-made or old one, or its handler is not ready yet, as just
+  after an API server restart) is retried so too unless a read says the object is gone, its
+  warning naming the fix (apply crontask's CRD). Another refusal is logged (naming what it
+  lacked: ``crontasks/status: patch in namespace X``) and dropped. Both warnings come once per
+  kind every ``REFUSAL_EVERY`` seconds, with how many were held back since (``suppressed``),
+  as refused Events are (:mod:`reconciler.sinks.refusals`). The status is never written
+  through the main resource, so it can never bump ``metadata.generation``
   (:mod:`reconciler.sinks.kubernetes_status`).
-- After a ``409`` the object is read again, that read taking its token too: computed again on
-  what was read, at once; if it could not be read (``429``/``5xx``/connection error), the next
-  attempt comes after the usual backoff, never at once on the same stale version.
+- After a ``409`` (or such a ``404``) the object is read again, that read taking its token too:
+  computed again on what was read, at once (after a ``404``: after the backoff); if it could
+  not be read (``429``/``5xx``/connection error), the next attempt comes after the usual
+  backoff, never at once on the same stale version.
 - With replicas: nothing is written while ``held`` (this replica is fenced: the tasks it
   reports may be another's by now); what is submitted meanwhile waits, coalesced, and goes out
   once it may write again. A write is sent only while ``owns`` its task, asked just before each
@@ -76,6 +78,8 @@ from reconciler.sinks.token_bucket import TokenBucket
 
 log = logging.getLogger("crontask.sinks")
 
+# Why an attempt failed when the server serves no /status for it (said in a warning of its own).
+UNSERVED = "HTTP 404: the CronTask CRD is missing or has no status subresource"
 # The error a "status write failed; retrying" line gives, at most (a connection error's text
 # names the URL and the cause, a few hundred characters).
 ERROR_CHARS = 300
@@ -313,15 +317,12 @@ class StatusWriter:
         try:
             answer = self._api.patch(ref, base.resource_version, patch)
         except ApiException as err:
-            if err.status == 404:
-                if not names_object(err, ref.name):
-                    self._unserved(ref)
+            if err.status == 404 and names_object(err, ref.name):
                 self._settled(submission, None, gone=True)
                 return _Next.DONE
-            if err.status == 409:
-                self.conflicts += 1
-                submission.error = said(err)
-                return self._reread(submission)
+            if err.status in (404, 409):
+                self.conflicts += 1 if err.status == 409 else 0
+                return self._reread(submission, err)
             if err.status not in RETRIED:
                 self._refused(submission, err, "patch")
                 return _Next.DONE
@@ -338,28 +339,36 @@ class StatusWriter:
         self._settled(submission, patch)
         return _Next.DONE
 
-    def _reread(self, submission: _Submission) -> _Next:
-        """The object read again after a conflict (a request like any other: it takes its
-        token). Deleted, or deleted and created again under the same name: this status was the
-        old object's (the new one gets its own), so the write is dropped."""
+    def _reread(self, submission: _Submission, err: ApiException) -> _Next:
+        """The object read again after a write answered ``err``, a ``409`` or a ``404`` that
+        does not name it (a request like any other: it takes its token). Deleted, or deleted
+        and created again under the same name: this status was the old object's (the new one
+        gets its own), so the write is dropped. Else, after a ``409`` it is computed again at
+        once on what was read; after a ``404`` (read, or not served either: no CRD, or its
+        handler not ready yet) tried again after the backoff, to land once /status is served."""
         ref = submission.ref
+        submission.error = said(err)
         if not self._bucket.take(self._stop):
             return _Next.DONE
         reading = self._api.read(ref)
-        if reading.outcome is Read.FRESH:
-            assert reading.seen is not None
-            self._remember(ref.key, reading.seen)
-            return _Next.AGAIN
         if reading.outcome is Read.GONE:
             self._settled(submission, None, gone=True)
             return _Next.DONE
         if reading.error is not None:  # refused
             self._refused(submission, reading.error, "get")
             return _Next.DONE
-        # Not read: the version we hold is stale, so an attempt at once would only conflict
-        # again. Wait as after any failed request.
-        submission.error = "HTTP 409: Conflict, and the read after it failed"
-        log.debug("status read after a conflict failed", extra={"fields": {"task": ref.key}})
+        if reading.outcome is Read.FRESH:
+            assert reading.seen is not None
+            self._remember(ref.key, reading.seen)
+            if err.status == 409:
+                return _Next.AGAIN
+        if reading.outcome is Read.FAILED:
+            # Not read: the version we hold may be stale, so an attempt at once would only
+            # conflict again. Wait as after any failed request.
+            submission.error += ", and the read after it failed"
+            log.debug("status read after a write failed", extra={"fields": {"task": ref.key}})
+        else:  # read, but its /status not served; or not served either
+            submission.error = UNSERVED
         return _Next.LATER
 
     def _refused(self, submission: _Submission, err: ApiException, verb: str) -> None:
@@ -374,16 +383,16 @@ class StatusWriter:
         self._settled(submission, None)
 
     def _unserved(self, ref: ObjectRef) -> None:
-        """A write answered 404 without naming its object: the server serves no ``/status``
-        for CronTasks (their CRD lacks the subresource), so no status can ever be written."""
-        self.failures += 1
+        """A write's attempts ran out on ``404`` that did not name its object: the server
+        serves no ``/status`` for CronTasks (their CRD is missing or lacks the subresource, or
+        has no handler yet), which comes with every object's write: said once a while."""
         suppressed = self._refusals.due("no status subresource")
         if suppressed is None:
             return
         fields = {"task": ref.key, "crd": f"{PLURAL}.{API_GROUP}", "fix": CRD_FIX}
         log.warning(
-            "status not written: the CronTask CRD has no status subresource",
-            extra={"fields": {**fields, "suppressed": suppressed}},
+            "status not written: the CronTask CRD is missing or has no status subresource",
+            extra={"fields": {**fields, "in_seconds": self._max_backoff, "suppressed": suppressed}},
         )
 
     def _remember(self, key: str, seen: Seen) -> None:
@@ -424,6 +433,9 @@ class StatusWriter:
         rather than leave a stale status until the task's next change."""
         key = submission.ref.key
         self._put_back(submission, time.monotonic() + self._max_backoff)
+        if submission.error == UNSERVED:
+            self._unserved(submission.ref)
+            return
         log.warning(
             "status write failed; retrying",
             extra={

@@ -5,8 +5,9 @@ Contract:
 
 - :func:`names_object` tells the two ``404`` of a write apart: the object is gone (the API
   server's ``Status`` names it in ``details.name``), or the server serves no such path (a CRD
-  without the ``/status`` subresource: ``the server could not find the requested resource``,
-  no details).
+  missing or without the ``/status`` subresource, or whose handler is not ready yet, as just
+  after an API server restarts: ``the server could not find the requested resource``, no
+  details).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 
 from kubernetes.client.exceptions import ApiException
 
-# What a CRD without the /status subresource needs: crontask's own, applied over it.
+# What a missing CRD, or one without the /status subresource, needs: crontask's own, applied.
 CRD_FIX = "crontask crd | kubectl apply -f -"
 # A Status body is a few hundred bytes; anything much longer is not one worth decoding.
 _STATUS_BODY = 64 * 1024

@@ -8,10 +8,13 @@ Contract:
   new version and status), or None if the answer was no object; it raises what the client
   raises (``ApiException``, a connection error).
 - :meth:`StatusApi.read` never raises: it answers a :class:`Reading`, whose :class:`Read` says
-  what to do next: ``FRESH`` (read: compute again on it at once), ``GONE`` (deleted, or another
-  object, its uid differs, has the name now: drop the write), ``FAILED`` (``429``, ``5xx``, a
-  connection error, an answer that is no object: not read, so try again after a backoff, not at
-  once on the same stale version), ``REFUSED`` (another status, e.g. ``403``: the error is given).
+  what to do next: ``FRESH`` (read: compute again on it at once), ``GONE`` (deleted: a ``404``
+  that names it; or another object, its uid differs, has the name now: drop the write),
+  ``UNSERVED`` (a ``404`` that does not name it: the server serves no such path, its CRD is
+  missing, has no ``/status``, or its handler is not ready yet: not read, try again after a
+  backoff), ``FAILED`` (``429``, ``5xx``, a connection error, an answer that is no object: not
+  read, so try again after a backoff, not at once on the same stale version), ``REFUSED``
+  (another status, e.g. ``403``: the error is given).
 - Answers are read undecoded and decoded bounded in depth (:func:`decoded`).
 """
 
@@ -29,6 +32,7 @@ from reconciler.core import jsondepth
 from reconciler.core.crd import PLURAL, VERSION
 from reconciler.core.model import API_GROUP
 from reconciler.core.status import ObjectRef
+from reconciler.sinks.kubernetes_refusals import names_object
 
 MERGE_PATCH = "application/merge-patch+json"
 # Worth trying again after a backoff; any other refusal stays a refusal.
@@ -51,6 +55,7 @@ class Seen:
 class Read(enum.Enum):
     FRESH = "fresh"
     GONE = "gone"
+    UNSERVED = "unserved"
     FAILED = "failed"
     REFUSED = "refused"
 
@@ -84,7 +89,8 @@ class StatusApi:
         return seen_of(ref.uid, decoded(answer))
 
     def read(self, ref: ObjectRef) -> Reading:
-        """The object of ``ref`` read again (after a conflict); see the module docstring."""
+        """The object of ``ref`` read again (after a conflict, or a ``404`` that does not name
+        it); see the module docstring."""
         try:
             obj = decoded(
                 self._objects.get_namespaced_custom_object_status(
@@ -99,7 +105,7 @@ class StatusApi:
             )
         except ApiException as err:
             if err.status == 404:
-                return Reading(Read.GONE)
+                return Reading(Read.GONE if names_object(err, ref.name) else Read.UNSERVED)
             if err.status in RETRIED:
                 return Reading(Read.FAILED)
             return Reading(Read.REFUSED, error=err)

@@ -1,8 +1,9 @@
 """A CronTask CRD without the ``/status`` subresource (made by hand, or an old one): every status
 write is answered ``404``, not because the object is gone but because the API server serves no
-such path. That is said in a warning naming the fix (apply crontask's CRD), once, not taken for
-a deleted object and dropped in silence. A ``404`` that names the object (it was deleted) stays
-silent, and once the CRD has the subresource again, writes go through.
+such path. That is said in a warning naming the fix (apply crontask's CRD), once, and the writes
+wait to be retried, not taken for a deleted object and dropped in silence. A ``404`` that names
+the object (it was deleted) stays silent. Once the CRD has the subresource again, the writes
+that waited go through (``test_status_unserved_retried``).
 
 Against the emulator, which answers as the real API server does: a deleted object's ``404``
 names it in ``details``, a path it does not serve is ``the server could not find the requested
@@ -22,6 +23,7 @@ from kubernetes import client
 from reconciler.core.crd import PLURAL, VERSION
 from reconciler.core.model import API_GROUP
 from reconciler.sinks.kubernetes import StatusWriter
+from tests.helpers import wait_for
 from tests.k8s.emulator import Emulator
 from tests.k8s.test_status_writer_reread_failed import create, setting
 
@@ -51,25 +53,26 @@ def test_a_crd_without_the_status_subresource_is_named_once_with_the_fix(
 ) -> None:
     emulator.create_crd(crd(status_subresource=False))
     a, b = create(emulator, "a"), create(emulator, "b")
-    writer = StatusWriter(k8s_api_client, workers=1, backoff=0.02, max_backoff=0.1)
+    writer = StatusWriter(k8s_api_client, workers=1, attempts=2, backoff=0.02, max_backoff=0.1)
     outcomes: list[Any] = []
     writer.start()
     try:
         with caplog.at_level(logging.WARNING, logger="crontask.sinks"):
-            for n in range(3):
-                writer.submit(a, setting(activeCount=n + 1), written=outcomes.append)
-                writer.submit(b, setting(activeCount=n + 1), written=outcomes.append)
-                assert writer.flush(5.0)
+            writer.submit(a, setting(activeCount=1), written=outcomes.append)
+            writer.submit(b, setting(activeCount=1), written=outcomes.append)
+            # Each object's attempts run out twice (``failures`` counts such rounds).
+            wait_for("four rounds of attempts", lambda: writer.failures >= 4)
     finally:
-        writer.stop(timeout=2.0)
-    assert outcomes == [None] * 6  # not written
+        writer.stop(timeout=0.5)
+    assert outcomes == []  # not written, and not given up: they wait to be retried
     assert warnings(caplog) == [
         (
-            "status not written: the CronTask CRD has no status subresource",
+            "status not written: the CronTask CRD is missing or has no status subresource",
             {
                 "task": "default/a",
                 "crd": f"{PLURAL}.{API_GROUP}",
                 "fix": "crontask crd | kubectl apply -f -",
+                "in_seconds": 0.1,
                 "suppressed": 0,
             },
         )
@@ -102,33 +105,3 @@ def test_a_deleted_object_stays_silent_and_a_fixed_crd_is_written_to(
     assert outcomes == [None, {"activeCount": 1}]
     (stored,) = emulator.objects("ct")
     assert stored["status"] == {"activeCount": 1}
-
-
-def test_once_the_crd_has_the_subresource_again_status_is_written(
-    emulator: Emulator, k8s_api_client: Any, caplog: pytest.LogCaptureFixture
-) -> None:
-    emulator.create_crd(crd(status_subresource=False))
-    ref = create(emulator, "a")
-    writer = StatusWriter(k8s_api_client, workers=1, backoff=0.02, max_backoff=0.1)
-    outcomes: list[Any] = []
-    writer.start()
-    try:
-        with caplog.at_level(logging.WARNING, logger="crontask.sinks"):
-            writer.submit(ref, setting(activeCount=1), written=outcomes.append)
-            assert writer.flush(5.0)
-            # The fix the warning names: the CRD applied again, with its subresource.
-            fixed = crd(status_subresource=True)
-            extensions: Any = client.ApiextensionsV1Api(k8s_api_client)  # untyped dicts
-            current = extensions.read_custom_resource_definition(f"{PLURAL}.{API_GROUP}")
-            fixed["metadata"]["resourceVersion"] = current.metadata.resource_version
-            extensions.replace_custom_resource_definition(f"{PLURAL}.{API_GROUP}", fixed)
-            writer.submit(ref, setting(activeCount=2), written=outcomes.append)
-            assert writer.flush(5.0)
-    finally:
-        writer.stop(timeout=2.0)
-    assert outcomes == [None, {"activeCount": 2}]
-    assert [message for message, _ in warnings(caplog)] == [
-        "status not written: the CronTask CRD has no status subresource"
-    ]
-    (stored,) = emulator.objects("ct")
-    assert stored["status"] == {"activeCount": 2}

@@ -29,8 +29,8 @@ class Refusing(Emulator):
 
     error: ApiError | None = None
 
-    def _take_error(self) -> ApiError | None:
-        return self.error or super()._take_error()
+    def _take_error(self, method: str, path: str) -> ApiError | None:
+        return self.error or super()._take_error(method, path)
 
 
 @pytest.fixture

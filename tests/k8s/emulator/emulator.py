@@ -75,6 +75,7 @@ class Emulator:
         self._watches: set[WatchStream] = set()
         self._conflicts = 0
         self._errors: list[int] = []
+        self._unserved: list[tuple[str, re.Pattern[str]]] = []  # (method, path), one each
         self._outage: tuple[int | None, float] | None = None  # (status, delay) until heal()
         self._healed = threading.Event()
         self._holds: list[tuple[str, re.Pattern[str]]] = []  # (method, path) until release()
@@ -177,6 +178,15 @@ class Emulator:
         """The next ``times`` requests (any) answer ``status`` with a ``Status`` body."""
         with self._lock:
             self._errors.extend([status] * times)
+
+    def inject_not_served(self, method: str, path: str, times: int = 1) -> None:
+        """The next ``times`` ``method`` requests whose path the regular expression ``path``
+        matches (``re.search``) answer ``404`` ``the server could not find the requested
+        resource``, no details: what a kube-apiserver answers for a custom resource's path
+        while its CRD's handler is not ready (just after a restart), unlike a missing object's
+        ``404``, which names it."""
+        with self._lock:
+            self._unserved.extend([(method, re.compile(path))] * times)
 
     def outage(self, status: int | None = 503, *, delay: float = 0.0) -> None:
         """Until :meth:`heal`, every request (watches included) is held ``delay`` seconds, as by
@@ -334,9 +344,13 @@ class Emulator:
             self.requests.append((record.method, record.path))
             self.request_log.append(record)
 
-    def _take_error(self) -> ApiError | None:
+    def _take_error(self, method: str, path: str) -> ApiError | None:
         with self._lock:
             outage = self._outage
+            for n, (m, p) in enumerate(self._unserved):
+                if m == method and p.search(path):
+                    del self._unserved[n]
+                    return ApiError(404, "the server could not find the requested resource")
         if outage is not None:
             status, delay = outage
             if delay and self._healed.wait(delay):

@@ -189,7 +189,7 @@ class Handler(BaseHTTPRequestHandler):
             if emulator._held(method, url.path):  # never answered (``Emulator.hold``)
                 self._abort()
                 return
-            injected = emulator._take_error()
+            injected = emulator._take_error(method, url.path)
             if injected is not None:
                 raise injected
             result = self._route(method, url.path, params, raw)
