@@ -95,7 +95,7 @@ class Cluster:
         timing: Timing = Timing(),
         revision: Callable[[], str | None] = lambda: None,
         on_handover: Callable[[int], None] = lambda moved: None,
-        on_renewal: Callable[[int, bool, bool], None] = lambda members, disagreeing, fenced: None,
+        on_renewal: Callable[[int, bool, bool, float | None], None] = lambda *told: None,
         on_resumed: Callable[[Collection[str]], None] = lambda keys: None,
         outlives: Callable[[RunRecord], bool] = lambda record: False,
         monotonic: Callable[[], float] = boot_clock,
@@ -115,7 +115,7 @@ class Cluster:
         self.timing = timing
         self.revision = revision
         self.on_handover = on_handover
-        self.on_renewal = on_renewal  # (live members, disagreeing, fenced): metrics, _report
+        self.on_renewal = on_renewal  # (members, disagreeing, fenced, clock offset): _report
         self.on_resumed = on_resumed  # the tasks kept through a fence (see the docstring)
         self.outlives = outlives  # a run whose work goes on without its replica (a Job's)
         self._monotonic = monotonic
@@ -490,7 +490,8 @@ class Cluster:
         """Tell the metrics after each renewal, and when the fence goes on or off: else a fenced
         replica's gauges keep their last values, healthy while it starts no runs."""
         fenced = self.dispatcher.paused not in (None, UNREAD)  # as Service.members says it
-        self.on_renewal(self.live_count, self.disagreement is not None, fenced)
+        offset = self.membership.clock_offset  # replicas time slots by their own clocks
+        self.on_renewal(self.live_count, self.disagreement is not None, fenced, offset)
 
     async def _leave(self) -> None:
         with contextlib.suppress(Exception):

@@ -30,6 +30,10 @@ Contract:
 - Each member's ``version`` is what it announced if that reads as a version
   (:func:`readable_version`), else None: a member of a release that did not announce one, or a
   record someone else wrote, is a member of unknown version, never an error.
+- ``clock_offset`` is this replica's clock less the service's, in seconds, as the last renewal
+  that read the service's clock estimated it (``membership.clock``: a warning is logged while
+  it is off by more than a second); None where the service has no clock a replica can read
+  (Kubernetes Leases), and before.
 - Implementations are blocking and thread-safe; the controller calls them in a worker thread.
 
 :class:`Views` is where each replica publishes the desired set it read (each task's spec hash),
@@ -132,6 +136,12 @@ class Membership(Protocol):
     @property
     def live_count(self) -> int:
         """How many members were live at the last renewal, counted before the cap."""
+        ...
+
+    @property
+    def clock_offset(self) -> float | None:
+        """Seconds our clock is ahead of the service's (behind: negative), as the last renewal
+        that read the service's clock estimated it; None: not known (see above)."""
         ...
 
     def leave(self, me: Announcement) -> None: ...

@@ -150,6 +150,11 @@ class LeaseMembership:
     def live_count(self) -> int:
         return self._cap.live
 
+    @property
+    def clock_offset(self) -> float | None:
+        """None: each replica dates its own Lease; no clock here is another's to compare."""
+        return None
+
     def renew(self, me: Announcement) -> list[Member]:
         name = lease_name(me.id)
         now = datetime.now(UTC)

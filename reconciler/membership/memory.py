@@ -19,6 +19,7 @@ from reconciler.membership.base import (
     judged_lease,
     readable_version,
 )
+from reconciler.membership.clock import ClockWatch
 
 Clock = Callable[[], datetime]
 
@@ -76,12 +77,27 @@ class Registry:
 
 @dataclasses.dataclass
 class MemoryMembership:
+    """``clock`` is this replica's own clock (None: the registry's, never off), compared at
+    each renewal with the registry's (``membership.clock``), as PostgreSQL's ``now()`` is."""
+
     registry: Registry
+    clock: Clock | None = None
     live_count: int = dataclasses.field(default=0, init=False)
+    clock_watch: ClockWatch = dataclasses.field(default_factory=ClockWatch, init=False)
 
     def renew(self, me: Announcement) -> list[Member]:
+        local = self.clock or self.registry.clock
+        before = local()
         members, self.live_count = self.registry.counted(me)
+        after = local()
+        ours = next((m for m in members if m.id == me.id), None)  # always there (base.Cap)
+        if ours is not None:
+            self.clock_watch.note(before, after, ours.renewed)  # dated by the registry's clock
         return members
+
+    @property
+    def clock_offset(self) -> float | None:
+        return self.clock_watch.seconds
 
     def leave(self, me: Announcement) -> None:
         self.registry.leave(me)

@@ -269,15 +269,22 @@ class Metrics:
             self._prune_seconds = self._prune_seconds.observe(max(seconds, 0.0))
             self._last_prune = finished_at
 
-    def replicas(self, members: int, disagreeing: bool, fenced: bool = False) -> None:
+    def replicas(
+        self,
+        members: int,
+        disagreeing: bool,
+        fenced: bool = False,
+        clock_offset: float | None = None,
+    ) -> None:
         """With --ha, after each membership renewal and when the fence goes on or off
-        (``fenced``: this replica starts no runs). The first comes after this replica took its
+        (``fenced``: this replica starts no runs; ``clock_offset``: seconds its clock is ahead of
+        the database's, ``membership.clock``). The first comes after this replica took its
         first share of the tasks: the runs in progress at the others are read then, as after
         a handover."""
         with self._lock:
             joined = self._replicas is None
             handovers = self._replicas.handovers if self._replicas else 0
-            self._replicas = Replicas(members, handovers, disagreeing, fenced)
+            self._replicas = Replicas(members, handovers, disagreeing, fenced, clock_offset)
         if joined and self._unheard is not None:
             self._unheard.moved(time.time())
 

@@ -39,6 +39,7 @@ from typing import Final
 from reconciler import __version__
 from reconciler.sinks.metrics_families import (
     BUILD_INFO,
+    CLOCK_OFFSET,
     DEFINITION_ERRORS,
     DURATION_TEXT,
     EAGER_STATUSES,
@@ -385,3 +386,6 @@ def _replicas(write: Write, scrape: Scrape) -> None:
     write(MEMBERS_DISAGREEING.header() + f"{MEMBERS_DISAGREEING.name} {disagreeing}\n")
     # Its own gauge: a replica that starts no runs keeps its other gauges' last values.
     write(REPLICA_FENCED.header() + f"{REPLICA_FENCED.name} {int(replicas.fenced)}\n")
+    if replicas.clock_offset is not None:  # none on Kubernetes Leases, or before an estimate
+        offset = number(replicas.clock_offset)
+        write(CLOCK_OFFSET.header() + f"{CLOCK_OFFSET.name} {offset}\n")

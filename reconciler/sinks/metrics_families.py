@@ -129,6 +129,8 @@ class Replicas:
     handovers: int  # tasks that moved between replicas, as this one saw them
     disagreeing: bool  # the live replicas read different definitions
     fenced: bool = False  # this replica starts no runs: not renewed within the renew deadline
+    # Seconds its clock is ahead of the database's (membership.clock); None: not estimated.
+    clock_offset: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -262,6 +264,13 @@ REPLICA_FENCED = Family(
     "gauge",
     "1 while this replica (--ha) starts no runs: its membership was not renewed within the "
     "renew deadline (the log says why); 0 once a renewal works again.",
+)
+CLOCK_OFFSET = Family(
+    "crontask_clock_offset_seconds",
+    "gauge",
+    "How far this replica's clock (--ha) is ahead of PostgreSQL's (negative: behind), estimated "
+    "at each membership renewal to within half its round trip. Replicas time slots by their own "
+    "clocks: keep them in sync (NTP).",
 )
 SINGLE_LEASE_CONFLICT = Family(
     "crontask_single_lease_conflict",

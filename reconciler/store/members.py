@@ -26,6 +26,10 @@ one that would not be; a row of the release before versions (which writes none) 
 unknown version. At most ``most`` live rows are read (``membership.base.Cap``): this replica's,
 those it knows, then those with a digest, then those renewed nearest the database's ``now()`` (a
 replica renews every interval; a row dated ahead of it is no fresher).
+
+Each renewal also reads the database's clock (never moved by a test's ``offset``), against
+which ``membership.clock`` estimates how far this replica's clock is off (``clock_offset``):
+replicas time slots by their own clocks, so nothing else would tell that they disagree.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from reconciler.membership.base import (
     OtherLeases,
     readable_version,
 )
+from reconciler.membership.clock import ClockWatch
 from reconciler.store.base import StoreUnavailable
 from reconciler.store.sql_errors import translated_errors
 from reconciler.store.sql_schema import (
@@ -101,7 +106,8 @@ def _interval(seconds: Any, times: int = 1) -> Any:
 
 class SqlMembership:
     """``offset`` moves the judging clock (``now()``) by that many seconds: tests let time
-    pass with it instead of sleeping; crontask leaves it at zero."""
+    pass with it instead of sleeping; crontask leaves it at zero. ``clock`` is this replica's
+    own, compared with the database's at each renewal (``clock_offset``)."""
 
     def __init__(
         self,
@@ -109,6 +115,7 @@ class SqlMembership:
         *,
         offset: Callable[[], float] = lambda: 0.0,
         most: int = MOST_MEMBERS,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         if engine.dialect.name != "postgresql":
             raise ValueError("membership in the database needs PostgreSQL")
@@ -116,6 +123,8 @@ class SqlMembership:
         self._offset = offset
         self._cap = Cap(most)
         self._other_leases = OtherLeases(most)
+        self._clock = clock
+        self.clock_watch = ClockWatch()
 
     @classmethod
     def open(
@@ -133,6 +142,10 @@ class SqlMembership:
     @property
     def live_count(self) -> int:
         return self._cap.live
+
+    @property
+    def clock_offset(self) -> float | None:
+        return self.clock_watch.seconds
 
     def renew(self, me: Announcement) -> list[Member]:
         _NOW = self._now()
@@ -172,13 +185,17 @@ class SqlMembership:
         )
         try:
             with translated_errors(), self.engine.begin() as conn:
+                before = self._clock()  # the read of the database's clock is after this
                 self._set_timeouts(conn, me)
                 conn.execute(upsert)
                 conn.execute(members.delete().where(dead_row))
                 conn.execute(orphans)
                 rows = conn.execute(self._live(me, live_row, _NOW)).mappings().all()
+                after = self._clock()
         except StoreUnavailable as err:
             raise MembershipUnavailable(str(err)) from err
+        if rows:  # our own row is always among them
+            self.clock_watch.note(before, after, rows[0]["db_now"])
         self._cap.count(rows[0]["live"] if rows else 0)
         rows = sorted(rows, key=lambda row: str(row["id"]))
         for row in rows:
@@ -204,8 +221,11 @@ class SqlMembership:
         """The live rows, at most ``most`` of them (see the module docstring), each with how
         many are live (counted before the limit)."""
         distance = sa.func.abs(sa.extract("epoch", members.c.renewed - now))
+        # The database's clock, never moved by ``offset``: what ours is compared with. As this
+        # statement began, not the transaction (now()): surely within the round trip we time.
+        db_now = sa.func.statement_timestamp(type_=UTCDateTime()).label("db_now")
         return (
-            sa.select(members, sa.func.count().over().label("live"))
+            sa.select(members, sa.func.count().over().label("live"), db_now)
             .where(live_row)
             .order_by(
                 (members.c.id == me.id).desc(),

@@ -47,6 +47,10 @@ class Crowded:
     def live_count(self) -> int:
         return self.inner.live_count + MANY
 
+    @property
+    def clock_offset(self) -> float | None:
+        return self.inner.clock_offset
+
     def leave(self, me: Announcement) -> None:
         self.inner.leave(me)
 

@@ -56,7 +56,7 @@ def test_a_lock_on_runs_longer_than_the_lease_neither_fences_nor_lapses(
             queue=WorkQueue(),
             stopping=replica.stopping,
             timing=TIMING,
-            on_renewal=lambda members, disagreeing, fence: fenced.append(fence),
+            on_renewal=lambda members, disagreeing, fence, offset: fenced.append(fence),
         )
         try:
             assert await replica.step()
