@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from reconciler.sources.git import GitOptions
 
 log = logging.getLogger("crontask.api")
+# The git source's start lines go where its syncs' lines go ("git revision applied", ...).
+git_log = logging.getLogger("crontask.sources.git")
 _FEW_OPEN_FILES = 4096  # warned of at start: 1 504 runs at once (core.runs.runs_at_once)
 
 
@@ -105,7 +107,7 @@ def _check_git(git: GitOptions) -> None:
     if (problem := version_problem(git_env(git.url))) is not None:
         raise SystemExit(f"crontask: --git: {problem}")
     if (missing := wrapper_problem(git_env(git.url))) is not None:
-        log.warning(missing)  # git works without them, as it did before they were added
+        git_log.warning(missing)  # git works without them, as it did before they were added
 
 
 def _options(
@@ -215,15 +217,8 @@ def git_options(args: argparse.Namespace) -> GitOptions | None:
         return None
     from reconciler.sources.git import GitOptions
 
-    parts = urlsplit(args.git)  # git_url has split it before
-    # A password, or over http(s) a user name (a token is often passed as one); not
-    # ssh://git@host's user name.
-    if parts.password or (parts.username and parts.scheme.lower() in ("http", "https")):
-        log.warning(
-            "the --git URL holds credentials, which every local user can read in the "
-            "process list: give the token with --git-token-file or --git-token-env",
-            extra={"fields": {"url": redact_url(args.git)}},
-        )
+    if (warning := _credentials_warning(args)) is not None:
+        git_log.warning(warning, extra={"fields": {"url": redact_url(args.git)}})
     return GitOptions(
         url=args.git,
         ref=args.git_ref,
@@ -237,6 +232,24 @@ def git_options(args: argparse.Namespace) -> GitOptions | None:
         token_env=args.git_token_env,
         guard_empty=not args.allow_empty,
     )
+
+
+def _credentials_warning(args: argparse.Namespace) -> str | None:
+    """What to say of the credentials a --git URL holds, which every local user can read in the
+    process list: a password, whatever else is given (beside a token option it is not even
+    sent: gitcredentials sends the token in its place); over http(s), a user name without a
+    token option (a token is often passed as one). Not a user name beside a token option: the
+    token is sent with it, as Bitbucket's app passwords need; nor ssh://git@host's."""
+    parts = urlsplit(args.git)  # git_url has split it before
+    with_token = args.git_token_file is not None or args.git_token_env is not None
+    held = "the --git URL holds credentials, which every local user can read in the process list"
+    if parts.password and with_token:
+        return f"{held}: take its password out (over http(s), the token given is sent instead)"
+    if parts.password or (
+        parts.username and parts.scheme.lower() in ("http", "https") and not with_token
+    ):
+        return f"{held}: give the token with --git-token-file or --git-token-env"
+    return None
 
 
 def _stop_at_start(signum: int, _frame: object) -> NoReturn:

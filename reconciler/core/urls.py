@@ -14,6 +14,13 @@ from urllib.parse import SplitResult
 REDACTED = "***"
 _DB_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _PATH = re.compile(r"[^@=:\s]+")
+# A URL with an authority: urlsplit finds its userinfo, and at_after_host says if it may not.
+_AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/]")
+# A user:password@ with no authority around it: nothing before it (oauth2:TOKEN@host:path), or
+# a scheme and no two slashes (https:/u:p@host, https:u:p@host, https:///u:p@host). An
+# scp-like address has no ":" before its "@" (git@host:org/r.git), and a local path has a "/"
+# before its first ":" (/srv/a:b@c).
+_LOOSE_PASSWORD = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*:/*)?[^/@]*:[^/@]*@")
 
 
 def redact_db_url(url: str) -> str:
@@ -32,6 +39,16 @@ def looks_like_path(text: str) -> bool:
     return _PATH.fullmatch(text) is not None and ("/" in text or "." in text)
 
 
+def loose_password(text: str) -> bool:
+    """Whether ``text`` holds a ``user:password@`` that is no URL's userinfo: no ``//`` right
+    after a scheme before it (``oauth2:TOKEN@host:path``, ``https:/deploy:TOKEN@host/r.git``).
+    urlsplit takes ``oauth2:`` or ``https:`` for a scheme with no host, and git the text before
+    the first ``:`` for the host: neither finds the password, so neither hides it. As for
+    ``--db`` (:func:`redact_db_url`), such a text is hidden; an scp-like address
+    (``git@host:org/r.git``) and a local path are not caught."""
+    return _AUTHORITY.match(text) is None and _LOOSE_PASSWORD.match(text) is not None
+
+
 def redact_url(url: str) -> str:
     """``url`` without the secrets it may carry, for status lines, logs and run messages.
 
@@ -40,7 +57,8 @@ def redact_url(url: str) -> str:
     Every query value becomes ``***`` and its name stays (``?token=***``), so the reader still
     sees which parameters were given; an item without ``=`` may itself be the secret and is
     replaced whole, and so is a fragment. scp-like addresses (``git@host:org/repo``) and local
-    paths (no scheme) are returned unchanged.
+    paths (no scheme) are returned unchanged; a text with a :func:`loose_password` is shown
+    from its host on (``***@host:path``).
 
     Never raises. A URL ``urlsplit`` refuses (a ``[`` or ``]`` in a password makes it look for
     an IPv6 host, and its error quotes what it found) loses its whole userinfo, whatever the
@@ -64,6 +82,8 @@ def redact_request_url(url: str) -> str:
 
 
 def _redacted(url: str, *, keep_path: bool) -> str:
+    if loose_password(url):
+        return _without_loose_userinfo(url)
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:
@@ -73,7 +93,8 @@ def _redacted(url: str, *, keep_path: bool) -> str:
         except ValueError:
             return REDACTED
     if not parts.scheme:
-        return url
+        # A local path or an scp-like address; but //user:password@host/x has an authority.
+        return _without_userinfo(url) if parts.netloc else url
     netloc, path = parts.netloc, parts.path
     if keep_path and netloc and at_after_host(parts):
         # Not for redact_request_url: it shows the host its client contacts (the one urlsplit
@@ -103,6 +124,16 @@ def _without_userinfo(url: str) -> str:
         return url
     end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
     return f"{head}//{rest[:end].rpartition('@')[2]}{rest[end:]}"
+
+
+def _without_loose_userinfo(url: str) -> str:
+    """``***@`` and what follows the userinfo of a :func:`loose_password` text. The userinfo
+    runs to the last ``@`` before the ``/`` that follows its first one (a password may hold an
+    unencoded ``@``): less than the text has, never more."""
+    first = url.index("@")
+    slash = url.find("/", first)
+    end = len(url) if slash < 0 else slash
+    return f"{REDACTED}@{url[:end].rpartition('@')[2]}{url[end:]}"
 
 
 def at_after_host(parts: SplitResult) -> bool:

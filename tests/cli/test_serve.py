@@ -157,6 +157,37 @@ def test_a_git_url_with_credentials_is_warned_of_without_them(warned_at_start: l
     assert "--git-token-file" in said
     assert "s3cr3t-pw" not in said
     assert "alice" not in said
+    # Where the git source's lines go ("git sync failed" is the next), not the API's logger.
+    (line,) = [x for x in warned_at_start if "the --git URL holds credentials" in x]
+    assert "logger=crontask.sources.git " in line
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        # The token is sent with this user name (gitcredentials): nothing to warn of.
+        ("http://deploy@127.0.0.1:1/r.git", None),
+        # The password is not sent, yet it is in the process list all the same.
+        (URL_WITH_CREDENTIALS, "holds credentials, which every local user can read in the"),
+    ],
+)
+def test_a_git_url_beside_a_token_file_is_warned_of_only_for_a_password(
+    tmp_path: Path, url: str, says: str | None
+) -> None:
+    """A user name and --git-token-file is how an app password is given: it was told to give
+    the token with --git-token-file, which it had done."""
+    (tmp_path / "token").write_text("T0KEN-value\n")
+    (tmp_path / "token").chmod(0o600)
+    argv = ("--git", url, "--git-token-file", "token", "--state-dir", "state")
+    warned = [x for x in started_and_stopped(tmp_path, *argv) if "--git URL" in x]
+    if says is None:
+        assert warned == []
+        return
+    (line,) = warned
+    assert says in line
+    assert "take its password out" in line
+    assert "logger=crontask.sources.git " in line
+    assert "s3cr3t-pw" not in line
 
 
 def test_an_auth_file_with_no_secret_is_said_to_seal_sessions_per_process(

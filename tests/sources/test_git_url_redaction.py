@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reconciler.core.urls import redact_url
+from reconciler.core.urls import redact_request_url, redact_url
 from reconciler.sources.git import GitOptions, GitSource
 from reconciler.sources.gitrepo import Credentials, Redactor
 from tests.e2e.conftest import Crontask
@@ -109,3 +109,60 @@ def test_a_source_shows_and_fetches_a_slashed_url_without_its_userinfo(
     shown = " ".join([status.location, status.last_error or "", caplog.text, described])
     assert "S3CRET" not in shown
     assert "tok3n" not in shown
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("oauth2:S3CRET@git.example:org/tasks.git", "***@git.example:org/tasks.git"),
+        ("https:/deploy:S3CRET@git.example/tasks.git", "***@git.example/tasks.git"),
+        ("https:deploy:S3CRET@git.example:8443/tasks.git", "***@git.example:8443/tasks.git"),
+        ("https:///deploy:S3CRET@git.example/tasks.git", "***@git.example/tasks.git"),
+        # No scheme: urlsplit finds this authority, but redact_url did not look in it.
+        ("//deploy:S3CRET@git.example/tasks.git", "//git.example/tasks.git"),
+        ("oauth2:S3CRET@git.example:/srv//tasks.git", "***@git.example:/srv//tasks.git"),
+        # An "@" in the password: the userinfo runs to the last "@" before the next "/".
+        ("oauth2:S3@CRET@git.example:org/tasks.git", "***@git.example:org/tasks.git"),
+        ("u:S3CRET@git.example:r@v1.git", "***@v1.git"),  # less than it has, never more
+        ("ssh:git:S3CRET@git.example:tasks.git", "***@git.example:tasks.git"),
+    ],
+)
+def test_a_password_outside_a_urls_authority_is_hidden(url: str, shown: str) -> None:
+    """urlsplit reads ``oauth2:`` or ``https:`` as a scheme with no host: the password was
+    in what it took for the path, shown whole."""
+    assert redact_url(url) == shown
+    assert "S3CRET" not in redact_url(url)
+    assert "CRET" not in redact_request_url(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "git@git.example:org/tasks.git",
+        "git.example:org/r@v1.git",
+        "/srv/ops:x@site/tasks.git",
+        "file:///srv/ops:x@site/tasks.git",
+        "sqlite:////var/lib/ops:x@site/runs.db",
+        "https:/git.example/tasks.git",  # mistyped, but nothing to hide
+    ],
+)
+def test_an_scp_address_and_a_path_with_no_password_stay(url: str) -> None:
+    assert redact_url(url) == url
+
+
+def test_a_source_shows_a_password_with_no_slashes_before_it_nowhere(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """(crontask run refuses such a text.) Its status, log lines and ``source.json`` show it
+    from its host on; what is fetched is the text as shown, which ssh refuses (BatchMode)."""
+    caplog.set_level(logging.DEBUG)
+    url = "https:/deploy:S3CRET@127.0.0.1:1/tasks.git"
+    source = GitSource(GitOptions(url, timeout=10), tmp_path, clock=lambda: datetime.now(UTC))
+    assert source.sync() is False
+    status = source.status()
+    assert status.url == "***@127.0.0.1:1/tasks.git"
+    assert "git sync failed" in caplog.text
+    described = (source.base / "source.json").read_text()
+    shown = " ".join([status.location, status.last_error or "", caplog.text, described])
+    assert "S3CRET" not in shown
+    assert "deploy" not in shown
