@@ -159,6 +159,7 @@ class GitSource:
             max_tasks=max_tasks,
             refused_record=self.base / "refused-files.json",
             guard_empty=options.guard_empty,
+            refused=self._revisions.refused,  # entries of the commit git never wrote
         )
 
         self._lock = threading.Lock()  # the status fields: held for a moment only

@@ -18,6 +18,12 @@ folders costs a few megabytes to push, and is refused at the bound, not read who
 listing that names a path twice (a malformed tree: git checks out one entry, the plan might
 have counted the other) is refused too. ``fetch.fsckObjects`` would refuse it at the fetch,
 but also every repository with an old, harmless fsck warning in its history.
+
+An entry git never writes (``gitnames``: ``tasks/..``, ``tasks/.GIT``) is left out of the
+checkout, where git would say ``error: invalid path`` and exit 0, the file silently not there:
+the plan names those under ``--git-path`` (``Checkout.refused``), each a definition error at its
+path for the reading (``gitfiles``), and asks git for none of them (a pathspec that names one
+matches nothing, and fails the checkout).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import contextlib
 import dataclasses
 from collections.abc import Collection, Generator, Iterable, Sequence
 
+from reconciler.sources.gitnames import refused_part
 from reconciler.sources.gitprocess import GitError, RecordTooLongError
 from reconciler.sources.gitrepo import GitRepo
 from reconciler.sources.limits import MAX_PATH
@@ -80,12 +87,30 @@ class CheckoutLimits:
     max_hops: int = MAX_CHECKOUT_HOPS
 
 
+@dataclasses.dataclass(frozen=True)
+class Checkout:
+    """What a checkout of one revision for ``--git-path`` asks git for (``paths``), and the
+    entries under ``--git-path`` git never writes (``refused``: the path up to the name git
+    refuses, once for all that is under it), in order."""
+
+    paths: list[str]
+    refused: list[str]
+
+
 def checkout_paths(repo: GitRepo, sha: str, path: str, limits: CheckoutLimits) -> list[str]:
     """What of ``sha`` a checkout for ``path`` writes: ``path``, and for every symbolic link
     there, the links on its way and what it leads to inside the commit (a link out of the
     commit, or to nothing, is written as it is: reading refuses it). Found in the commit's
     trees, nothing written; CheckoutRefusedError if it is over ``limits``."""
-    return _CheckoutPlan(repo, sha, limits).paths(path)
+    return plan_checkout(repo, sha, path, limits).paths
+
+
+def plan_checkout(repo: GitRepo, sha: str, path: str, limits: CheckoutLimits) -> Checkout:
+    """``checkout_paths``, and what under ``path`` git never writes (see the module)."""
+    plan = _CheckoutPlan(repo, sha, limits)
+    paths = plan.paths(path)
+    refused = sorted(part for part in plan.refused if _within(part, path))
+    return Checkout(paths, refused)
 
 
 class _CheckoutPlan:
@@ -101,6 +126,7 @@ class _CheckoutPlan:
         self.followed: set[str] = set()  # the links whose target was looked for
         self.targets: dict[str, str] = {}  # a link's blob -> its target
         self.hops = 0  # links passed on the way, in all the walks
+        self.refused: set[str] = set()  # entries listed that git never writes (``gitnames``)
 
     def paths(self, path: str) -> list[str]:
         pending = self._follow([("", path)])
@@ -120,7 +146,11 @@ class _CheckoutPlan:
                 [(link.path.rpartition("/")[0], self.targets[link.oid]) for link in pending]
             )
             pending = [link for link in pending if link.path not in self.followed]
-        return ["."] if "" in self.wanted else sorted(self.wanted)
+        if "" in self.wanted:
+            return ["."]
+        # A pathspec git matches nothing with fails the whole checkout (a link to one leads
+        # to nothing once written; the reading says so).
+        return sorted(p for p in self.wanted if refused_part(p) is None)
 
     def _follow(self, starts: Sequence[tuple[str, str]]) -> list[TreeEntry]:
         """Where each ``(folder, target)`` leads (see ``_advance``), added (``_add``); the
@@ -151,6 +181,8 @@ class _CheckoutPlan:
             for entry in _once_each(listing):
                 self._listed(entry)
                 self._count(entry)
+                if (part := refused_part(entry.path, link=entry.mode == _LINK)) is not None:
+                    self.refused.add(part)
                 if entry.mode == _LINK:
                     links.append(entry)
         return links

@@ -18,12 +18,17 @@ fetched. git writes no other empty folder (it tracks files, not folders), so an 
 where files were read before is a submodule that replaced them (``--git-path`` itself, maybe):
 it is an error of that folder and the tasks of those files are kept, as for a link to a folder
 not entered; a commit must not remove tasks by turning their folder into a submodule.
+
+An entry git never checks out (``tasks/..``, ``tasks/.GIT``: ``gitnames``) is no file of the
+worktree either; the checkout's plan found it (``gitcheckout``), and it is an error of its path
+(``refused``), so that a file of the commit is never silently missing. No revision ever wrote
+one, so no task of its path was read before to keep.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +42,22 @@ from reconciler.sources.unread import folders_up, under_any
 INTO_GIT = "a symbolic link that leads to git's own .git, not a file of the repository: not read"
 REPOSITORY = "the repository"  # how messages name where links may lead
 SUBMODULE = "a submodule (an empty folder): not read; the tasks of files once here are kept"
+NEVER_WRITTEN = (
+    "a name git keeps for itself and never checks out ('.', '..', '.git' in any case, or a name"
+    " NTFS reads as '.git'): not in the checkout, not read"
+)
 
 
 class WorktreeFiles(DirectorySource):
-    """A ``DirectorySource`` over a git worktree (``confine_to``) that never reads its ``.git``."""
+    """A ``DirectorySource`` over a git worktree (``confine_to``) that never reads its ``.git``.
+    ``refused``: where in it the revision read has entries git never wrote (the git source's
+    ``Revisions.refused``), each an error of its path."""
+
+    def __init__(
+        self, *args: Any, refused: Callable[[str | None], Sequence[Path]] | None = None, **kw: Any
+    ) -> None:
+        super().__init__(*args, **kw)
+        self._never_written = refused
 
     def load(self, path: Path, signature: Signature) -> tuple[Signature, str] | FileState | None:
         """As ``DirectorySource.load``; a file in ``.git`` is an error of the link to it, and
@@ -83,6 +100,9 @@ class WorktreeFiles(DirectorySource):
         for folder in sorted(submodules):
             where = Location(self.kind, self._display(folder), revision=self.revision)
             self._walk_errors.append(DefinitionError(where, SUBMODULE))
+        for place in self._never_written(self.revision) if self._never_written else ():
+            where = Location(self.kind, self._display(place), revision=self.revision)
+            self._walk_errors.append(DefinitionError(where, NEVER_WRITTEN))
         self.unread = unread + sorted(submodules)
         return present, list(self.unread)
 

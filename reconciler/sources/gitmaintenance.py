@@ -27,23 +27,28 @@ Contracts:
   on the repository: the state directory is this process's alone, and ``GitRepo`` calls it
   only between its git calls, one at a time, each of which ends with its whole process group
   (git's maintenance runs in the foreground: ``gc.autoDetach=false``) killed or exited.
-- A git an earlier crontask left working on the repository when it was killed hard (it lives
-  on under ``timeout``, up to its deadline and some seconds more: ``gitprocess``) is stopped
-  first: ``remove_leftovers`` kills the group of each process of this user whose command line
-  names the repository (``--git-dir=``; none is this process's, which has no git in flight
-  then), and waits for it to end. A fetch left to run beside the new one updated the ref that
-  one was updating ("cannot lock ref ...: is at X but expected Y"), and its locks were deleted
-  under it. Only a group shaped as crontask's git call is killed: its leader leads a session
-  of its own and runs git with that argument, under ``gitbounds.bounded``'s wrapper or alone
-  (``_runs_git``). Any other group is another program's (a script without job control runs
-  its launcher, its shell and its git in one group): it is left running, with a warning
-  (once), and while it lives only what is older than it is removed (``_others_since``): what
-  it made may be in use, and a reader (a ``git log`` in a pager) must not stop every fetch.
-  The command line is read from the live process: a pid reused since is never
-  taken for it. /proc is looked through once per process (``RUNNER_RECORD``), not at every
-  call, but again at each while another program's git lives; where it is missing, nothing
-  is looked for. And while ``gc.pid`` names a git alive on this host (a collection that did
-  not name the repository so), nothing is removed.
+- A git an earlier crontask left working on the repository when it was killed hard (it lives on
+  under ``timeout``, up to its deadline and some seconds more: ``gitprocess``) is stopped first:
+  ``remove_leftovers`` kills the group of each process of this user whose command line names the
+  repository (``marked``: ``-c crontask.repository=<repo>``, which every git call of ``GitRepo``
+  carries, the checkout in a worktree too, run there without ``--git-dir=``; or ``--git-dir=``,
+  all an older crontask's carried; none is this process's, which has no git in flight then), and
+  waits for it to end. ``GitRepo.ensure`` does so before anything else of a sync: the records of
+  worktrees are deleted next, and a checkout left running wrote its tree on while the next one
+  was checked out there. A git that only works in one of the worktrees (an operator's ``git -C``)
+  names neither: crontask's own mark is exact, where a process's working folder is no sign of
+  whose it is. A fetch left to run beside the new one updated the ref that one was updating
+  ("cannot lock ref ...: is at X but expected Y"), and its locks were deleted under it. Only a
+  group shaped as crontask's git call is killed: its leader leads a session of its own and runs
+  git with that mark, under ``gitbounds.bounded``'s wrapper or alone (``_runs_git``). Any other
+  group is another program's (a script without job control runs its launcher, its shell and its
+  git in one group): it is left running, with a warning (once), and while it lives only what is
+  older than it is removed (``_others_since``): what it made may be in use, and a reader (a
+  ``git log`` in a pager) must not stop every fetch. The command line is read from the live
+  process: a pid reused since is never taken for it. /proc is looked through once per process
+  (``RUNNER_RECORD``), not at every call, but again at each while another program's git lives;
+  where it is missing, nothing is looked for. And while ``gc.pid`` names a git alive on this host
+  (a collection that did not name the repository so), nothing is removed.
 - A collection that failed (its memory limit, its deadline, a broken config) is not run again
   at the next sync, which would fail the same way at the same cost: ``CollectionBackoff``
   waits ``COLLECTION_RETRY``, doubled with each failure in a row up to
@@ -92,6 +97,10 @@ _ORPHAN_POLL = 0.05
 # earlier crontask's git may live on, and /proc is looked through for it (``end_orphans``)
 # then, not before every call.
 RUNNER_RECORD = "crontask.pid"
+
+# The setting that marks each git call of ``GitRepo`` as crontask's, on its repository (see
+# ``marked``): git ignores a setting it does not know.
+SETTING = "crontask.repository"
 
 # The (repository, process group) of each other program's git already warned of.
 _WARNED: set[tuple[str, int]] = set()
@@ -211,7 +220,7 @@ def remove_leftovers(git_dir: Path) -> None:
         return
     before = None  # delete them all, or (another program's git at work) those older than it
     if not _orphans_ended(git_dir):
-        before = _others_since(os.fsencode(f"--git-dir={git_dir}"))
+        before = _others_since(_markers(git_dir))
         if before is None:  # crontask's own orphan lives on: nothing is deleted under it
             return
     for pattern in LEFTOVERS:
@@ -266,8 +275,7 @@ def end_orphans(git_dir: Path) -> bool:
     at ``git_dir`` (see the module's contract) and wait, up to ``ORPHAN_WAIT``, for them all
     to end; False if one is still alive then. Another program's git there is left running,
     and False returned while it is: its locks and temporary files are its own, in use."""
-    marker = os.fsencode(f"--git-dir={git_dir}")
-    groups, others = _orphan_groups(marker)
+    groups, others = _orphan_groups(_markers(git_dir))
     # Looked for again at every call while one lives: told of once per group, not each time.
     if new := {(str(git_dir), group) for group in others} - _WARNED:
         _WARNED.update(new)
@@ -290,12 +298,24 @@ def end_orphans(git_dir: Path) -> bool:
     return not alive and not others
 
 
-def _others_since(marker: bytes) -> float | None:
+def marked(git_dir: Path) -> list[str]:
+    """The arguments (before the command) that mark a git call as crontask's, on the
+    repository at ``git_dir``: an earlier crontask's, left running, is found by them."""
+    return ["-c", f"{SETTING}={git_dir}"]
+
+
+def _markers(git_dir: Path) -> tuple[bytes, bytes]:
+    """How a git call of crontask's names the repository at ``git_dir`` in its command line:
+    its ``-c`` setting (``marked``), and ``--git-dir=``, as an older crontask's did."""
+    return os.fsencode(f"{SETTING}={git_dir}"), os.fsencode(f"--git-dir={git_dir}")
+
+
+def _others_since(markers: tuple[bytes, bytes]) -> float | None:
     """When the earliest process of another program's git at work on the repository started
     (seconds since the epoch): what it may hold was made since, and what is older is a
     leftover of an earlier crontask's (a reader, an operator's ``git log`` in a pager, would
     else stop every fetch at a lock left behind). None if a git shaped as crontask's lives."""
-    groups, others = _orphan_groups(marker)
+    groups, others = _orphan_groups(markers)
     if groups or not others:
         return None
     try:
@@ -320,8 +340,8 @@ def _processes() -> list[int]:
         return []
 
 
-def _orphan_groups(marker: bytes) -> tuple[set[int], set[int]]:
-    """The process groups of this user's processes that have ``marker`` as an argument, but
+def _orphan_groups(markers: tuple[bytes, bytes]) -> tuple[set[int], set[int]]:
+    """The process groups of this user's processes that have one of ``markers`` as an argument, but
     this process's group (its own git calls end before ``remove_leftovers``): those shaped as
     crontask's git call, and the others."""
     own, uid = os.getpgrp(), os.getuid()
@@ -329,7 +349,7 @@ def _orphan_groups(marker: bytes) -> tuple[set[int], set[int]]:
     others: set[int] = set()
     for pid in _processes():
         args = _arguments(pid, uid)
-        if args is None or marker not in args:
+        if args is None or not any(marker in args for marker in markers):
             continue
         try:
             group = os.getpgid(pid)
@@ -337,7 +357,7 @@ def _orphan_groups(marker: bytes) -> tuple[set[int], set[int]]:
             continue
         if group != own:
             leader = _arguments(group, uid) if _leads_session(group) else None
-            shaped = leader is not None and _runs_git(leader, marker)
+            shaped = leader is not None and _runs_git(leader, markers)
             (groups if shaped else others).add(group)
     return groups, others
 
@@ -361,12 +381,14 @@ def _leads_session(pid: int) -> bool:
     return len(fields) > 3 and fields[0] not in (b"Z", b"X") and fields[3] == str(pid).encode()
 
 
-def _runs_git(args: list[bytes], marker: bytes) -> bool:
-    """Whether the command line ``args`` is git's with ``marker``, as crontask runs it: under
+def _runs_git(args: list[bytes], markers: tuple[bytes, bytes]) -> bool:
+    """Whether the command line ``args`` is git's with ``markers``, as crontask runs it: under
     coreutils' ``timeout -k KILL DEADLINE``, then maybe ``sh -c SCRIPT sh KIB`` (the address-
     space limit), or alone where those are missing (``gitbounds.bounded``); git's ``-c``
-    settings, then ``marker`` (``GitRunner._start``, ``GitRepo``): named anywhere else, it may
-    be an alias's argument to a git that works in another repository."""
+    settings, one of them the setting (``marked``), or followed by ``--git-dir=`` (an older
+    crontask's) (``GitRunner._start``, ``GitRepo``): named anywhere else, it may be an alias's
+    argument to a git that works in another repository."""
+    setting, git_dir = markers
     if len(args) > 4 and os.path.basename(args[0]) == b"timeout" and args[1] == b"-k":
         args = args[4:]
         if len(args) > 5 and args[1] == b"-c" and args[3] == b"sh" and args[4].isdigit():
@@ -375,8 +397,10 @@ def _runs_git(args: list[bytes], marker: bytes) -> bool:
         return False
     at = 1
     while at + 1 < len(args) and args[at] == b"-c":
+        if args[at + 1] == setting:
+            return True
         at += 2
-    return at < len(args) and args[at] == marker
+    return at < len(args) and args[at] == git_dir
 
 
 def _stat(pid: int) -> list[bytes]:

@@ -133,7 +133,8 @@ class RecordTooLongError(GitError):
 
 class GitRunner:
     """Runs git calls in ``env``, each with ``timeout`` and an address space of at most
-    ``memory_limit`` bytes (None: the one this process has); ``redact`` cleans what git says."""
+    ``memory_limit`` bytes (None: the one this process has); ``redact`` cleans what git says;
+    ``mark`` (``-c`` settings) comes before each call's arguments, to find it by."""
 
     def __init__(
         self,
@@ -142,8 +143,10 @@ class GitRunner:
         timeout: float,
         redact: Callable[[str], str],
         memory_limit: int | None = DEFAULT_MEMORY_LIMIT,
+        mark: Sequence[str] = (),
     ) -> None:
         self.env = dict(env)
+        self.mark = tuple(mark)
         self.timeout = timeout
         self.redact = redact
         self.memory_limit = memory_limit
@@ -273,7 +276,7 @@ class GitRunner:
         git = which("git", self.env)
         if git is None:
             raise GitError("cannot run git: No such file or directory")
-        command = [git, *_CONFIG_ARGS, *MEMORY_CONFIG, *self._own_deadline, *args]
+        command = [git, *_CONFIG_ARGS, *MEMORY_CONFIG, *self._own_deadline, *self.mark, *args]
         with self._lock:
             if self._cancelled:
                 raise GitError(f"git {_name(args)} cancelled")

@@ -26,7 +26,7 @@ import re
 import shlex
 import urllib.parse
 from collections.abc import Generator, Iterable, Mapping, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from reconciler import statedir
 from reconciler.sources import gitmaintenance
@@ -37,6 +37,8 @@ from reconciler.sources.gitenv import USERNAME_VAR as USERNAME_VAR
 from reconciler.sources.gitenv import Credentials as Credentials
 from reconciler.sources.gitenv import git_env as git_env
 from reconciler.sources.gitenv import url_credentials as url_credentials
+from reconciler.sources.gitnames import check_ref as check_ref
+from reconciler.sources.gitnames import clean_path as clean_path
 from reconciler.sources.gitprocess import GitError, GitRunner
 from reconciler.sources.gitrefs import (
     BRANCHES,
@@ -135,23 +137,6 @@ def upload_pack(url: str) -> list[str]:
     return ["--upload-pack", shlex.join([*command, "upload-pack"])]  # run by a shell: quoted
 
 
-def check_ref(ref: str) -> None:
-    """Refuse a ref that could be read as an option or is not a ref name at all."""
-    if not ref or ref.startswith("-") or any(c.isspace() or c in "~^:?*[\\" for c in ref):
-        raise ValueError(f"invalid git ref: {ref!r}")
-    if ".." in ref or ref.endswith((".", "/", ".lock")) or "//" in ref or "@{" in ref:
-        raise ValueError(f"invalid git ref: {ref!r}")
-
-
-def clean_path(path: str) -> str:
-    """``path`` as a clean relative POSIX path ("" for the root); refuses escapes."""
-    pure = PurePosixPath(path.strip() or ".")
-    if pure.is_absolute() or ".." in pure.parts:
-        raise ValueError(f"git path must be relative to the repository root: {path!r}")
-    clean = str(pure)
-    return "" if clean == "." else clean
-
-
 class GitRepo:
     """A bare repository at ``git_dir`` and the git calls made on it."""
 
@@ -165,7 +150,15 @@ class GitRepo:
         memory_limit: int | None = DEFAULT_MEMORY_LIMIT,
     ) -> None:
         self.git_dir = git_dir
-        self._runner = GitRunner(env=env, timeout=timeout, redact=redact, memory_limit=memory_limit)
+        # Each call marked as crontask's on this repository (the checkout in a worktree too):
+        # what an earlier crontask killed hard left running is found by it (gitmaintenance).
+        self._runner = GitRunner(
+            env=env,
+            timeout=timeout,
+            redact=redact,
+            memory_limit=memory_limit,
+            mark=gitmaintenance.marked(git_dir),
+        )
 
     def cancel(self) -> None:
         """Kill the git call in flight (its whole group) and refuse later ones: each raises
@@ -176,7 +169,10 @@ class GitRepo:
 
     def ensure(self) -> bool:
         """Create the bare repository if it is missing (or was left half-made): True if it was
-        made now."""
+        made now. A git an earlier crontask left running on it is stopped first
+        (``gitmaintenance``): what follows deletes its worktree's record, and a checkout left
+        to run wrote on in the tree the next one was made in."""
+        gitmaintenance.remove_leftovers(self.git_dir)
         self._remove_scratches()
         if (self.git_dir / "HEAD").is_file():
             return False

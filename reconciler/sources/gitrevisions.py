@@ -10,6 +10,9 @@ Under the source's state folder ``<state_dir>/git/<key>/``:
   and a ``git checkout`` of ``path`` alone (with what its links lead to in the commit:
   ``gitcheckout.checkout_paths``). A revision over the checkout bounds is refused whole, and
   nothing of it is written.
+- ``worktrees/<sha>.refused``: the entries under ``path`` git never writes
+  (``gitcheckout.Checkout.refused``), for the reading to name as errors (``gitfiles``), after a
+  restart too; there only while there are some.
 - ``current -> worktrees/<sha>``: the revision in force. It moves atomically (a temporary
   symlink renamed over it), as git-sync does, and the rename is durable before older worktrees
   are deleted.
@@ -38,7 +41,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from reconciler import statedir
-from reconciler.sources.gitcheckout import CheckoutLimits, checkout_paths
+from reconciler.sources.gitcheckout import CheckoutLimits, plan_checkout
 from reconciler.sources.gitprocess import GitError
 from reconciler.sources.gitrepo import GitRepo
 from reconciler.sources.gittree import Stopped, remove_tree
@@ -53,6 +56,8 @@ log = logging.getLogger("crontask.sources.git")
 _DAMAGED = ("bad object", "is corrupt", "did not send all necessary objects", "is empty")
 # How much of an error a warning carries (a path in it may run to 4 KB).
 _MAX_ERROR = 300
+# Beside a worktree: the entries of its revision git never wrote (see the module).
+REFUSED = ".refused"
 
 
 class Revisions:
@@ -109,9 +114,27 @@ class Revisions:
         repo.forget_worktrees(keep=self.applied if self.applied != sha else None)
         # Only `path`, and what its links lead to: the rest of the commit is never read, and a
         # commit must not fill the disk (a GiB of zeros travels as a MiB).
-        paths = checkout_paths(repo, sha, self.path, self.limits)
+        plan = plan_checkout(repo, sha, self.path, self.limits)
         statedir.make_dirs(self.worktrees)
-        repo.add_worktree(dest, sha, paths)
+        repo.add_worktree(dest, sha, plan.paths)
+        record = self.worktrees / f"{sha}{REFUSED}"
+        if plan.refused:
+            said = "".join(f"{part}\0" for part in plan.refused)
+            record.write_bytes(said.encode(errors="surrogateescape"))
+        else:
+            record.unlink(missing_ok=True)
+
+    def refused(self, sha: str | None) -> list[Path]:
+        """Where in ``current`` the revision ``sha`` (the one in force) has entries git never
+        wrote (see the module); none if it cannot tell."""
+        if sha is None:
+            return []
+        try:
+            said = (self.worktrees / f"{sha}{REFUSED}").read_bytes()
+        except OSError:  # none, or unreadable: the revision's files are read all the same
+            return []
+        names = said.decode(errors="surrogateescape").split("\0")
+        return [self.current / name for name in names if name]
 
     def switch(self, sha: str) -> None:
         """Point ``current`` at the tree of ``sha`` in one rename (readers see the old or the
@@ -140,7 +163,7 @@ class Revisions:
         held a shutdown 88 s), leaving the rest (part of a tree, never ``keep``) to the next
         call: no tree but ``keep`` is read, and ``check_out`` deletes one it would reuse."""
         for entry in self.worktrees.iterdir():
-            if entry.name != keep:
+            if entry.name not in (keep, f"{keep}{REFUSED}"):
                 self._remove_worktree(entry, stopped)
         for entry in self.base.iterdir():
             if entry.name.startswith(".current."):  # left by a crash between symlink and rename

@@ -165,6 +165,7 @@ subprocess.run(["sh", "-c", sys.argv[1]])
 
 def test_a_git_call_is_taken_for_crontasks_in_each_shape_it_is_run_in() -> None:
     marker = b"--git-dir=/state/repo.git"
+    markers = gitmaintenance._markers(Path("/state/repo.git"))
     git = ["/usr/bin/git", "-c", "gc.auto=0", marker.decode(), "fetch"]
     shapes = [
         bounded(git, 60.0, ("/usr/bin/timeout", "/bin/sh"), DEFAULT_MEMORY_LIMIT),
@@ -172,7 +173,7 @@ def test_a_git_call_is_taken_for_crontasks_in_each_shape_it_is_run_in() -> None:
         bounded(git, 60.0, None, DEFAULT_MEMORY_LIMIT),
     ]
     for shape in shapes:
-        assert gitmaintenance._runs_git([os.fsencode(arg) for arg in shape], marker), shape
+        assert gitmaintenance._runs_git([os.fsencode(arg) for arg in shape], markers), shape
     others = [
         [sys.executable, "-c", "..."],  # a launcher
         ["sh", "-c", f"git {marker.decode()} log | head"],
@@ -184,4 +185,4 @@ def test_a_git_call_is_taken_for_crontasks_in_each_shape_it_is_run_in() -> None:
         ["git", "-c", marker.decode(), "log"],
     ]
     for other in others:
-        assert not gitmaintenance._runs_git([os.fsencode(arg) for arg in other], marker), other
+        assert not gitmaintenance._runs_git([os.fsencode(arg) for arg in other], markers), other
