@@ -13,7 +13,8 @@ characters or a text that is not UTF-8 (JSON's reader takes UTF-16 and UTF-32 to
 naming the place, never a bare 400.
 
 An ``If-None-Match`` header is read as the versions it names (:func:`if_none_match_tags`);
-a value that is no entity tag is a 422 naming the header.
+a value that is no entity tag is a 422 naming the header. An ``If-Match`` or ``If-None-Match``
+sent on several lines is read as the one list they make (RFC 9110 §5.3), not by its first line.
 """
 
 from __future__ import annotations
@@ -216,24 +217,72 @@ def decode_task_token(token: str) -> str:
     return after
 
 
-IF_MATCH_MAX: Final = 1024
+IF_MATCH_MAX: Final = 1024  # of all the header's lines, joined
 IF_MATCH: Final = 'the ETag (or resourceVersion, quoted: `"v"`) this change is based on, or '
-IfMatchHeader = Annotated[
-    str | None,
-    Header(
-        alias="If-Match",
-        description=f"{IF_MATCH}`*` for any existing version; 412 if it is at another version",
-        max_length=IF_MATCH_MAX,
-    ),
-]
-IfNoneMatchHeader = Annotated[  # a PUT's
-    str | None,
-    Header(
-        alias="If-None-Match",
-        description="`*`: create only (another value is not looked at)",
-        max_length=IF_MATCH_MAX,
-    ),
-]
+
+
+def _header_list(request: Request, name: str) -> str | None:
+    """The lines of the header ``name`` as the one comma-separated list they are (RFC 9110
+    §5.3), at most :data:`IF_MATCH_MAX` characters in all (a 422, as for one line over it).
+    FastAPI reads the first line only: ``If-None-Match: "x"`` then a line naming the current
+    version deleted the task the second line said to keep. The ``Header`` parameters of the
+    dependencies below are for the schema (and bound the first line as ever)."""
+    lines = request.headers.getlist(name)
+    if not lines:
+        return None
+    joined = ", ".join(lines)
+    if len(joined) > IF_MATCH_MAX:
+        message = f"String should have at most {IF_MATCH_MAX} characters"
+        raise ProblemError(
+            422,
+            f"header.{name}: {message}",
+            title="Invalid request",
+            errors=[FieldProblem(location=["header", name], message=message)],
+        )
+    return joined
+
+
+def _if_none_match_list(request: Request) -> str | None:
+    """The ``If-None-Match`` lines as one list; ``*`` when one of several lines is ``*``: it
+    is the strictest condition (no version at all), the first line alone kept it, and
+    joined (``*, "v"``) it is no list the header allows."""
+    joined = _header_list(request, "If-None-Match")
+    lines = request.headers.getlist("If-None-Match")
+    if len(lines) > 1 and any(line.strip() == "*" for line in lines):
+        return "*"
+    return joined
+
+
+def _if_match(
+    request: Request,
+    header: Annotated[
+        str | None,
+        Header(
+            alias="If-Match",
+            description=f"{IF_MATCH}`*` for any existing version; 412 if it is at another version",
+            max_length=IF_MATCH_MAX,
+        ),
+    ] = None,
+) -> str | None:
+    return _header_list(request, "If-Match")
+
+
+def _if_none_match_header(
+    request: Request,
+    header: Annotated[
+        str | None,
+        Header(
+            alias="If-None-Match",
+            description="`*`: create only (another value is not looked at)",
+            max_length=IF_MATCH_MAX,
+        ),
+    ] = None,
+) -> str | None:
+    return _if_none_match_list(request)
+
+
+IfMatchHeader = Annotated[str | None, Depends(_if_match)]
+IfNoneMatchHeader = Annotated[str | None, Depends(_if_none_match_header)]  # a PUT's
 
 
 def if_none_match_tags(header: str | None) -> frozenset[str] | None:
@@ -258,6 +307,7 @@ def if_none_match_tags(header: str | None) -> frozenset[str] | None:
 
 
 def _if_none_match(
+    request: Request,
     header: Annotated[
         str | None,
         Header(
@@ -268,7 +318,7 @@ def _if_none_match(
         ),
     ] = None,
 ) -> frozenset[str] | None:
-    return if_none_match_tags(header)
+    return if_none_match_tags(_if_none_match_list(request))
 
 
 IfNoneMatchTags = Annotated[frozenset[str] | None, Depends(_if_none_match)]  # a DELETE's

@@ -1,12 +1,13 @@
 """The line a request of :mod:`~reconciler.cli.client` that failed or timed out ends in, and
-whether what it asked may have been done: one that never went out (a proxy that did not open
-the tunnel to an https:// server, a connection that timed out or broke before the request was
-sent) is :class:`~reconciler.cli.answers.Unsent`, nothing done; one sent whose answer did not
-come is :class:`~reconciler.cli.answers.Unanswered`, and ``trigger`` says it may have run. How
-far a request went is told by httpcore's ``trace`` extension (:class:`Progress`); a request
-sent by a transport that tells nothing of it may have gone out. A proxy that
-carried the request is named (``host:port ($VARIABLE)``, never its credentials): the server may
-be fine, and asking whether `crontask run` runs sent the user the wrong way."""
+whether what it asked may have been done: one that never went out (a connection refused, a
+proxy that refused or did not open the tunnel to an https:// server, a connection that timed
+out or broke before the request was sent) is :class:`~reconciler.cli.answers.Unsent`, nothing
+done; one sent whose answer did not come is :class:`~reconciler.cli.answers.Unanswered`, and
+``trigger`` says it may have run. How far a request went is told by httpcore's ``trace``
+extension (:class:`Progress`); a request sent by a transport that tells nothing of it may have
+gone out. A proxy that carried the request is named (``host:port ($VARIABLE)``, never its
+credentials): the server may be fine, and asking whether `crontask run` runs sent the user the
+wrong way."""
 
 from __future__ import annotations
 
@@ -36,15 +37,19 @@ def failed(exc: httpx.HTTPError, server: str, sent: bool) -> RemoteError:
         through = "" if via is None else f" through the proxy {printable(via)}"
         return RemoteError(f"TLS with {server}{through} failed: {tls}")
     proxy = None if via is None else f"the proxy {printable(via)}"
-    if isinstance(exc, httpx.ConnectError):  # a proxy refused, or its name is unknown
+    # Refused, a name unknown, a tunnel the proxy would not open: the request never went out,
+    # to crontask nor to a proxy that could pass it on, so nothing was done (a trigger may be
+    # asked again). Unless the transport tells nothing of how far it went (``sent``).
+    unsent = RemoteError if sent else Unsent
+    if isinstance(exc, httpx.ConnectError):  # crontask or the proxy refused, or no such name
         if proxy is None:
-            return RemoteError(f"cannot reach crontask at {server} (is `crontask run` running?)")
-        return RemoteError(f"cannot reach {proxy} to ask crontask at {server}")
+            return unsent(f"cannot reach crontask at {server} (is `crontask run` running?)")
+        return unsent(f"cannot reach {proxy} to ask crontask at {server}")
     if proxy is not None and isinstance(
         exc, httpx.ProxyError
-    ):  # a CONNECT or SOCKS refusal: "407 ..."
+    ):  # a CONNECT or SOCKS refusal: "407 ...", or the proxy could not reach crontask
         said = printable(str(exc))[:200] or type(exc).__name__
-        return RemoteError(f"{proxy} refused the request to {server}: {said}")
+        return unsent(f"{proxy} refused the request to {server}: {said}")
     line = f"request to {server}{'' if proxy is None else f' through {proxy}'} failed"
     if not sent:  # a proxy that hung up on its CONNECT, a TLS handshake broken off
         return Unsent(f"{line} before it was sent: {type(exc).__name__}")

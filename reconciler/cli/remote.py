@@ -11,10 +11,12 @@ and one asked again after it was taken would run the task twice. A 503 ``not-sta
 replica may not start runs now: nothing run or recorded) is asked again after its
 ``Retry-After`` (said on stderr), at most :data:`MAX_TRIES` times and ``--max-wait`` seconds of
 waiting in all; past that, "not triggered", and when to try again, exit status
-:data:`NOT_TRIGGERED` (EX_TEMPFAIL). A 503 ``run-undecided`` (the run starts if the store
-takes its claim) is not: the line says to look before triggering again. Other 503s (the API
-busy at the door, a trigger that waited out the scheduler) do not say whether a run started,
-and are errors as before. A run the server took and recorded skipped (nothing ran) is exit
+:data:`NOT_TRIGGERED` (EX_TEMPFAIL), as for a request that surely never went out (a connection
+refused, a proxy that would not open the tunnel, a connection that timed out: nothing was run;
+not asked again). A 503 ``run-undecided`` (the run starts if the store takes its claim) is
+not: the line says to look before triggering again. Other 503s (the API busy at the door, a
+trigger that waited out the scheduler) do not say whether a run started, and are errors as
+before. A run the server took and recorded skipped (nothing ran) is exit
 status :data:`SKIPPED`, with or without ``--json``; one it took but that has not started yet
 (``pending``: a ``Replace`` run waiting for the run it replaces to stop) is exit status
 :data:`PENDING`, its line saying what it waits for.
@@ -264,8 +266,11 @@ def _taken_run(key: str, server: str, path: str, max_wait: int) -> dict[str, Any
         # have. Asking again could run the task twice.
         except (UnreadableAnswer, Unanswered) as exc:
             raise _NotTaken(1, _may_have_run(printable(exc), key, server)) from None
-        except Unsent as exc:  # it never went out (a proxy that did not open the tunnel, ...)
-            raise _NotTaken(1, f"{key} not triggered (nothing was run): {printable(exc)}") from None
+        # It never went out (refused, a proxy that did not open the tunnel, ...): surely not
+        # taken, as a not-started 503 - during a restart the API stops listening first.
+        except Unsent as exc:
+            said = f"{key} not triggered (nothing was run): {printable(exc)}"
+            raise _NotTaken(NOT_TRIGGERED, said) from None
         except RemoteProblem as exc:
             wait = _retry_after(exc, key, server)
             if attempt == MAX_TRIES or max_wait == 0 or waited + wait > max_wait:

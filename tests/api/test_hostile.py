@@ -306,3 +306,61 @@ def test_the_log_stays_bounded_and_escaped(app: Crontask) -> None:
     assert len(grown) < 6_000
     assert "\x00" not in grown
     assert grown.count("chars, cut]...") == 2
+
+
+# A condition sent on several header lines is the one list they make (RFC 9110 §5.3); only the
+# first line was read, and a DELETE whose second line named the current version deleted the
+# task. Each is refused, and the task stays at its version: the version named on a later line
+# (412), ``*`` on a later line (412), lines joined over the bound of 1 024 characters (422).
+SPLIT_CONDITIONS = [
+    ("DELETE", "If-None-Match", ['"x"', "{etag}"], 412),
+    ("DELETE", "If-None-Match", ['"x"', "W/{etag}"], 412),
+    ("DELETE", "If-None-Match", ['"x"', "*"], 412),
+    ("PUT", "If-None-Match", ['"x"', "*"], 412),
+    ("DELETE", "If-None-Match", ['"' + "a" * 600 + '"', '"' + "b" * 600 + '"'], 422),
+    ("DELETE", "If-Match", ["{etag}", '"' + "b" * 1100 + '"'], 422),
+    ("PUT", "If-Match", ["{etag}", *['"c"'] * 400], 422),
+]
+
+
+def send_lines(
+    app: Crontask, method: str, target: str, lines: list[tuple[str, str]], body: Any = None
+) -> tuple[int, bytes]:
+    """``send``, with each of ``lines`` as a header line of its own, in order."""
+    connection = http.client.HTTPConnection("127.0.0.1", app.port, timeout=30)
+    try:
+        payload = b"" if body is None else json.dumps(body).encode()
+        connection.putrequest(method, target)
+        for name, value in [*lines, ("Content-Type", "application/json")]:
+            connection.putheader(name, value)
+        connection.putheader("Content-Length", str(len(payload)))
+        connection.endheaders(payload)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(("method", "name", "values", "status"), SPLIT_CONDITIONS)
+def test_conditions_split_over_lines_are_read_whole(
+    app: Crontask, method: str, name: str, values: list[str], status: int
+) -> None:
+    target = "/api/v1/tasks/default/split"
+    made, text = send(app, "PUT", target, task_body("split"))
+    assert made in (200, 201), text
+    connection = http.client.HTTPConnection("127.0.0.1", app.port, timeout=30)
+    try:
+        connection.request("GET", target)
+        etag = connection.getresponse().getheader("ETag")
+    finally:
+        connection.close()
+    assert etag
+    lines = [(name, value.format(etag=etag)) for value in values]
+    body = {**task_body("split"), "spec": {"schedule": "@monthly", "command": {"args": ["x"]}}}
+    answered, text = send_lines(app, method, target, lines, body if method == "PUT" else None)
+    assert answered == status, text[:300]
+    if status == 422:
+        assert json.loads(text)["errors"][0]["location"] == ["header", name]
+    got, text = send(app, "GET", target)
+    assert got == 200, text
+    assert json.loads(text)["resource"]["spec"]["schedule"] == "@yearly"

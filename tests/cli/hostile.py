@@ -114,10 +114,10 @@ class Finished:
     seconds: float
 
 
-def assert_one_line_error(code: int, err: str, says: str) -> None:
-    """Exit status 1 and one line on stderr, ``crontask: ...``, that contains ``says``."""
+def assert_one_line_error(code: int, err: str, says: str, status: int = 1) -> None:
+    """Exit status ``status`` and one line on stderr, ``crontask: ...``, that contains ``says``."""
     assert "Traceback" not in err, err
-    assert code == 1, err
+    assert code == status, err
     assert err.startswith("crontask: "), err
     assert err.count("\n") == 1, err
     assert says in err, err

@@ -18,11 +18,13 @@ from typing import Any
 
 import pytest
 
+from reconciler.cli.remote import NOT_TRIGGERED
 from tests.cli.hostile import assert_one_line_error, crontask
 from tests.cli.test_server_credentials import REMOTE, Proxy, proxy_server
 
 SECRET = "Hunter2InTheProxy"  # noqa: S105 - a test value: it must never be printed
 VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+TUNNELLED = "https://crontask.invalid:8443"  # never resolved: only a CONNECT asks for it
 
 
 @pytest.fixture(autouse=True)
@@ -108,7 +110,7 @@ class _Refuses(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    do_CONNECT = do_GET
+    do_CONNECT = do_POST = do_GET
 
 
 @contextmanager
@@ -127,7 +129,7 @@ def refusing_proxy() -> Iterator[str]:
 
 @pytest.mark.parametrize(
     ("server", "variable"),
-    [("https://crontask.invalid:8443", "HTTPS_PROXY"), (REMOTE, "HTTP_PROXY")],
+    [(TUNNELLED, "HTTPS_PROXY"), (REMOTE, "HTTP_PROXY")],
 )
 def test_a_proxy_that_refuses_is_named(server: str, variable: str) -> None:
     with refusing_proxy() as where:
@@ -135,4 +137,34 @@ def test_a_proxy_that_refuses_is_named(server: str, variable: str) -> None:
         done = crontask("tasks", "--server", server, env=env, timeout=60)
     says = f"the proxy {where} (${variable}) refused the request to {server}: 407 Proxy"
     assert_one_line_error(done.code, done.err, says)
+    assert SECRET not in done.err
+
+
+# A trigger through a proxy: one that cannot be reached, or refuses the tunnel to an https://
+# server (CONNECT), was sent nothing crontask could get: not taken, exit status 75 (it was 1,
+# "the run may have started"). A forward proxy (http://) was sent the request itself, and its
+# error answer (a 407, or a 502 after the server took it) does not say crontask never saw it:
+# exit status 1, look at the runs.
+def test_a_trigger_through_a_proxy_that_cannot_be_reached_was_not_run() -> None:
+    with refusing_port() as port:
+        env = {"HTTPS_PROXY": f"http://user:{SECRET}@127.0.0.1:{port}"}
+        done = crontask("trigger", "ops/a", "--server", TUNNELLED, env=env, timeout=60)
+    says = f"ops/a not triggered (nothing was run): cannot reach the proxy 127.0.0.1:{port} "
+    assert_one_line_error(done.code, done.err, says, NOT_TRIGGERED)
+    assert SECRET not in done.err
+
+
+@pytest.mark.parametrize(
+    ("server", "variable", "status"),
+    [(TUNNELLED, "HTTPS_PROXY", NOT_TRIGGERED), (REMOTE, "HTTP_PROXY", 1)],
+)
+def test_a_trigger_a_proxy_refuses_is_not_run_only_if_it_was_not_sent(
+    server: str, variable: str, status: int
+) -> None:
+    with refusing_proxy() as where:
+        env = {variable: f"http://user:{SECRET}@{where}"}
+        done = crontask("trigger", "ops/a", "--server", server, env=env, timeout=60)
+    says = f"the proxy {where} (${variable}) refused the request to {server}: 407 Proxy"
+    assert_one_line_error(done.code, done.err, says, status)
+    assert ("not triggered (nothing was run)" in done.err) == (status == NOT_TRIGGERED)
     assert SECRET not in done.err

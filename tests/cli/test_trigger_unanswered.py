@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from reconciler.cli import client
-from reconciler.cli.answers import Unanswered
+from reconciler.cli.answers import RemoteError, Unanswered
+from reconciler.cli.remote import NOT_TRIGGERED
 from tests.cli.hostile import (
     Handler,
     HostileServer,
@@ -22,6 +23,7 @@ from tests.cli.hostile import (
     crontask,
     hostile_server,
 )
+from tests.cli.test_remote_proxy_env import refusing_port
 
 
 def _never(h: Handler) -> None:
@@ -87,8 +89,9 @@ def test_a_list_without_an_answer_says_nothing_of_runs(hostile: HostileServer) -
 # -- a request that never reached crontask -----------------------------------------------------
 # A timeout (or a broken connection) before the request went out - a proxy that never opened
 # the tunnel (CONNECT), a server whose accept queue is full - is no "may have run": nothing
-# reached crontask, and a trigger says it was not triggered (exit status 1, as for a server
-# that cannot be reached). It said "did not answer within 1s; it may have run", naming no proxy.
+# reached crontask, and a trigger says it was not triggered, exit status 75 (try again later),
+# as for a server that refuses the connection (one restarting: the API stops listening first).
+# It said "did not answer within 1s; it may have run", naming no proxy; then exit status 1.
 # The proxy is named as host:port and its variable, never its credentials.
 
 SECRET = "s3cretOfTheProxy"  # noqa: S105 - a test value: it must never be printed
@@ -133,7 +136,8 @@ def test_a_trigger_a_proxy_never_tunnelled_was_not_run(
     done = crontask(
         "trigger", "ops/a", "--server", TUNNELLED, env=_proxy_env(proxy, "HTTPS_PROXY"), timeout=60
     )
-    assert_one_line_error(done.code, done.err, "crontask: ops/a not triggered (nothing was run): ")
+    said = "crontask: ops/a not triggered (nothing was run): "
+    assert_one_line_error(done.code, done.err, said, NOT_TRIGGERED)
     assert says.format(where=where) in done.err, done.err
     assert "may have run" not in done.err
     assert SECRET not in done.err
@@ -186,5 +190,34 @@ def test_a_trigger_whose_connection_timed_out_was_not_run() -> None:
         f"crontask: ops/a not triggered (nothing was run): crontask at {url} did not answer "
         "within 1s; nothing was sent to it\n"
     )
-    assert_one_line_error(done.code, done.err, says)
+    assert_one_line_error(done.code, done.err, says, NOT_TRIGGERED)
     assert done.err == says
+
+
+def test_a_trigger_refused_was_not_run() -> None:
+    """Refused (nothing listens: a crontask restarting, or not started): nothing was sent, so
+    the trigger surely was not taken. It was exit status 1, "the run may have started"."""
+    with refusing_port() as port:
+        url = f"http://127.0.0.1:{port}"
+        done = crontask("trigger", "ops/a", "--server", url, timeout=60)
+    says = (
+        f"crontask: ops/a not triggered (nothing was run): cannot reach crontask at {url} "
+        "(is `crontask run` running?)\n"
+    )
+    assert_one_line_error(done.code, done.err, says, NOT_TRIGGERED)
+    assert done.err == says
+
+
+def test_a_refusal_whose_progress_is_not_told_is_not_said_unsent() -> None:
+    """A transport that tells nothing of how far a request went: a ConnectError it raises is
+    not taken as proof that nothing went out (a trigger exits 1, as before)."""
+    with refusing_port() as port:
+        api = client._Api(f"http://127.0.0.1:{port}", None, 5.0, 1 << 20)
+
+        async def trigger() -> None:
+            async with client.connect(timeout=5.0, transport=_NoTrace(), server=api.server) as c:
+                await api.call(c, "POST", "/api/v1/tasks/ops/a/runs")
+
+        with pytest.raises(RemoteError, match="cannot reach crontask at") as raised:
+            asyncio.run(trigger())
+    assert type(raised.value) is RemoteError
