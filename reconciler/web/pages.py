@@ -409,7 +409,7 @@ async def login(request: Request) -> Response:
     if auth is None:
         return RedirectResponse(target, status_code=303)
     # The Origin only: the sign-in form is posted before there is a session to derive a
-    # token from (Run now and Sign out carry one, ``Session.check_post``).
+    # token from (Run now carries one, ``Session.check_post``; Sign out, see ``logout``).
     if not same_origin(request):
         raise ProblemError(403, "a sign-in from another site is refused")
     credential = form.get("token", "").strip()
@@ -447,16 +447,24 @@ async def login(request: Request) -> Response:
 @router.post("/logout", openapi_extra=role_extra(PUBLIC))
 async def logout(request: Request) -> Response:
     auth = context(request).auth
-    if auth is not None and request.state.principal is not None:
-        # A session to end: its form's token as well as the Origin, as Run now's is checked
-        # (``PageRoute``: this route is public, so that a sign-out with no session works).
-        await session_of(request).check_post(request)
-    elif not same_origin(request):
-        # No session (no cookie, one whose session ended or whose token the auth file no
-        # longer holds; or no auth file): nothing to end but a dead cookie, and the form's
-        # token, of the session that is gone, no longer matches. Asking for it would answer
-        # the person's Sign out with "reload", and keep the cookie.
+    if not same_origin(request):
         raise ProblemError(403, "a sign-out from another site is refused")
+    # A session to end (this route is public, so that a sign-out with none works) ends when
+    # the browser says a page of this origin posted the form (``Sec-Fetch-Site``: no page's
+    # script can set it), else when the form carries the session's token. Not the token alone: a
+    # page left open before the browser signed in again (another token, or a JWT: a new one
+    # each time) carries the token of a session replaced, and neither its refresh (the form
+    # is outside the live region) nor a reload (the same post again) changes it. No session
+    # (no cookie, an ended or revoked one; no auth file): nothing to end but a dead cookie.
+    if (
+        auth is not None
+        and request.state.principal is not None
+        and request.headers.get("sec-fetch-site") != "same-origin"
+        and not await session_of(request).carries_token(request)
+    ):
+        raise ProblemError(
+            403, "the form is stale or not from this page: go back, reload the page, then Sign out"
+        )
     response = RedirectResponse("/login" if auth else "/", status_code=303)
     clear_session(response, request)
     return response

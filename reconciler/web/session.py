@@ -23,10 +23,16 @@ one crontask 0.9.0 named ``crontask_session``); a copy taken before stays valid 
 session ends.
 The credential is never logged.
 
-Every ``POST`` of the page is CSRF-safe, on three counts: the cookie is ``SameSite=Strict``;
-a cross-site ``Origin`` or ``Sec-Fetch-Site`` is refused; and the form carries a token that
-only a page of this origin can know: an HMAC of the session's credential (or, without auth,
-of a per-process secret), which another site can neither read nor compute.
+Every ``POST`` of the page is refused when its ``Origin`` or ``Sec-Fetch-Site`` says another
+site sent it (``same_origin``), and one another site sends carries no session (the cookie is
+``SameSite=Strict``). ``/login`` checks that alone: it is posted before there is a session.
+A post that needs a role (*Run now*, :class:`PageRoute`) must also carry its form's token,
+which only a page of this origin can know: an HMAC of the session's credential (or, without
+auth, of a per-process secret), which another site can neither read nor compute
+(:meth:`Session.check_post`). *Sign out* ends a session when the browser says a page of this
+origin posted it (``Sec-Fetch-Site: same-origin``), and otherwise with that token only: a
+page left open when the browser signed in again holds the token of the session replaced.
+With no session to end (no cookie, an ended or revoked one) it needs no token.
 """
 
 from __future__ import annotations
@@ -194,13 +200,17 @@ class Session:
         key = hmac.digest(credential.encode(), _CSRF_CONTEXT, "sha256") if credential else None
         return hmac.new(key or self._secret, _CSRF_CONTEXT, hashlib.sha256).hexdigest()
 
+    async def carries_token(self, request: Request) -> bool:
+        """Whether the POST carries this session's token (its form's field, or the header)."""
+        form = await form_of(request)
+        given = request.headers.get(CSRF_HEADER) or form.get(CSRF_FIELD, "")
+        return hmac.compare_digest(given.encode()[:128], self.csrf_token(request).encode())
+
     async def check_post(self, request: Request) -> None:
         """A 403 unless the POST comes from a page of this origin with the right token."""
         if not same_origin(request):
             raise ProblemError(403, "a request from another site is refused")
-        form = await form_of(request)
-        given = request.headers.get(CSRF_HEADER) or form.get(CSRF_FIELD, "")
-        if not hmac.compare_digest(given.encode()[:128], self.csrf_token(request).encode()):
+        if not await self.carries_token(request):
             raise ProblemError(403, "the form is stale or not from this page; reload and retry")
 
 

@@ -1,6 +1,7 @@
 """The status page in a real browser (Debian's chromium, headless, driven by Playwright) against
-the real ``crontask run``: real runs in the list, filters, Run now, a viewer who cannot, no
-request beyond 127.0.0.1, and a screenshot of each page under the test's temporary folder.
+the real ``crontask run``: real runs in the list, filters, Run now, a viewer who cannot, the
+refresh said only where the script runs, no request beyond 127.0.0.1, and a screenshot of each
+page under the test's temporary folder.
 
 Skipped, saying why, where chromium or Playwright is missing; CI installs both (.ci/run).
 Playwright's own browser downloads are never used (no ``playwright install``).
@@ -21,7 +22,13 @@ from tests.api.conftest import STATIC_TOKENS
 from tests.e2e.conftest import Crontask
 from tests.e2e.test_run import task
 from tests.helpers import wait_for
-from tests.web.chromium import CHROMIUM, FLAGS, playwright_api, require_chromium
+from tests.web.chromium import (
+    CHROMIUM,
+    FLAGS,
+    PAST_A_REFRESH,
+    playwright_api,
+    require_chromium,
+)
 
 # Slow: chromium and two crontasks start for the module (15 s before the first test).
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -142,6 +149,16 @@ def browser(playwright: Any, folder: Path, shots: Path) -> Iterator[Browser]:
     assert chromium.elsewhere() == [], "the page made requests beyond 127.0.0.1"
 
 
+@pytest.fixture(scope="module")
+def launched(playwright: Any) -> Iterator[Any]:
+    """A chromium without a profile, for what the persistent one cannot be: a context without
+    JavaScript, a tab on Playwright's fake clock (tests/web/chromium.py's ``page``, which this
+    module cannot use: it opens Playwright a second time)."""
+    chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+    yield chromium
+    chromium.close()
+
+
 def rows(browser: Browser) -> list[str]:
     keys: list[str] = browser.page.eval_on_selector_all(
         "tr[data-task]", "rows => rows.map(r => r.dataset.task)"
@@ -170,6 +187,45 @@ def test_the_list_shows_real_runs_and_filters_narrow_it(
     page.fill('input[name="q"]', "")
     page.fill('input[name="namespace"]', "ops")
     wait_for("the namespace's tasks", lambda: rows(browser) == ["ops/bad", "ops/nightly"])
+
+
+def pager(page: Any) -> str:
+    """What the list's footer says, as a person reads it."""
+    return " ".join(page.inner_text(".pager").split())
+
+
+def test_the_list_says_it_refreshes_only_where_the_script_runs(
+    launched: Any, open_app: Crontask
+) -> None:
+    """The HTML holds "refreshed every 5 s" hidden, and crontask.js shows it: on load, and in
+    each list a refresh or a filter puts in place. Without JavaScript the page never refreshes,
+    and says to reload instead (tests/web/test_web_refresh_said_with_script.py reads the HTML;
+    this runs the script)."""
+    context = launched.new_context()
+    try:
+        page = context.new_page()
+        page.clock.install()  # before the page loads: its timers are the fake clock's
+        page.set_default_timeout(10_000)
+        page.goto(open_app.server + "/")
+        assert pager(page) == "3 tasks shown · refreshed every 5 s"
+        page.clock.run_for(PAST_A_REFRESH)
+        page.wait_for_selector('html[data-refreshes="1"]', state="attached")
+        assert pager(page) == "3 tasks shown · refreshed every 5 s"
+        page.fill('input[name="q"]', "nigh")
+        page.clock.run_for(1_000)  # past the pause after typing, short of the next refresh
+        page.wait_for_selector('html[data-refreshes="2"]', state="attached")
+        assert "q=nigh" in page.url
+        assert pager(page) == "1 task shown · refreshed every 5 s"
+    finally:
+        context.close()
+
+    context = launched.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(open_app.server + "/")
+        assert pager(page) == "3 tasks shown · reload the page to update it"
+    finally:
+        context.close()
 
 
 def test_a_task_its_runs_and_run_now(browser: Browser, open_app: Crontask) -> None:

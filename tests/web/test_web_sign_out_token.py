@@ -1,9 +1,12 @@
-"""Sign out checks the token its form carries, as Run now does: a post to ``/logout`` without
-it (or with another session's) was a 303 to /login with the cookie cleared, whatever the form
-said, though the page puts the token in the Sign out form. A session that is already gone (no
-cookie, an ended one, one whose token the auth file no longer holds) has nothing to protect:
-its Sign out, with the stale page's token or none, still clears the cookie and leads to
-/login, so that no one is kept on a page whose Sign out answers "reload". The Origin is
+"""Sign out ends a session when the browser says a page of this origin posted it
+(``Sec-Fetch-Site: same-origin``), else only with the token its form carries: a post to
+``/logout`` without it (or with another session's) was a 303 to /login with the cookie cleared,
+whatever the form said. The browser's word is enough because a page left open before the same
+browser signed in again carries the replaced session's token, which no refresh or reload of it
+changes: its Sign out was refused, and the person kept signed in. A session that is already
+gone (no cookie, an ended one, one whose token the auth file no longer holds) has nothing to
+protect: its Sign out, with the stale page's token or none, still clears the cookie and leads
+to /login, so that no one is kept on a page whose Sign out answers "reload". The Origin is
 checked either way."""
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ def test_a_sign_out_without_its_forms_token_is_refused(guarded: TestClient) -> N
     # A person's browser gets the page Run now's refusal is, saying what to do.
     shown = guarded.post("/logout", headers={"Accept": "text/html"}, follow_redirects=False)
     assert shown.status_code == 403
-    assert "reload and retry" in shown.text
+    assert "go back, reload the page, then Sign out" in shown.text
     assert guarded.get("/", follow_redirects=False).status_code == 200  # still signed in
 
 
@@ -65,6 +68,39 @@ def test_the_token_of_another_session_does_not_sign_out(guarded: TestClient) -> 
     assert response.headers["location"] == "/login"
     assert cleared(response)
     assert guarded.get("/", follow_redirects=False).status_code == 303
+
+
+def test_a_page_of_this_origin_signs_out_a_session_signed_in_after_it(
+    guarded: TestClient,
+) -> None:
+    """Tab A signed in as the operator, then tab B of the same browser as the admin (another
+    credential, as every sign-in with a JWT is): A's Sign out carries the operator's token, and
+    no refresh of A changes it (the form is outside the refreshed region). It was refused, the
+    admin kept signed in. The browser says a page of this origin posted it: that is enough."""
+    operators = signed_in(guarded, Role.OPERATOR)
+    guarded.cookies.clear()
+    signed_in(guarded, Role.ADMIN)
+    # Not for a post the browser says came from elsewhere, or from no page (a bookmark): those
+    # need the session's own token, as a browser that sends no Sec-Fetch-Site does.
+    for site, origin in (("same-site", "http://other.testserver"), ("none", "http://testserver")):
+        refused = guarded.post(
+            "/logout",
+            data={"csrf": operators},
+            headers={"Origin": origin, "Sec-Fetch-Site": site},
+            follow_redirects=False,
+        )
+        assert refused.status_code == 403, site
+        assert "set-cookie" not in refused.headers, site
+    response = guarded.post(
+        "/logout",
+        data={"csrf": operators},
+        headers={"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == "/login"
+    assert cleared(response)
+    assert guarded.get("/", follow_redirects=False).status_code == 303  # signed out
 
 
 def test_a_sign_out_from_another_site_is_refused_with_the_token_too(guarded: TestClient) -> None:
