@@ -9,7 +9,11 @@ of the round trip on our clock, less the service's time, is the offset, off by a
 round trip (:func:`estimate`). :func:`advice` decides, from those numbers alone, what to say: a
 warning once the offset is surely beyond :data:`LIMIT` (by more than its uncertainty: a slow
 renewal is no skew), again when it changed materially or :data:`SAY_AGAIN_EVERY` later while it
-stays beyond, and a word once it is surely back within. :class:`ClockWatch` keeps what was said,
+stays beyond, and a word once it is surely back within :data:`BACK_WITHIN`, half a
+:data:`MATERIAL` below the limit: an offset hovering about the limit is said once, not at every
+renewal. After that word the last warning still counts: sooner than :data:`SAY_AGAIN_EVERY`
+after it, a warning is said again only if the offset changed materially since (a clock stepped
+to and fro would otherwise say both at every renewal). :class:`ClockWatch` keeps what was said,
 logs it, and holds the last estimate (``crontask_clock_offset_seconds``).
 
 Kubernetes Leases have no such clock here: each replica dates its own Lease, and liveness is
@@ -30,6 +34,9 @@ log = logging.getLogger("crontask.membership")
 LIMIT: Final = 1.0  # seconds off beyond which a warning is logged
 MATERIAL: Final = 1.0  # a change of the offset (beyond its uncertainty) worth saying again
 SAY_AGAIN_EVERY: Final = 600.0  # seconds: said again at least this often while it lasts
+# Seconds off within which it agrees again: below the limit, so that the estimate's jitter about
+# the limit (a clock a second off) is neither warned of nor said to agree at every renewal.
+BACK_WITHIN: Final = LIMIT - MATERIAL / 2
 
 Say = Literal["warn", "back"]
 
@@ -51,25 +58,28 @@ def estimate(before: datetime, after: datetime, service: datetime) -> Offset | N
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Said:
-    """The warning last logged: the offset it named, and when (monotonic seconds)."""
+    """The warning last logged: the offset it named, when (monotonic seconds), and whether it
+    stands (False once the clock was said to agree again)."""
 
     seconds: float
     at: float
+    stands: bool = True
 
 
 def advice(said: Said | None, offset: Offset, at: float) -> tuple[Said | None, Say | None]:
     """What to log of ``offset``, estimated at ``at`` (monotonic seconds), after ``said`` (None:
-    no warning stands), and the warning that stands then."""
+    no warning yet), and the warning last logged then (see the module docstring)."""
     beyond = abs(offset.seconds) - offset.uncertainty > LIMIT
-    within = abs(offset.seconds) + offset.uncertainty <= LIMIT
     if said is None:
         return (Said(offset.seconds, at), "warn") if beyond else (None, None)
-    if within:
-        return None, "back"
+    if said.stands and abs(offset.seconds) + offset.uncertainty <= BACK_WITHIN:
+        return dataclasses.replace(said, stands=False), "back"
+    # From the last warning, whether it stands or not: one said to agree again minutes ago
+    # is not warned of again at once for the same offset.
     changed = abs(offset.seconds - said.seconds) - offset.uncertainty >= MATERIAL
     if beyond and (changed or at - said.at >= SAY_AGAIN_EVERY):
         return Said(offset.seconds, at), "warn"
-    return said, None  # unchanged, or too uncertain to tell: the warning stands
+    return said, None  # unchanged, or too uncertain to tell: nothing new to say
 
 
 class ClockWatch:

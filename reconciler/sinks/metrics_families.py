@@ -268,9 +268,10 @@ REPLICA_FENCED = Family(
 CLOCK_OFFSET = Family(
     "crontask_clock_offset_seconds",
     "gauge",
-    "How far this replica's clock (--ha) is ahead of PostgreSQL's (negative: behind), estimated "
-    "at each membership renewal to within half its round trip. Replicas time slots by their own "
-    "clocks: keep them in sync (NTP).",
+    "How far this replica's clock (--ha) is ahead of PostgreSQL's (negative: behind), as the "
+    "last membership renewal estimated it, to within half its round trip: not renewed while "
+    "crontask_replica_fenced is 1. Replicas time slots by their own clocks: keep them in sync "
+    "(NTP).",
 )
 SINGLE_LEASE_CONFLICT = Family(
     "crontask_single_lease_conflict",

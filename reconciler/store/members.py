@@ -185,11 +185,13 @@ class SqlMembership:
         )
         try:
             with translated_errors(), self.engine.begin() as conn:
-                before = self._clock()  # the read of the database's clock is after this
                 self._set_timeouts(conn, me)
                 conn.execute(upsert)
                 conn.execute(members.delete().where(dead_row))
                 conn.execute(orphans)
+                # Around the statement that reads the database's clock only: timed from before
+                # the upsert, a wait on our row's lock made an exact clock half the wait off.
+                before = self._clock()
                 rows = conn.execute(self._live(me, live_row, _NOW)).mappings().all()
                 after = self._clock()
         except StoreUnavailable as err:

@@ -27,6 +27,7 @@ GAUGES = {
     "CrontaskDefinitionErrors": ("crontask_definition_errors",),
     "CrontaskRunStoreUnavailable": ("crontask_run_store_up", "crontask_run_records_pending"),
     "CrontaskReplicaFenced": ("crontask_replica_fenced",),
+    "CrontaskClockOffset": ("crontask_clock_offset_seconds",),
 }
 
 

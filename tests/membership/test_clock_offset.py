@@ -80,7 +80,55 @@ def test_back_within_bounds_is_said_once_it_surely_is() -> None:
     said = Said(4.0, 100)
     # 0.8 s by the midpoint, but maybe 1.3: the warning stands, nothing said.
     assert advice(said, Offset(0.8, 0.5), at=110) == (said, None)
-    assert advice(said, Offset(0.2, 0.1), at=112) == (None, "back")
+    # Surely within the limit, but not within BACK_WITHIN: not yet.
+    assert advice(said, Offset(0.7, 0.1), at=111) == (said, None)
+    back = Said(4.0, 100, stands=False)  # the last warning is kept
+    assert advice(said, Offset(0.2, 0.1), at=112) == (back, "back")
+    assert advice(back, Offset(0.1, 0.1), at=114) == (back, None)  # said once
+
+
+def test_after_the_word_back_the_last_warning_still_counts() -> None:
+    back = Said(4.0, 100, stands=False)
+    # The same offset again minutes later (a clock stepped to and fro): nothing new.
+    assert advice(back, Offset(4.2, 0.1), at=200) == (back, None)
+    # Changed materially since the warning: said at once.
+    assert advice(back, Offset(-4.0, 0.1), at=200) == (Said(-4.0, 200), "warn")
+    # The same offset, SAY_AGAIN_EVERY after the warning: said again.
+    at = 100 + SAY_AGAIN_EVERY
+    assert advice(back, Offset(4.0, 0.1), at=at) == (Said(4.0, at), "warn")
+
+
+def lines_logged(offsets: list[float], caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The lines a watch logs for a renewal every few seconds finding each offset in turn (a
+    4 ms round trip), all within SAY_AGAIN_EVERY of the first."""
+    every = SAY_AGAIN_EVERY / len(offsets)
+    mono = [0.0]
+    watch = ClockWatch(lambda: mono[0])
+    caplog.set_level(logging.INFO, logger="crontask.membership")
+    caplog.clear()
+    for i, offset in enumerate(offsets):
+        mono[0] = i * every
+        before = T0 + s(i * every)
+        watch.note(before, before + s(0.004), before + s(0.002 - offset))
+    return [r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.parametrize(
+    "offsets",
+    [
+        [1.01 if i % 2 else 0.99 for i in range(120)],
+        [1.0 + 0.005 * ((i * 4) % 9 - 4) for i in range(120)],  # 1.00 +- 0.02, in turn
+    ],
+    ids=["alternating 0.99 and 1.01 s", "1.00 +- 0.02 s"],
+)
+def test_a_clock_hovering_about_the_limit_is_said_once(
+    offsets: list[float], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The estimate's jitter crosses the limit both ways by more than its uncertainty: each
+    # renewal used to say it was off, the next that it agreed again (120 lines in 10 minutes).
+    logged = lines_logged(offsets, caplog)
+    assert len(logged) == 1
+    assert "keep the replicas' clocks in sync (NTP)" in logged[0]
 
 
 def test_the_watch_logs_the_warning_and_the_way_back(caplog: pytest.LogCaptureFixture) -> None:

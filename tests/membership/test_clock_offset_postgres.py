@@ -5,14 +5,18 @@ clock, with the right sign and in seconds."""
 
 from __future__ import annotations
 
+import dataclasses
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from reconciler.membership.base import Announcement
 from reconciler.store import open_store
 from reconciler.store.members import SqlMembership
-from reconciler.store.sql_schema import create_engine
+from reconciler.store.sql_schema import create_engine, members
 
 pytestmark = pytest.mark.postgres
 
@@ -70,3 +74,47 @@ def test_the_judging_clock_moved_by_a_test_is_not_the_database_clock(url: str) -
     offset = renewed(url, 0.0, judged_later=100.0).clock_watch.offset
     assert offset is not None
     assert abs(offset.seconds) <= offset.uncertainty + EPSILON
+
+
+# The renewal's wait on the lock, as the database timed it: long enough that an estimate timed
+# around the wait is surely off by more than the bound below (half of it).
+HELD = 0.5
+# Another session's hold of our row, as the database sees it: our row's lock, waited on by a
+# backend blocked by the holder's (only this test's: others share the server), for ``HELD`` s.
+_WAITED = sa.text(
+    "SELECT count(*) FROM pg_locks WHERE NOT granted AND :holder = ANY(pg_blocking_pids(pid))"
+    " AND clock_timestamp() - waitstart >= make_interval(secs => :held)"
+)
+
+
+def test_a_renewal_that_waited_on_a_lock_is_timed_around_the_clock_read_only(
+    url: str, pg_admin: sa.Engine
+) -> None:
+    """The round trip that bounds the estimate is the statement that reads the database's clock
+    alone: a renewal held behind our row's lock (another session's transaction, a vacuum) was
+    timed from before the wait, so an exact clock read half the wait off, that wait its
+    uncertainty. This checks the window, not the speed: on this host the statement's round trip
+    is milliseconds, and the wait was surely ``HELD`` s long."""
+    membership = SqlMembership(create_engine(url))
+    engine = create_engine(url)
+    try:
+        membership.renew(ME)  # our row exists, to be held
+        with engine.connect() as holder, ThreadPoolExecutor(1) as pool:
+            holder.execute(sa.select(members.c.id).where(members.c.id == ME.id).with_for_update())
+            pid = holder.execute(sa.select(sa.func.pg_backend_pid())).scalar_one()
+            renewal = pool.submit(membership.renew, dataclasses.replace(ME, budget=30.0))
+            deadline = time.monotonic() + 30
+            with pg_admin.connect() as admin:  # autocommit: each poll sees the server anew
+                while not admin.execute(_WAITED, {"holder": pid, "held": HELD}).scalar_one():
+                    assert not renewal.done(), renewal.result()  # it never waited
+                    assert time.monotonic() < deadline, "the renewal never waited for our row"
+                    time.sleep(0.01)
+            holder.commit()
+            renewal.result(timeout=30)
+    finally:
+        engine.dispose()
+        membership.close()
+    offset = membership.clock_watch.offset
+    assert offset is not None
+    assert offset.uncertainty < 0.1
+    assert abs(offset.seconds) < 0.1
