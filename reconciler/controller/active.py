@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import threading
 
 from reconciler.core.runs import RunRecord
 from reconciler.runner.base import Attempt
@@ -50,8 +49,6 @@ class ActiveRun:
     # When it was decided (the loop's clock; None: adopted): with replicas, a first attempt's
     # claim is sent then, so how long the store has held it counts from here (``_overtaken``).
     decided_at: float | None = None
-    # A manual run's: what its answer waits for (``api.run_decision``); None for the others.
-    start: Start | None = None
     # Made only when a retry waits (most runs never need one).
     _stopped: asyncio.Event | None = None
     # Set while the attempt waits for its claim's answer (``controller.not_started``): a stop
@@ -94,33 +91,3 @@ class ActiveRun:
         finally:
             self.waiting = False
         return True
-
-
-class Start:
-    """Whether a manual run began (``RunExecution._begin``: its process started) or ended
-    without beginning (skipped as it waited: replaced in its turn, a Job it replaces not
-    deleted, its claim refused), for the answer to the run asked for (``api.run_decision``).
-    Set on the loop, waited for in a thread of the API's. Until it is set the run waits: for
-    the runs it replaces (here, or on another replica: ``elsewhere``), for its claim, for its
-    process; it is not ``running``, whatever its record says (its claim, with replicas)."""
-
-    def __init__(self) -> None:
-        self._decided = threading.Event()
-        self.began: RunRecord | None = None  # its record as it began, with its real start
-        # Its claim waits for a run of its task on another replica to stop (``Replace``:
-        # ``SlotClaims._claim_exclusive``). A plain field: one write, read from any thread.
-        self.elsewhere = False
-
-    def begin(self, record: RunRecord) -> None:
-        """It began: ``record`` starts when it did (its first attempt; a retry is no news)."""
-        if not self._decided.is_set():
-            self.began = record
-            self._decided.set()
-
-    def end(self) -> None:
-        """It ended (begun or not: one that began said so first)."""
-        self._decided.set()
-
-    def wait(self, seconds: float) -> bool:
-        """Whether it began or ended within ``seconds``."""
-        return self._decided.wait(max(seconds, 0.0))

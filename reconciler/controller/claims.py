@@ -67,7 +67,6 @@ class SlotClaims:
     _told: dict[str, float]  # when ``_claimed_elsewhere`` last warned, by warning (monotonic)
     _ahead: dict[str, datetime]  # by task: its last slot the store held ahead of the clock
     _active: dict[str, dict[str, ActiveRun]]  # the Dispatcher's
-    _replacing_elsewhere: set[str]  # the Dispatcher's (``replacing``)
     _let_go: Callable[[ActiveRun], None]  # RunStops'
 
     def closing(self) -> bool:
@@ -118,18 +117,9 @@ class SlotClaims:
         handover = self.handover
         assert handover is not None
 
-        def waiting(on: bool) -> None:
-            """The claim waits for a run on another replica to stop, or no longer: as the wait
-            for the runs it replaces here, the run has not started (``replacing``; a run asked
-            for now is answered ``pending``, saying where the run it waits for is)."""
-            (self._replacing_elsewhere.add if on else self._replacing_elsewhere.discard)(record.id)
-            active = self._active.get(record.task, {}).get(record.id)
-            if active is not None and active.start is not None:
-                active.start.elsewhere = on
-
         async def claim() -> bool:
             try:
-                why = await handover.claim(record, policy, REPLACED, self.closing, waiting)
+                why = await handover.claim(record, policy, REPLACED, self.closing)
             except StoreUnavailable:
                 if record.trigger is Trigger.MANUAL:
                     self._manual_unchecked(record, policy)

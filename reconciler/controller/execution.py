@@ -22,7 +22,7 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from reconciler.controller.active import HANDED_OVER, REPLACED, SHUTDOWN, ActiveRun, Start
+from reconciler.controller.active import HANDED_OVER, REPLACED, SHUTDOWN, ActiveRun
 from reconciler.controller.bounds import RunBounds
 from reconciler.controller.claims import SkippedHere
 from reconciler.controller.late_starts import LateStarts, patience
@@ -133,8 +133,6 @@ class RunExecution(NotStarted, LateStarts, SlotSkips):
                 active.record = dataclasses.replace(following, started_at=self.clock())
                 active.claim = self._claim_retry(definition, active.record)
         finally:
-            if active.start is not None:
-                active.start.end()  # not begun: its record (a skip) says why
             record = active.record
             runs = self._active.get(record.task, {})
             if runs.get(record.id) is active:  # not let go already (``_let_go``)
@@ -405,19 +403,11 @@ class RunExecution(NotStarted, LateStarts, SlotSkips):
         active.begun = True
         if record.started_at is not None and began > record.started_at:
             record = active.record = dataclasses.replace(record, started_at=began)
-        if active.start is not None:
-            active.start.begin(record)  # a manual run's answer: started, and when
         log.info(
             "run started",
             extra={"fields": {"task": record.task, "run": record.id, "trigger": record.trigger}},
         )
         self._notify(record)
-
-    def start_of(self, record: RunRecord) -> Start | None:
-        """What says when the manual run ``record``, just fired, begins (``api.run_decision``
-        waits for it); None if it was not launched (skipped, not started)."""
-        active = self._active.get(record.task, {}).get(record.id)
-        return None if active is None else active.start
 
     def _notify(self, record: RunRecord, listeners: list[RunListener] | None = None) -> None:
         for listener in self._listeners if listeners is None else listeners:

@@ -54,7 +54,7 @@ log = logging.getLogger("crontask.runner")
 # Why a retry (or a run decided ahead: ``_late``) did not start, as its record says it.
 _ABANDONED = {
     SHUTDOWN: "crontask stopped while this {} waited",
-    REPLACED: "a newer run of the task replaced the run while this {} waited",
+    REPLACED: "a newer slot replaced the run while this {} waited",
     TASK_REMOVED: "the task was removed before this {} could start",
     TASK_CHANGED: "the task's definition changed before this {} could start",
     HANDED_OVER: "the task moved to another replica before this {} could start",
