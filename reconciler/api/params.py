@@ -243,12 +243,11 @@ def _header_list(request: Request, name: str) -> str | None:
 
 
 def _if_none_match_list(request: Request) -> str | None:
-    """The ``If-None-Match`` lines as one list; ``*`` when one of several lines is ``*``: it
-    is the strictest condition (no version at all), the first line alone kept it, and
-    joined (``*, "v"``) it is no list the header allows."""
+    """The ``If-None-Match`` lines as one list; ``*`` when one of its items is ``*``: it is
+    the strictest condition (no version at all), and ``*, "v"`` is no list the header allows.
+    Items, not lines: a proxy may join the lines into one (RFC 9110 §5.3)."""
     joined = _header_list(request, "If-None-Match")
-    lines = request.headers.getlist("If-None-Match")
-    if len(lines) > 1 and any(line.strip() == "*" for line in lines):
+    if joined is not None and any(item.strip() == "*" for item in joined.split(",")):
         return "*"
     return joined
 
