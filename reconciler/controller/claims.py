@@ -175,14 +175,11 @@ class SlotClaims:
         this host's clock went back since (a restart after NTP stepped it, a pod moved to a
         node whose clock is right), or the crontask that wrote it had a clock ahead. The store
         refuses the slots up to it that ran (``_claimed_elsewhere``); the scheduler hands them
-        over again all the same, counting from this host's clock. It is kept, the later if
-        read again, until a later catch-up (an edit, a resume) counts from past it: that one
-        counts from the ledger's last slot, no longer ahead (``SlotLedger.catch_up``), and a
-        task resumed after this clock passed it may still catch up a slot up to it."""
+        over again all the same, counting from this host's clock."""
         if anchor is not None and anchor > self.clock() + _AHEAD:
-            self._ahead[key] = max(anchor, self._ahead.get(key, anchor))
-        elif anchor is not None and (held := self._ahead.get(key)) is not None and held <= anchor:
-            del self._ahead[key]
+            self._ahead[key] = anchor
+        else:
+            self._ahead.pop(key, None)
 
     def _claimed_elsewhere(self, record: RunRecord) -> None:
         """``record``'s slot was recorded by another crontask (the store refused its claim,

@@ -20,15 +20,12 @@ before and after clocks go back would be one slot.
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from reconciler.core.desired import Definition
 from reconciler.core.schedule import Schedule
-from reconciler.core.timing import AHEAD_MAX, backlog
+from reconciler.core.timing import backlog
 from reconciler.scheduling.base import schedule_of
-
-# How far ahead of its instant a slot is handed over and claimed (``controller.ahead``).
-_AHEAD = timedelta(seconds=AHEAD_MAX)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -98,13 +95,6 @@ class SlotLedger:
         key = definition.key
         until = until.astimezone(UTC)
         anchor = None if anchor is None else anchor.astimezone(UTC)
-        if key not in self._last and anchor is not None and anchor > until + _AHEAD:
-            # The run store's last slot, recorded by a clock ahead of this one
-            # (``SlotClaims.recorded_ahead``): counted from this clock, so that a change does
-            # not take the slots up to it for periods that ran (``periods``); they are handed
-            # over on their instants, and the store refuses those that ran. The ledger's own
-            # last slot ahead stays: a new jitterSeconds moved it past a period that ran.
-            anchor = until
         if anchor is not None and definition.task.spec.suspend:
             self._last[key] = anchor
             return NOTHING
