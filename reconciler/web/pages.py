@@ -450,8 +450,10 @@ async def logout(request: Request) -> Response:
     if not same_origin(request):
         raise ProblemError(403, "a sign-out from another site is refused")
     # A session to end (this route is public, so that a sign-out with none works) ends when
-    # the browser says a page of this origin posted the form (``Sec-Fetch-Site``: no page's
-    # script can set it), else when the form carries the session's token. Not the token alone: a
+    # the browser says a page of this origin posted the form (``Sec-Fetch-Site``, or its
+    # ``Origin``, which ``same_origin`` found to be this one: no page's script can set either;
+    # over plain http to a host name browsers send no ``Sec-Fetch-*``), else when the form
+    # carries the session's token. Not the token alone: a
     # page left open before the browser signed in again (another token, or a JWT: a new one
     # each time) carries the token of a session replaced, and neither its refresh (the form
     # is outside the live region) nor a reload (the same post again) changes it. No session
@@ -460,11 +462,10 @@ async def logout(request: Request) -> Response:
         auth is not None
         and request.state.principal is not None
         and request.headers.get("sec-fetch-site") != "same-origin"
+        and request.headers.get("origin") in (None, "null")
         and not await session_of(request).carries_token(request)
     ):
-        raise ProblemError(
-            403, "the form is stale or not from this page: go back, reload the page, then Sign out"
-        )
+        raise ProblemError(403, "the form is stale or not from this page: sign out here")
     response = RedirectResponse("/login" if auth else "/", status_code=303)
     clear_session(response, request)
     return response
