@@ -33,14 +33,16 @@ Contract:
   for as long as the API server keeps failing, so that a status that changed during an outage
   is written once it is over, not at the task's next change. An outage costs one pending entry
   per object and the fixed worker threads, however long it lasts. A ``404`` that names the
-  object (deleted) drops it; one that does not (no such path served: the CRD is missing or has
-  no ``/status`` subresource, a hand-made or old one, or its handler is not ready yet, as just
-  after an API server restart) is retried so too unless a read says the object is gone, its
-  warning naming the fix (apply crontask's CRD). Another refusal is logged (naming what it
-  lacked: ``crontasks/status: patch in namespace X``) and dropped. Both warnings come once per
-  kind every ``REFUSAL_EVERY`` seconds, with how many were held back since (``suppressed``),
-  as refused Events are (:mod:`reconciler.sinks.refusals`). The status is never written
-  through the main resource, so it can never bump ``metadata.generation``
+  object (deleted) drops it. One that does not (no such path served: a handler not ready yet,
+  as for a few seconds after an API server restart; or no CRD, or one without ``/status``) is
+  retried for one round of ``attempts`` unless a read says the object is gone; a round that
+  ends so drops the write (``written`` gets None) with a warning naming the fix (apply
+  crontask's CRD): an old CRD costs a round a write, not requests without end. Once ``stop``
+  has begun, such a write is dropped at once, not waited for. Another refusal is logged
+  (naming what it lacked: ``crontasks/status: patch in namespace X``) and dropped. Both
+  warnings come once per kind every ``REFUSAL_EVERY`` seconds, with how many were held back
+  since (``suppressed``), as refused Events are (:mod:`reconciler.sinks.refusals`). The status
+  is never written through the main resource, so it can never bump ``metadata.generation``
   (:mod:`reconciler.sinks.kubernetes_status`).
 - After a ``409`` (or such a ``404``) the object is read again, that read taking its token too:
   computed again on what was read, at once (after a ``404``: after the backoff); if it could
@@ -72,7 +74,7 @@ from reconciler.core.crd import PLURAL
 from reconciler.core.model import API_GROUP
 from reconciler.core.status import ObjectRef, merge_patch
 from reconciler.sinks.kubernetes_refusals import CRD_FIX, names_object
-from reconciler.sinks.kubernetes_status import RETRIED, Read, Seen, StatusApi, newer
+from reconciler.sinks.kubernetes_status import RETRIED, Read, Seen, StatusApi, newer, said
 from reconciler.sinks.refusals import RefusalLog, refusal
 from reconciler.sinks.token_bucket import TokenBucket
 
@@ -80,9 +82,10 @@ log = logging.getLogger("crontask.sinks")
 
 # Why an attempt failed when the server serves no /status for it (said in a warning of its own).
 UNSERVED = "HTTP 404: the CronTask CRD is missing or has no status subresource"
-# The error a "status write failed; retrying" line gives, at most (a connection error's text
-# names the URL and the cause, a few hundred characters).
-ERROR_CHARS = 300
+UNSERVED_SAID = (
+    "status not written: the CronTask CRD is missing or has no status subresource,"
+    " or the API server does not serve it yet"
+)
 
 Build = Callable[[Mapping[str, Any]], dict[str, Any]]
 # Called with the merge patch a write applied, or None if none was made (see the docstring).
@@ -127,6 +130,7 @@ class StatusWriter:
         self._known: dict[str, Seen] = {}
         self._refusals = RefusalLog()  # a refused write comes again with each: said once a while
         self._stop = threading.Event()
+        self._stopping = threading.Event()  # stop() has begun: an unserved /status is not retried
         self._threads: list[threading.Thread] = []
         # With replicas (set by the wiring; asked on the worker threads): whether this replica
         # may write no status now (fenced), and whether a task is still its own.
@@ -186,6 +190,7 @@ class StatusWriter:
         (the stop budget counts it, not more). A worker still in a request the API server
         holds is not waited for past it: a daemon thread, it ends with the process."""
         deadline = time.monotonic() + timeout
+        self._stopping.set()
         self.flush(timeout)
         self._stop.set()
         with self._cond:
@@ -305,11 +310,21 @@ class StatusWriter:
                 return
             if step is _Next.AGAIN:
                 continue  # at once: the fresh state is what the next attempt works on
-            if self._stop.wait(random.uniform(delay / 2, delay)):  # noqa: S311 - jitter
+            # /status not served: stopping does not wait for it to come (stop sets _stopping
+            # before _stop), it drops the write as a round that ran out would.
+            unserved = submission.error == UNSERVED
+            if (self._stopping if unserved else self._stop).wait(
+                random.uniform(delay / 2, delay)  # noqa: S311 - jitter
+            ):
+                if unserved:
+                    break
                 return
             delay = min(self._max_backoff, delay * 2)
         self.failures += 1
-        self._retry_later(submission)
+        if submission.error == UNSERVED:
+            self._unserved(submission)
+        else:
+            self._retry_later(submission)
 
     def _send(self, submission: _Submission, base: Seen, patch: dict[str, Any]) -> _Next:
         """One write of ``patch``, computed on ``base``, and what comes of it."""
@@ -320,8 +335,9 @@ class StatusWriter:
             if err.status == 404 and names_object(err, ref.name):
                 self._settled(submission, None, gone=True)
                 return _Next.DONE
+            if err.status == 409:
+                self.conflicts += 1
             if err.status in (404, 409):
-                self.conflicts += 1 if err.status == 409 else 0
                 return self._reread(submission, err)
             if err.status not in RETRIED:
                 self._refused(submission, err, "patch")
@@ -382,18 +398,17 @@ class StatusWriter:
             )
         self._settled(submission, None)
 
-    def _unserved(self, ref: ObjectRef) -> None:
-        """A write's attempts ran out on ``404`` that did not name its object: the server
-        serves no ``/status`` for CronTasks (their CRD is missing or lacks the subresource, or
-        has no handler yet), which comes with every object's write: said once a while."""
+    def _unserved(self, submission: _Submission) -> None:
+        """A round of attempts ended on a ``404`` that did not name the object (no ``/status``
+        served: see the module docstring): the write is dropped, as retried for ever it would
+        cost requests without end, and a run-now withdrawn meanwhile would start once the CRD
+        is fixed, hours later. It comes with every object's write: said once a while."""
+        ref = submission.ref
         suppressed = self._refusals.due("no status subresource")
-        if suppressed is None:
-            return
-        fields = {"task": ref.key, "crd": f"{PLURAL}.{API_GROUP}", "fix": CRD_FIX}
-        log.warning(
-            "status not written: the CronTask CRD is missing or has no status subresource",
-            extra={"fields": {**fields, "in_seconds": self._max_backoff, "suppressed": suppressed}},
-        )
+        if suppressed is not None:
+            fields = {"task": ref.key, "crd": f"{PLURAL}.{API_GROUP}", "fix": CRD_FIX}
+            log.warning(UNSERVED_SAID, extra={"fields": {**fields, "suppressed": suppressed}})
+        self._settled(submission, None)
 
     def _remember(self, key: str, seen: Seen) -> None:
         """Keep ``seen`` as our view of the object of ``key``, unless it was forgotten since
@@ -433,9 +448,6 @@ class StatusWriter:
         rather than leave a stale status until the task's next change."""
         key = submission.ref.key
         self._put_back(submission, time.monotonic() + self._max_backoff)
-        if submission.error == UNSERVED:
-            self._unserved(submission.ref)
-            return
         log.warning(
             "status write failed; retrying",
             extra={
@@ -474,18 +486,6 @@ class _Submission:
         self.ref, self.build = newer.ref, newer.build
         self.urgent = self.urgent or newer.urgent
         self.written.extend(newer.written)
-
-
-def said(err: Exception) -> str:
-    """A failed request in a few words for the log: the API server's status and reason, or
-    the error's type and (bounded) text: of its cause, when it has one (urllib3's
-    ``MaxRetryError`` names the URL first, and what refused or reset comes last)."""
-    if isinstance(err, ApiException):
-        return f"HTTP {err.status}: {err.reason}"
-    cause = getattr(err, "reason", None)
-    if isinstance(cause, Exception):
-        err = cause
-    return f"{type(err).__name__}: {err}"[:ERROR_CHARS]
 
 
 def _notify(submission: _Submission, patch: Mapping[str, Any] | None) -> None:

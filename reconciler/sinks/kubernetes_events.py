@@ -60,8 +60,7 @@ from kubernetes.client.exceptions import ApiException
 
 from reconciler.core.run_events import EventSpec
 from reconciler.core.status import ObjectRef, rfc3339
-from reconciler.sinks.kubernetes import said
-from reconciler.sinks.kubernetes_status import MERGE_PATCH, RETRIED
+from reconciler.sinks.kubernetes_status import MERGE_PATCH, RETRIED, said
 from reconciler.sinks.notify_failures import retry_after
 from reconciler.sinks.refusals import RefusalLog, refusal
 from reconciler.sinks.token_bucket import TokenBucket

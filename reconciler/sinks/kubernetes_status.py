@@ -1,5 +1,6 @@
 """The ``/status`` subresource of one CronTask, as the status writer calls it: a merge patch
-that carries the version it was computed from, and the read after a ``409 Conflict``.
+that carries the version it was computed from, and the read after a ``409 Conflict`` (or a
+``404`` that does not name the object).
 
 Contract:
 
@@ -12,10 +13,13 @@ Contract:
   that names it; or another object, its uid differs, has the name now: drop the write),
   ``UNSERVED`` (a ``404`` that does not name it: the server serves no such path, its CRD is
   missing, has no ``/status``, or its handler is not ready yet: not read, try again after a
-  backoff), ``FAILED`` (``429``, ``5xx``, a connection error, an answer that is no object: not
-  read, so try again after a backoff, not at once on the same stale version), ``REFUSED``
-  (another status, e.g. ``403``: the error is given).
+  backoff, within the writer's one round for such a write), ``FAILED`` (``429``, ``5xx``, a
+  connection error, an answer that is no object: not read, so try again after a backoff, not
+  at once on the same stale version), ``REFUSED`` (another status, e.g. ``403``: the error is
+  given).
 - Answers are read undecoded and decoded bounded in depth (:func:`decoded`).
+- :func:`said` puts a failed request in a few words for the log (the status writer's and the
+  Event recorder's), bounded.
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ RETRIED = frozenset({429, 500, 502, 503, 504})
 # Deeper than any field of a CronTask's status or metadata this sink reads.
 _ANSWER_DEPTH = 32
 _TIMEOUT = (10, 30)
+# The error a "status write failed; retrying" line gives, at most (a connection error's text
+# names the URL and the cause, a few hundred characters).
+ERROR_CHARS = 300
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -152,3 +159,15 @@ def newer(ours: str, theirs: str) -> bool:
     if ours.isdigit() and theirs.isdigit():
         return int(ours) > int(theirs)
     return False
+
+
+def said(err: Exception) -> str:
+    """A failed request in a few words for the log: the API server's status and reason, or
+    the error's type and (bounded) text: of its cause, when it has one (urllib3's
+    ``MaxRetryError`` names the URL first, and what refused or reset comes last)."""
+    if isinstance(err, ApiException):
+        return f"HTTP {err.status}: {err.reason}"
+    cause = getattr(err, "reason", None)
+    if isinstance(cause, Exception):
+        err = cause
+    return f"{type(err).__name__}: {err}"[:ERROR_CHARS]

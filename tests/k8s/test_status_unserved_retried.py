@@ -2,8 +2,10 @@
 requested resource``: what a kube-apiserver answers for a custom resource's path while its CRD's
 handler is not ready, just after a restart or during an upgrade) is not taken for a deleted
 object: the object is read again, and unless that read says it is gone the write is retried
-after the writer's backoff, so it lands once the server serves ``/status`` again. A missing
-``/status`` that lasts is retried so too, never in a loop, and said once (with the fix).
+after the writer's backoff, for one round of its attempts, so it lands once the server serves
+``/status`` again within it. A ``/status`` still not served when the round runs out (no CRD, or
+an old one) drops the write with a warning (once a while), and nothing more is sent for it: an
+old CRD costs a round a write, not requests without end; and a stop does not wait for it.
 
 Against the emulator, which answers as the real API server does: a deleted object's ``404``
 names it in ``details``; a path it does not serve (``inject_not_served``, or a CRD without the
@@ -24,7 +26,7 @@ from reconciler.sinks.kubernetes import StatusWriter
 from tests.helpers import wait_for
 from tests.k8s.emulator import Emulator
 from tests.k8s.test_fault_api import crontask, records, run_with_crontask, status_of
-from tests.k8s.test_status_no_subresource import crd, warnings
+from tests.k8s.test_status_no_subresource import UNSERVED, replace_crd, warnings
 from tests.k8s.test_status_writer_reread_failed import HookedEmulator, create, hooked, setting
 
 __all__ = ["hooked"]  # the fixture, used by name
@@ -32,18 +34,8 @@ __all__ = ["hooked"]  # the fixture, used by name
 STATUS = r"/crontasks/a/status$"
 
 
-def status_requests(emulator: HookedEmulator) -> list[str]:
-    return [method for method, path, _ in emulator.arrived if path.endswith("/status")]
-
-
-def replace_crd(api: Any, *, status_subresource: bool) -> None:
-    """crontask's CRD applied again over the one in place, with or without ``/status``."""
-    made = crd(status_subresource=status_subresource)
-    extensions: Any = client.ApiextensionsV1Api(api)  # untyped dicts
-    name = f"{PLURAL}.{API_GROUP}"
-    current = extensions.read_custom_resource_definition(name)
-    made["metadata"]["resourceVersion"] = current.metadata.resource_version
-    extensions.replace_custom_resource_definition(name, made)
+def requests_of(emulator: HookedEmulator, name: str) -> list[str]:
+    return [m for m, path, _ in emulator.arrived if path.endswith(f"/crontasks/{name}/status")]
 
 
 def test_a_write_answered_one_unnamed_404_is_retried_and_lands(
@@ -65,7 +57,7 @@ def test_a_write_answered_one_unnamed_404_is_retried_and_lands(
     (stored,) = emulator.objects("ct")
     assert stored["status"] == {"activeCount": 1}
     # The 404, the read that found the object there, the write again (after the backoff).
-    assert status_requests(emulator) == ["PATCH", "GET", "PATCH"]
+    assert requests_of(emulator, "a") == ["PATCH", "GET", "PATCH"]
     assert warnings(caplog) == []  # one that passed at the next attempt: nothing to say
 
 
@@ -89,56 +81,71 @@ def test_an_unnamed_404_then_a_read_naming_the_object_drops_the_write(
         writer.stop(timeout=2.0)
     assert outcomes == [None]  # gone: dropped, in silence
     assert warnings(caplog) == []
-    assert status_requests(emulator) == ["PATCH", "GET"]  # the read said: deleted
+    assert requests_of(emulator, "a") == ["PATCH", "GET"]  # the read said: deleted
 
 
-def test_a_missing_status_subresource_is_retried_with_backoff_said_once_and_then_written(
+def test_a_missing_status_subresource_costs_one_round_then_the_write_is_dropped(
     hooked: tuple[HookedEmulator, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     emulator, api = hooked
     replace_crd(api, status_subresource=False)
+    a, b = create(emulator, "a"), create(emulator, "b")
+    writer = StatusWriter(api, workers=1, attempts=3, backoff=0.02, max_backoff=0.1)
+    outcomes: list[Any] = []
+    writer.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="crontask.sinks"):
+            writer.submit(a, setting(activeCount=1), written=outcomes.append)
+            wait_for("a's write given up", lambda: outcomes == [None], timeout=10)
+            # One round: each 404 read the object once (its /status, not served either).
+            round_of_a = requests_of(emulator, "a")
+            assert round_of_a == ["PATCH", "GET"] * 3
+            # Another object's write, a round of its own, proves the writer is still at work
+            # over that time: it sends nothing more for a.
+            writer.submit(b, setting(activeCount=1), written=outcomes.append)
+            wait_for("b's write given up", lambda: outcomes == [None, None], timeout=10)
+            assert requests_of(emulator, "b") == ["PATCH", "GET"] * 3
+            assert requests_of(emulator, "a") == round_of_a
+            assert writer.idle()  # nothing kept to be tried again
+    finally:
+        writer.stop(timeout=2.0)
+    assert writer.writes == 0
+    assert warnings(caplog) == [
+        (
+            UNSERVED,
+            {
+                "task": "default/a",
+                "crd": f"{PLURAL}.{API_GROUP}",
+                "fix": "crontask crd | kubectl apply -f -",
+                "suppressed": 0,
+            },
+        )
+    ]  # once for both: it comes once every ten minutes
+
+
+def test_a_stop_does_not_wait_for_a_status_that_is_not_served(
+    hooked: tuple[HookedEmulator, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The write is dropped when the stop begins, as it was before writes like it were retried,
+    not kept until the stop's timeout (the default round, ~8 s, outlasts the default 5 s)."""
+    emulator, api = hooked
+    replace_crd(api, status_subresource=False)
     ref = create(emulator)
-    # Three attempts a round, each followed by a wait uniform in [d / 2, d] (d = 0.1, 0.2,
-    # 0.4), then max_backoff: a round takes 0.05 + 0.1 + 0.2 + 0.4 s at the least.
-    writer = StatusWriter(api, workers=1, attempts=3, backoff=0.1, max_backoff=0.4)
+    # A backoff far longer than the test: the write waits in its round when the stop comes.
+    writer = StatusWriter(api, workers=1, backoff=60.0, max_backoff=60.0)
     outcomes: list[Any] = []
     writer.start()
     try:
         with caplog.at_level(logging.WARNING, logger="crontask.sinks"):
             writer.submit(ref, setting(activeCount=1), written=outcomes.append)
-            wait_for(
-                "two rounds of attempts and one more",
-                lambda: status_requests(emulator).count("PATCH") >= 7,
-                timeout=15,
-            )
-            assert outcomes == []  # not given up: still waiting to be written
-            replace_crd(api, status_subresource=True)  # the fix the warning names
-            assert writer.flush(10.0)
+            wait_for("the first 404 and its read", lambda: len(requests_of(emulator, "a")) == 2)
     finally:
+        # Were the write waited for, the flush would time out and the write be left
+        # unfinished, its callback never called.
         writer.stop(timeout=2.0)
-    assert outcomes == [{"activeCount": 1}]
-    (stored,) = emulator.objects("ct")
-    assert stored["status"] == {"activeCount": 1}
-    patches = [at for m, path, at in emulator.arrived if m == "PATCH" and path.endswith("/status")]
-    # No spin: two whole rounds lie between the first PATCH and the seventh (a writer that
-    # tried again at once would have sent hundreds by then).
-    assert patches[6] - patches[0] >= 2 * (0.05 + 0.1 + 0.2 + 0.4)
-    # Each 404 read the object once (its /status, not served either), no more; the last
-    # PATCH landed.
-    sent = status_requests(emulator)
-    assert sent == ["PATCH", "GET"] * sent.count("GET") + ["PATCH"]
-    assert warnings(caplog) == [
-        (
-            "status not written: the CronTask CRD is missing or has no status subresource",
-            {
-                "task": "default/a",
-                "crd": f"{PLURAL}.{API_GROUP}",
-                "fix": "crontask crd | kubectl apply -f -",
-                "in_seconds": 0.4,
-                "suppressed": 0,
-            },
-        )
-    ]  # once, though two rounds ran out: it comes once every ten minutes
+    assert outcomes == [None]
+    assert requests_of(emulator, "a") == ["PATCH", "GET"]
+    assert [message for message, _ in warnings(caplog)] == [UNSERVED]
 
 
 @pytest.mark.usefixtures("real_crd")
