@@ -176,7 +176,7 @@ def test_kustomize_renders_the_ha_component(tmp_path: Path, others: tuple[str, .
 # -- RBAC: exactly what the reconciler calls --------------------------------------------------
 
 # Each verb is a call the code makes: the informer's list and watch
-# (sources/kubernetes.py), the status writer's patch and its re-read after a 409
+# (sources/kubernetes.py), the status writer's patch and its re-read after a 409 or an unnamed 404
 # (sinks/kubernetes.py), the event recorder's create and its patch of a repeat
 # (sinks/kubernetes_events.py); the job action's create, get, list, watch and delete of Jobs,
 # list of their pods and get of pods/log (sources/kubernetes_jobs.py), and the finalizers
