@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Final
 
 from reconciler.api.problems import ProblemError
+from reconciler.controller.claims import STORE_UNAVAILABLE
 from reconciler.controller.replace_wait import WAIT_MAX
 from reconciler.controller.view import RuntimeView, Triggered
 from reconciler.core.model import ConcurrencyPolicy
@@ -32,49 +34,71 @@ UNDECIDED_KIND: Final = "run-undecided"
 
 
 def decided(runtime: RuntimeView, fired: Triggered) -> tuple[RunRecord, str | None]:
-    """``fired``'s record once it is decided (:func:`decision`), and, a run not started yet, why
-    (None: it started, or is skipped). A ``Replace`` run that replaces others starts only once
-    they have stopped (a command within its kill grace) and their Jobs are gone
-    (``controller.replace_wait``), or is skipped ``ReplaceBlocked``: alone, nothing of it is
-    recorded until then; with replicas, its claim says ``running`` from the start. Whether it
-    still waits is the dispatcher's to say (``RuntimeView.replacing``), not the store's silence (a
-    store slow to write had a run that started, even ended, answered as waiting). The answer
-    waits for that wait to end as a replica's waits for the store's decision: a Job's delete
-    refused at once is answered as the skip it is (as a Forbid skip is), and a run still
-    waiting is ``pending``, not ``running``, which it is not. Its words, and what a store that
-    does not answer means, are by the definition the run was fired by (``fired``), not the
-    desired state now: the task may have been changed or removed since (the run goes on)."""
+    """``fired``'s record once it is decided, and, a run not started yet, why (None: it
+    started, or is skipped). A ``Replace`` run launched here (``Triggered.start``) is
+    ``running`` once the dispatcher says its process started, with that start: not before,
+    as its record (with replicas, its claim) says ``running`` from its decision. Until then it
+    waits: for the runs it replaces to stop (a command within its kill grace) and their Jobs
+    to be gone (``controller.replace_wait``), here or on another replica (its claim); for its
+    claim, a slow store's (up to the lane's answer wait), and its spawn. A run still waiting
+    at ``DECISION_WAIT`` is ``pending``, which it is; one that ended without beginning is
+    answered as the dispatcher holds its end (``Start.end``), at once. Other runs are answered
+    by their decision (with replicas, the store's). Its words, and what a store that does not
+    answer means, are by the definition the run was fired by (``fired``), not the desired
+    state now: the task may have been changed or removed since (the run goes on)."""
     deadline = time.monotonic() + DECISION_WAIT
-    record = fired.record
-    waited = _replace_wait(runtime, record, deadline)
-    if waited:
-        return record, _pending_why(runtime, fired.job)
-    # Decided (with replicas, by the store, within what is left of the same bound). A run that
-    # waited may have been skipped at its end (a Job's delete refused; replaced in its turn by
-    # a later run): alone, its record, the skip or its claim, is waited for as well, to say
-    # which, not the trigger's ``running``.
-    return _decision(runtime, fired, stored_too=waited is False, until=deadline)[0], None
+    record, start = fired.record, fired.start
+    if record.status is not RunStatus.RUNNING or start is None:
+        # Skipped as it fired, or not followed to its start (not Replace): decided (with
+        # replicas, by the store, within the same bound).
+        return _decision(runtime, fired, stored_too=False, until=deadline)[0], None
+    if start.wait(deadline - time.monotonic()):
+        if start.began is not None:
+            return start.began, None  # started, when it did
+        return _not_begun(runtime, fired, start.ended, start.why)
+    if runtime.replacing(record.id):
+        return record, _pending_why(runtime, fired.job, elsewhere=start.elsewhere)
+    # Its claim not answered yet, or its process not spawned: with replicas, a store that does
+    # not answer is said as ever (``_decision``, one read more), and a skip answered as such.
+    found = _decision(runtime, fired, stored_too=False, until=deadline)[0]
+    if found.status is RunStatus.SKIPPED:
+        return found, None
+    return record, NOT_BEGUN_YET
 
 
-def _replace_wait(runtime: RuntimeView, record: RunRecord, deadline: float) -> bool | None:
-    """Whether ``record`` still waits for the runs it replaces at ``deadline`` (True), or did
-    and no longer does (False); None if it did not (it replaces none, it is skipped, or the
-    view says it is not waiting)."""
-    if record.status is not RunStatus.RUNNING:
-        return None
-    waited, pause = None, 0.005
-    while runtime.replacing(record.id):
-        if time.monotonic() >= deadline:
-            return True
-        waited = False
-        time.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))  # in the threadpool
-        pause = min(pause * 2, 0.1)
-    return waited
+# Why a run asked for is ``pending`` when it waits for neither a run it replaces nor ...
+NOT_BEGUN_YET: Final = (
+    "not started yet: its claim waits for the run store, or its process to be spawned; "
+    "look at its run"
+)
 
 
-def _pending_why(runtime: RuntimeView, job: bool) -> str:
+def _not_begun(
+    runtime: RuntimeView, fired: Triggered, ended: RunRecord | None, why: str | None
+) -> tuple[RunRecord, str | None]:
+    """A run that ended without beginning, or whose first attempt did and a retry waits
+    (``Start.end``): ``ended``, its end as the dispatcher holds it (written from the store's
+    own threads, it may not be in the store yet), or, nothing recorded (or not yet), ``why``.
+    Never ``running``, which it never was. With replicas, a run skipped as its claim could
+    not look for a run on another replica (``STORE_UNAVAILABLE``) is answered as the store's
+    silence is under Forbid and Replace, the ``503`` the README promises (``_unanswered``)."""
+    if ended is None:
+        return fired.record, why
+    if ended.reason == STORE_UNAVAILABLE and runtime.members() is not None:
+        return _unanswered(fired.record, fired.policy), None
+    return ended, None
+
+
+def _pending_why(runtime: RuntimeView, job: bool, *, elsewhere: bool = False) -> str:
     """Why a run waiting for the runs it replaces is not started, by its action (``job``: a
-    ``job`` task's run, as it was fired)."""
+    ``job`` task's run, as it was fired), and by where the run it waits for is (``elsewhere``:
+    on another replica, its claim waiting in the store for it to stop)."""
+    if elsewhere:
+        return (
+            "not started: it waits for the run it replaces on another replica to stop "
+            "(concurrencyPolicy Replace; that replica is asked through the run store); it "
+            "starts then: look at its run"
+        )
     claim = "" if runtime.members() is None else "; its claim is recorded running meanwhile"
     blocked = f"recorded skipped (ReplaceBlocked) at most {WAIT_MAX:g}s after it was asked for"
     if job:
@@ -121,17 +145,30 @@ def _decision(
     if not (store_decides or stored_too):
         return record, False  # alone, or skipped here: the dispatcher decided it already
     deadline = time.monotonic() + DECISION_WAIT if until is None else until
+    try:
+        stored = _look(runtime.store, record, deadline, lambda _: True)
+    except (StoreUnavailable, TimeoutError):
+        return (_unanswered(record, fired.policy) if store_decides else record), False
+    if stored is None:
+        return record, False
+    # Skipped, or claimed: started (it may even have ended since, still "running").
+    return (stored if stored.status is RunStatus.SKIPPED else record), True
+
+
+def _look(
+    store: RunStore, record: RunRecord, deadline: float, found: Callable[[RunRecord], bool]
+) -> RunRecord | None:
+    """``record`` as ``store`` holds it, once what it holds is ``found``, read again until
+    ``deadline`` (a ``time.monotonic()`` instant; a read begun before it gets ``READ_MARGIN``
+    at least); None if not by then. Raises StoreUnavailable, or TimeoutError for a store that
+    did not answer a read in time: it is not read again."""
     pause = 0.005
     while True:
-        try:
-            stored = _read(runtime.store, record, max(deadline - time.monotonic(), READ_MARGIN))
-        except (StoreUnavailable, TimeoutError):
-            return (_unanswered(record, fired.policy) if store_decides else record), False
-        if stored is not None:
-            # Skipped, or claimed: started (it may even have ended since, still "running").
-            return (stored if stored.status is RunStatus.SKIPPED else record), True
+        stored = _read(store, record, max(deadline - time.monotonic(), READ_MARGIN))
+        if stored is not None and found(stored):
+            return stored
         if time.monotonic() >= deadline:
-            return record, False
+            return None
         time.sleep(pause)  # an endpoint runs in the threadpool, never on the event loop
         pause = min(pause * 2, 0.1)
 

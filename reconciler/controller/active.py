@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 
 from reconciler.core.runs import RunRecord
 from reconciler.runner.base import Attempt
@@ -49,6 +50,9 @@ class ActiveRun:
     # When it was decided (the loop's clock; None: adopted): with replicas, a first attempt's
     # claim is sent then, so how long the store has held it counts from here (``_overtaken``).
     decided_at: float | None = None
+    # A manual Replace run's: what its answer waits for (``api.run_decision``); None for the
+    # others, answered by their decision (nothing to wait for but the spawn, not worth a wait).
+    start: Start | None = None
     # Made only when a retry waits (most runs never need one).
     _stopped: asyncio.Event | None = None
     # Set while the attempt waits for its claim's answer (``controller.not_started``): a stop
@@ -91,3 +95,48 @@ class ActiveRun:
         finally:
             self.waiting = False
         return True
+
+    def not_begun(self, record: RunRecord | None, why: str | None = None) -> None:
+        """It ended without beginning (``record``: its end, as recorded; None: nothing is, and
+        ``why`` says why), or its first attempt did and a retry waits: a manual ``Replace``
+        run's answer is that, at once (``Start.end``; the others' are not waited for)."""
+        if self.start is not None:
+            self.start.end(record, why)
+
+
+class Start:
+    """Whether a manual ``Replace`` run began (``RunExecution._begin``: its process started) or
+    ended without beginning, for the answer to the run asked for (``api.run_decision``). Set on
+    the loop, waited for in a thread of the API's. Until it is set the run waits: for the runs
+    it replaces (here, or on another replica: ``elsewhere``), for its claim, for its process;
+    it is not ``running``, whatever its record says (its claim, with replicas)."""
+
+    def __init__(self) -> None:
+        self._decided = threading.Event()
+        self.began: RunRecord | None = None  # its record as it began, with its real start
+        # Ended without beginning: the record the dispatcher holds of that end (a skip, an
+        # attempt that failed to start), the answer as it is, no store read; None when nothing
+        # of it is recorded, or, a retry scheduled, not yet (``why`` says it then).
+        self.ended: RunRecord | None = None
+        self.why: str | None = None
+        # Its claim waits for a run of its task on another replica to stop (``Replace``:
+        # ``SlotClaims._claim_exclusive``). A plain field: one write, read from any thread.
+        self.elsewhere = False
+
+    def begin(self, record: RunRecord) -> None:
+        """It began: ``record`` starts when it did (its first attempt; a retry is no news)."""
+        if not self._decided.is_set():
+            self.began = record
+            self._decided.set()
+
+    def end(self, record: RunRecord | None, why: str | None = None) -> None:
+        """It ended without beginning, or will not begin soon: ``record``, the end the
+        dispatcher holds (the skip, which says why), or None and ``why`` (nothing of it
+        recorded, or a retry scheduled). The first word stands: one that began said so."""
+        if not self._decided.is_set():
+            self.ended, self.why = record, why
+            self._decided.set()
+
+    def wait(self, seconds: float) -> bool:
+        """Whether it began or ended within ``seconds``."""
+        return self._decided.wait(max(seconds, 0.0))

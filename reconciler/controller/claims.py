@@ -67,6 +67,7 @@ class SlotClaims:
     _told: dict[str, float]  # when ``_claimed_elsewhere`` last warned, by warning (monotonic)
     _ahead: dict[str, datetime]  # by task: its last slot the store held ahead of the clock
     _active: dict[str, dict[str, ActiveRun]]  # the Dispatcher's
+    _replacing_elsewhere: set[str]  # the Dispatcher's (``replacing``)
     _let_go: Callable[[ActiveRun], None]  # RunStops'
 
     def closing(self) -> bool:
@@ -117,9 +118,18 @@ class SlotClaims:
         handover = self.handover
         assert handover is not None
 
+        def waiting(on: bool) -> None:
+            """The claim waits for a run on another replica to stop, or no longer: as the wait
+            for the runs it replaces here, the run has not started (``replacing``; a run asked
+            for now is answered ``pending``, saying where the run it waits for is)."""
+            (self._replacing_elsewhere.add if on else self._replacing_elsewhere.discard)(record.id)
+            active = self._active.get(record.task, {}).get(record.id)
+            if active is not None and active.start is not None:
+                active.start.elsewhere = on
+
         async def claim() -> bool:
             try:
-                why = await handover.claim(record, policy, REPLACED, self.closing)
+                why = await handover.claim(record, policy, REPLACED, self.closing, waiting)
             except StoreUnavailable:
                 if record.trigger is Trigger.MANUAL:
                     self._manual_unchecked(record, policy)
@@ -257,6 +267,8 @@ class SlotClaims:
             "manual run not started: its claim could not be checked",
             extra={"fields": {"task": record.task, "run": record.id, "reason": STORE_UNAVAILABLE}},
         )
+        if (active := self._active.get(record.task, {}).get(record.id)) is not None:
+            active.not_begun(skipped)  # answered 503 run-undecided (``api.run_decision``)
         write = asyncio.get_running_loop().create_task(self._save_skip(skipped))
         self._writes.add(write)  # waited for at shutdown, as any skip's
         write.add_done_callback(self._writes.discard)

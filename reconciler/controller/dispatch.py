@@ -54,7 +54,7 @@ from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 
 from reconciler.aio import in_thread
-from reconciler.controller.active import REPLACED, ActiveRun
+from reconciler.controller.active import REPLACED, ActiveRun, Start
 from reconciler.controller.ahead import AheadSlots
 from reconciler.controller.bounds import TOO_MANY_RUNS, RunBounds
 from reconciler.controller.execution import RunListener
@@ -144,6 +144,7 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
         # The runs that replace others (``Replace``), until their first attempt may start: the
         # runs they replace stopped (``_execute``), and their Jobs gone (``_run_attempt``).
         self._replacing: set[str] = set()
+        self._replacing_elsewhere: set[str] = set()  # see SlotClaims._claim_exclusive
         self._replace_waited: dict[str, float] = {}  # see late_starts.py
 
     @property
@@ -171,9 +172,10 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
     def replacing(self, run_id: str) -> bool:
         """Whether run ``run_id`` waits for the runs it replaces to stop (a command its kill
         grace, a Job its delete) before it starts: alone, nothing of it is recorded yet; with
-        replicas, its claim (``running``). Any thread may ask: one membership test of a set only
-        the loop changes is one step under the GIL."""
-        return run_id in self._replacing
+        replicas, its claim (``running``); or whose claim waits for a run on another replica to
+        stop (``_claim_exclusive``). Any thread may ask: a membership test of a set only the loop
+        changes is one step under the GIL."""
+        return run_id in self._replacing or run_id in self._replacing_elsewhere
 
     def active_count(self) -> int:
         return sum(len(runs) for runs in self._active.values())
@@ -293,6 +295,8 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
         loop = asyncio.get_running_loop()
         now = loop.time()
         active = ActiveRun(record, start_at=now + ahead if ahead else None, decided_at=now)
+        if record.trigger is Trigger.MANUAL and policy is ConcurrencyPolicy.REPLACE:
+            active.start = Start()  # its answer waits for its start (``api.run_decision``)
         if self.handover is not None and policy is not ConcurrencyPolicy.ALLOW:
             # With replicas a run of the task may be going on another one: the store looks
             # for it and claims in one step (see handover.py).

@@ -22,7 +22,7 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from reconciler.controller.active import HANDED_OVER, REPLACED, SHUTDOWN, ActiveRun
+from reconciler.controller.active import HANDED_OVER, REPLACED, SHUTDOWN, ActiveRun, Start
 from reconciler.controller.bounds import RunBounds
 from reconciler.controller.claims import SkippedHere
 from reconciler.controller.late_starts import LateStarts, patience
@@ -133,6 +133,7 @@ class RunExecution(NotStarted, LateStarts, SlotSkips):
                 active.record = dataclasses.replace(following, started_at=self.clock())
                 active.claim = self._claim_retry(definition, active.record)
         finally:
+            self._unrecorded(active)  # not begun, nor said so (a skip says it as recorded)
             record = active.record
             runs = self._active.get(record.task, {})
             if runs.get(record.id) is active:  # not let go already (``_let_go``)
@@ -319,6 +320,8 @@ class RunExecution(NotStarted, LateStarts, SlotSkips):
             },
         )
         retried = self._retries(definition, active, final)
+        if not active.begun:  # its process did not start: a manual Replace run's answer
+            active.not_begun(None if retried else final, _retrying(final) if retried else None)
         # As it is: the store keeps nothing of the decision.
         await self._save_end(active, final, not retried)
         if retried:
@@ -403,11 +406,20 @@ class RunExecution(NotStarted, LateStarts, SlotSkips):
         active.begun = True
         if record.started_at is not None and began > record.started_at:
             record = active.record = dataclasses.replace(record, started_at=began)
+        if active.start is not None:
+            active.start.begin(record)  # a manual run's answer: started, and when
         log.info(
             "run started",
             extra={"fields": {"task": record.task, "run": record.id, "trigger": record.trigger}},
         )
         self._notify(record)
+
+    def start_of(self, record: RunRecord) -> Start | None:
+        """What says when the manual ``Replace`` run ``record``, just fired, begins
+        (``api.run_decision`` waits for it); None if it was not launched (skipped, not
+        started), or is not ``Replace`` (answered by its decision)."""
+        active = self._active.get(record.task, {}).get(record.id)
+        return None if active is None else active.start
 
     def _notify(self, record: RunRecord, listeners: list[RunListener] | None = None) -> None:
         for listener in self._listeners if listeners is None else listeners:
@@ -418,6 +430,14 @@ class RunExecution(NotStarted, LateStarts, SlotSkips):
                     "run listener failed",
                     extra={"fields": {"run": record.id, "listener": _name(listener)}},
                 )
+
+
+def _retrying(final: RunRecord) -> str:
+    """Why a run whose first attempt failed before its process started is not started yet."""
+    return (
+        f"not started yet: its first attempt failed ({final.reason}: {final.message}); "
+        "a retry is scheduled: look at its run"
+    )
 
 
 def _never_began(active: ActiveRun, outcome: Outcome) -> bool:

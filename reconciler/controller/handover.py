@@ -125,15 +125,17 @@ class Handover:
         policy: ConcurrencyPolicy,
         reason: str,
         stopping: Callable[[], bool] = lambda: False,
+        waiting: Callable[[bool], None] = lambda _: None,
     ) -> str | None:
         """Claim ``record`` (the first attempt of a run) unless a run of its task is going on
         another replica, as one step in the store. None: claimed, the run may start.
         Otherwise why the slot is skipped (``Forbid``). Under ``Replace`` the other replica is
         asked to stop its run (``reason``) and the claim is tried again once it has ended;
         after ``patience`` the run is claimed as any other slot, unless crontask is
-        ``stopping`` meanwhile. Raises DuplicateRun if the slot is claimed already (another
-        replica runs it) or is not to be started, StoreUnavailable if the store could not be
-        asked."""
+        ``stopping`` meanwhile. ``waiting`` hears when the claim begins to wait for that run
+        to end (True), and when it no longer does (False). Raises DuplicateRun if the slot is
+        claimed already (another replica runs it) or is not to be started, StoreUnavailable if
+        the store could not be asked."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.patience
         while True:
@@ -165,12 +167,16 @@ class Handover:
                     raise DuplicateRun(record.id, record.attempt)
                 self.answered(record)
                 return None
-            await self._call(self.store.request_stop, [r.id for r in answer.running], reason)
-            log.info(
-                "asked another replica to stop a run",
-                extra={"fields": {"task": record.task, "runs": ids, "reason": reason}},
-            )
-            await self._ended(record.task, {r.id for r in answer.running}, deadline, stopping)
+            waiting(True)
+            try:
+                await self._call(self.store.request_stop, [r.id for r in answer.running], reason)
+                log.info(
+                    "asked another replica to stop a run",
+                    extra={"fields": {"task": record.task, "runs": ids, "reason": reason}},
+                )
+                await self._ended(record.task, {r.id for r in answer.running}, deadline, stopping)
+            finally:
+                waiting(False)
 
     # -- claims made together travel together ----------------------------------------------
 

@@ -54,7 +54,7 @@ log = logging.getLogger("crontask.runner")
 # Why a retry (or a run decided ahead: ``_late``) did not start, as its record says it.
 _ABANDONED = {
     SHUTDOWN: "crontask stopped while this {} waited",
-    REPLACED: "a newer slot replaced the run while this {} waited",
+    REPLACED: "a newer run of the task replaced the run while this {} waited",
     TASK_REMOVED: "the task was removed before this {} could start",
     TASK_CHANGED: "the task's definition changed before this {} could start",
     HANDED_OVER: "the task moved to another replica before this {} could start",
@@ -81,6 +81,17 @@ class NotStarted(SlotClaims):
     def _came_back(self, key: str) -> bool:
         """Whether ``key`` is this replica's, handed away and back: it may never have moved."""
         return self.handover is not None and self.handover.inherited(key) and self.owns(key)
+
+    def _unrecorded(self, active: ActiveRun) -> None:
+        """A manual ``Replace`` run that ends here neither begun nor recorded (its claim
+        refused: ``DuplicateRun``, as while crontask stops; stopped before its claim was
+        answered): its answer says so at once, and why, not ``running`` (``Start.end``)."""
+        if active.start is None:
+            return
+        reason = active.stop_reason or (SHUTDOWN if self._closing else None)
+        said = _ABANDONED.get(reason) if reason is not None else None
+        why = said.format("run") if said else "its claim was refused (its slot is recorded)"
+        active.not_begun(None, f"not started, and it will not start: {why}; nothing is recorded")
 
     async def _abandon(self, attempt: RunRecord, reason: str, why: str | None = None) -> None:
         """A retry that was waiting (or a run decided ahead: ``_late``) will not start: its
@@ -114,6 +125,8 @@ class NotStarted(SlotClaims):
                 }
             },
         )
+        if active is not None:
+            active.not_begun(record)  # a manual Replace run's answer: as recorded, at once
         await self.recorder.save(record)
         self._notify(record)
 

@@ -352,7 +352,8 @@ class Service:
                 raise KeyError(key)
             # With the definition it fired by, read here on the loop: a pass queued behind
             # this fire may change or remove the task before the caller reads anything.
-            return Triggered.of(self._dispatcher.fire_manual(definition), definition)
+            record = self._dispatcher.fire_manual(definition)
+            return Triggered.of(record, definition, self._dispatcher.start_of(record))
 
         return self._on_loop(fire)
 

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from reconciler.controller.active import ActiveRun
 from reconciler.controller.recorder import Recorder
 from reconciler.controller.slots import Superseded
 from reconciler.core.desired import Definition
@@ -34,12 +35,15 @@ class SlotSkips:
     owner: str
     clock: Callable[[], datetime]
     _writes: set[asyncio.Task[None]]
+    _active: dict[str, dict[str, ActiveRun]]
     _notify: Callable[[RunRecord], None]
     _claimed_elsewhere: Callable[[RunRecord], None]  # SlotClaims'
     shares_store_alone: Callable[[], bool]  # SlotClaims'
 
     def _skip(self, record: RunRecord, reason: str, message: str) -> RunRecord:
         skipped = skip_of(record, reason, message)
+        if (active := self._active.get(record.task, {}).get(record.id)) is not None:
+            active.not_begun(skipped)  # a run launched, skipped as it waited: its answer
         write = asyncio.get_running_loop().create_task(self._add_skip(skipped))
         self._writes.add(write)
         write.add_done_callback(self._writes.discard)

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from reconciler.controller.active import Start
+
 # Part of the contract: the errors of API-task writes (re-exported for the API layer).
 from reconciler.core.api_tasks import AlreadyExists as AlreadyExists
 from reconciler.core.api_tasks import VersionMismatch as VersionMismatch
@@ -194,11 +196,15 @@ class Triggered:
     record: RunRecord
     job: bool  # a ``job`` task's run (else a ``command``'s)
     policy: ConcurrencyPolicy
+    # What says when a Replace run begins (``Dispatcher.start_of``); None: it was not launched
+    # (skipped as it fired), is not Replace, or the view does not follow it (then it counts
+    # as started from its decision).
+    start: Start | None = None
 
     @classmethod
-    def of(cls, record: RunRecord, definition: Definition) -> Triggered:
+    def of(cls, record: RunRecord, definition: Definition, start: Start | None = None) -> Triggered:
         spec = definition.task.spec
-        return cls(record, spec.job is not None, spec.concurrency_policy)
+        return cls(record, spec.job is not None, spec.concurrency_policy, start)
 
 
 IfMatch = frozenset[str]

@@ -1,19 +1,23 @@
-"""``api.run_decision.decided``: a run is ``pending`` because the view says it waits for the run
-it replaces (``RuntimeView.replacing``, the dispatcher's set), in words for its action,
-with replicas too; never because the store has no record of it. The real dispatcher and
-processes are in tests/e2e/test_run_now_replace_pending_command.py and
-tests/ha/test_run_now_replace_pending_ha.py; here each branch, with the wait shortened."""
+"""``api.run_decision.decided``: a run is ``pending`` because the dispatcher says it has not
+begun (``Triggered.start``) and, in words for its action, with replicas too, waits for the run
+it replaces (``RuntimeView.replacing``, the dispatcher's set); never because the store has no
+record of it. The real dispatcher and processes are in
+tests/e2e/test_run_now_replace_pending_command.py and tests/ha/test_run_now_replace_pending_ha.py;
+here each branch, with the wait shortened."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from reconciler.api import run_decision
 from reconciler.api.run_decision import decided
-from reconciler.controller.view import Members
+from reconciler.controller.active import Start
+from reconciler.controller.view import Members, Triggered
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from tests.api.fakes import FakeRuntime, record, view
 
@@ -29,6 +33,10 @@ class Waiting(FakeRuntime):
         super().__init__([view("r", concurrencyPolicy="Replace", **action)])
         self.waiting: set[str] = set()
         self.asked = threading.Event()
+        self.start = Start()  # of the run fired: not begun until the test says
+
+    def fired(self, record: RunRecord) -> Triggered:
+        return dataclasses.replace(super().fired(record), start=self.start)
 
     def replacing(self, run_id: str) -> bool:
         self.asked.set()
@@ -74,14 +82,15 @@ def test_a_job_run_still_waiting_says_job_and_with_replicas_its_claim() -> None:
     assert "its claim is recorded running meanwhile" in why
 
 
-def test_a_run_the_store_does_not_hold_is_not_pending_unless_the_view_says_it_waits() -> None:
+def test_a_run_the_store_does_not_hold_is_running_once_the_dispatcher_says_it_began() -> None:
     runtime = Waiting()
     run = unrecorded()
+    began = dataclasses.replace(run, started_at=run.scheduled_at + timedelta(seconds=3))
+    runtime.start.begin(began)
 
     found, why = decided(runtime, runtime.fired(run))
 
-    assert runtime.asked.is_set()
-    assert (found, why) == (run, None)
+    assert (found, why) == (began, None)  # with its start, not its decision's
 
 
 def skipped(run: RunRecord, reason: str, message: str) -> RunRecord:
@@ -100,12 +109,13 @@ def skipped(run: RunRecord, reason: str, message: str) -> RunRecord:
 
 def answer_when_the_wait_ends_in(runtime: Waiting, run: RunRecord, end: RunRecord) -> RunRecord:
     """``decided``'s answer for ``run``, waiting, whose wait the dispatcher (a thread here) ends
-    once the answer has asked, writing ``end`` just after."""
+    once the answer has asked, with ``end``, the skip it holds (``Start.end``), written just
+    after: the answer is that skip, not read from the store."""
     runtime.waiting.add(run.id)
 
     def dispatcher() -> None:
-        runtime.asked.wait(5)
         runtime.waiting.discard(run.id)
+        runtime.start.end(end)  # its record is written after, from the store's threads
         runtime.store.claim(end)
 
     helper = threading.Thread(target=dispatcher)
@@ -132,7 +142,7 @@ def test_a_command_run_replaced_in_its_turn_while_it_waited_is_answered_skipped(
     ``running`` (an own-commit review saw B answered 202 running, ``crontask trigger`` 0)."""
     runtime = Waiting()
     run = unrecorded()
-    end = skipped(run, "Replaced", "a newer slot replaced the run while this run waited")
+    end = skipped(run, "Replaced", "a newer run of the task replaced the run while this run waited")
 
     found = answer_when_the_wait_ends_in(runtime, run, end)
 

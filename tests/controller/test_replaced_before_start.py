@@ -27,7 +27,7 @@ from tests.helpers import definition, local_actions
 
 SLOT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 KEY = "default/job"
-REPLACED = "a newer slot replaced the run while this run waited; it did not start"
+REPLACED = "a newer run of the task replaced the run while this run waited; it did not start"
 
 
 def stubborn(tmp_path: Path, first: datetime) -> Definition:
