@@ -63,6 +63,8 @@ def decided(runtime: RuntimeView, fired: Triggered) -> tuple[RunRecord, str | No
     found = _decision(runtime, fired, stored_too=False, until=deadline)[0]
     if found.status is RunStatus.SKIPPED:
         return found, None
+    if start.began is not None:  # begun since the wait ran out: not "pending", stale
+        return start.began, None
     return record, NOT_BEGUN_YET
 
 
