@@ -90,8 +90,10 @@ class NotStarted(SlotClaims):
             return
         reason = active.stop_reason or (SHUTDOWN if self._closing else None)
         said = _ABANDONED.get(reason) if reason is not None else None
-        why = said.format("run") if said else "its claim was refused (its slot is recorded)"
-        active.not_begun(None, f"not started, and it will not start: {why}; nothing is recorded")
+        # Without a stop's reason the cause may be a claim refused, one never checked, or a
+        # record another replica ended: none of them said here, as none is known for sure.
+        why = f"{said.format('run')}; " if said else ""
+        active.not_begun(None, f"not started, and it will not start: {why}look at its run")
 
     async def _abandon(self, attempt: RunRecord, reason: str, why: str | None = None) -> None:
         """A retry that was waiting (or a run decided ahead: ``_late``) will not start: its

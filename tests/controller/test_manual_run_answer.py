@@ -213,7 +213,7 @@ def test_a_run_now_ending_unrecorded_says_why_at_once() -> None:
     assert found.status is RunStatus.RUNNING  # the API answers it ``pending``, with why
     assert why == (
         "not started, and it will not start: crontask stopped while this run waited; "
-        "nothing is recorded"
+        "look at its run"
     )
 
 
