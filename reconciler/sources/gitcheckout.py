@@ -28,6 +28,7 @@ matches nothing, and fails the checkout).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 from collections.abc import Collection, Generator, Iterable, Sequence
@@ -127,6 +128,7 @@ class _CheckoutPlan:
         self.targets: dict[str, str] = {}  # a link's blob -> its target
         self.hops = 0  # links passed on the way, in all the walks
         self.refused: set[str] = set()  # entries listed that git never writes (``gitnames``)
+        self._written: list[str] | None = None  # the entries git writes, sorted (``_writes``)
 
     def paths(self, path: str) -> list[str]:
         pending = self._follow([("", path)])
@@ -147,10 +149,31 @@ class _CheckoutPlan:
             )
             pending = [link for link in pending if link.path not in self.followed]
         if "" in self.wanted:
-            return ["."]
-        # A pathspec git matches nothing with fails the whole checkout (a link to one leads
-        # to nothing once written; the reading says so).
-        return sorted(p for p in self.wanted if refused_part(p) is None)
+            return ["."] if self._writes("") else []
+        # A pathspec git matches nothing with fails the whole checkout: one of a name git
+        # never writes (a link to one leads to nothing once written; the reading says so), or
+        # a folder that holds only such names (``--git-path`` then holds no file, which the
+        # reading reports).
+        return sorted(p for p in self.wanted if refused_part(p) is None and self._writes(p))
+
+    def _writes(self, path: str) -> bool:
+        """Whether git writes an entry at or under ``path`` ("" for the root; listed whole,
+        as every path wanted is)."""
+        if self._written is None:
+            self._written = sorted(
+                e.path
+                for e in self.known.values()
+                if e.kind != "tree" and refused_part(e.path, link=e.mode == _LINK) is None
+            )
+        written = self._written
+        if not path:
+            return bool(written)
+        at = bisect.bisect_left(written, path)
+        if at < len(written) and written[at] == path:
+            return True
+        # The paths under ``path`` sort together, from ``path/`` on.
+        at = bisect.bisect_left(written, f"{path}/")
+        return at < len(written) and written[at].startswith(f"{path}/")
 
     def _follow(self, starts: Sequence[tuple[str, str]]) -> list[TreeEntry]:
         """Where each ``(folder, target)`` leads (see ``_advance``), added (``_add``); the

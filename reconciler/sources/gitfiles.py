@@ -46,15 +46,30 @@ NEVER_WRITTEN = (
     "a name git keeps for itself and never checks out ('.', '..', '.git' in any case, or a name"
     " NTFS reads as '.git'): not in the checkout, not read"
 )
+# A commit may hold 200 000 such entries with paths of 4 KB: this many are named, each cut to
+# this many characters, and the rest is one error at ``--git-path``.
+MAX_NEVER_WRITTEN = 100
+MAX_SHOWN_PATH = 255
+NEVER_WRITTEN_CUT = f"{NEVER_WRITTEN}; its path, longer than {MAX_SHOWN_PATH} characters, is cut"
+
+
+def more_never_written(count: int) -> str:
+    return (
+        f"and {count} more entries git never checks out, past the first {MAX_NEVER_WRITTEN}"
+        " named: not in the checkout, not read"
+    )
 
 
 class WorktreeFiles(DirectorySource):
     """A ``DirectorySource`` over a git worktree (``confine_to``) that never reads its ``.git``.
     ``refused``: where in it the revision read has entries git never wrote (the git source's
-    ``Revisions.refused``), each an error of its path."""
+    ``Revisions.refused``), each an error of its path, with what to say of it."""
 
     def __init__(
-        self, *args: Any, refused: Callable[[str | None], Sequence[Path]] | None = None, **kw: Any
+        self,
+        *args: Any,
+        refused: Callable[[str | None], Sequence[tuple[Path, str]]] | None = None,
+        **kw: Any,
     ) -> None:
         super().__init__(*args, **kw)
         self._never_written = refused
@@ -100,9 +115,9 @@ class WorktreeFiles(DirectorySource):
         for folder in sorted(submodules):
             where = Location(self.kind, self._display(folder), revision=self.revision)
             self._walk_errors.append(DefinitionError(where, SUBMODULE))
-        for place in self._never_written(self.revision) if self._never_written else ():
+        for place, why in self._never_written(self.revision) if self._never_written else ():
             where = Location(self.kind, self._display(place), revision=self.revision)
-            self._walk_errors.append(DefinitionError(where, NEVER_WRITTEN))
+            self._walk_errors.append(DefinitionError(where, why))
         self.unread = unread + sorted(submodules)
         return present, list(self.unread)
 

@@ -12,7 +12,8 @@ Under the source's state folder ``<state_dir>/git/<key>/``:
   nothing of it is written.
 - ``worktrees/<sha>.refused``: the entries under ``path`` git never writes
   (``gitcheckout.Checkout.refused``), for the reading to name as errors (``gitfiles``), after a
-  restart too; there only while there are some.
+  restart too; there only while there are some. The first ``MAX_NEVER_WRITTEN`` of them, each
+  cut past ``MAX_SHOWN_PATH`` characters, and how many more.
 - ``current -> worktrees/<sha>``: the revision in force. It moves atomically (a temporary
   symlink renamed over it), as git-sync does, and the rename is durable before older worktrees
   are deleted.
@@ -42,6 +43,13 @@ from pathlib import Path, PurePosixPath
 
 from reconciler import statedir
 from reconciler.sources.gitcheckout import CheckoutLimits, plan_checkout
+from reconciler.sources.gitfiles import (
+    MAX_NEVER_WRITTEN,
+    MAX_SHOWN_PATH,
+    NEVER_WRITTEN,
+    NEVER_WRITTEN_CUT,
+    more_never_written,
+)
 from reconciler.sources.gitprocess import GitError
 from reconciler.sources.gitrepo import GitRepo
 from reconciler.sources.gittree import Stopped, remove_tree
@@ -119,22 +127,38 @@ class Revisions:
         repo.add_worktree(dest, sha, plan.paths)
         record = self.worktrees / f"{sha}{REFUSED}"
         if plan.refused:
-            said = "".join(f"{part}\0" for part in plan.refused)
+            # Bounded: a commit may list 200 000 such names of 4 KB each (40 MB, an error and
+            # a log line each). A part kept one character longer than is shown is shown cut.
+            kept = plan.refused[:MAX_NEVER_WRITTEN]
+            said = "".join(f"{part[: MAX_SHOWN_PATH + 1]}\0" for part in kept)
+            if more := len(plan.refused) - len(kept):
+                said += f"\0{more}"
             record.write_bytes(said.encode(errors="surrogateescape"))
         else:
             record.unlink(missing_ok=True)
 
-    def refused(self, sha: str | None) -> list[Path]:
+    def refused(self, sha: str | None) -> list[tuple[Path, str]]:
         """Where in ``current`` the revision ``sha`` (the one in force) has entries git never
-        wrote (see the module); none if it cannot tell."""
+        wrote (see the module), each with what to say of it: at most ``MAX_NEVER_WRITTEN``,
+        then one error at ``path`` for the rest; none if it cannot tell."""
         if sha is None:
             return []
         try:
             said = (self.worktrees / f"{sha}{REFUSED}").read_bytes()
         except OSError:  # none, or unreadable: the revision's files are read all the same
             return []
-        names = said.decode(errors="surrogateescape").split("\0")
-        return [self.current / name for name in names if name]
+        listed, _, rest = said.decode(errors="surrogateescape").partition("\0\0")
+        names = [name for name in listed.split("\0") if name]
+        more = len(names[MAX_NEVER_WRITTEN:]) + (int(rest) if rest.isdigit() else 0)
+        found = [
+            (self.current / name[:MAX_SHOWN_PATH], NEVER_WRITTEN_CUT)
+            if len(name) > MAX_SHOWN_PATH
+            else (self.current / name, NEVER_WRITTEN)
+            for name in names[:MAX_NEVER_WRITTEN]
+        ]
+        if more:
+            found.append((self.current / self.path, more_never_written(more)))
+        return found
 
     def switch(self, sha: str) -> None:
         """Point ``current`` at the tree of ``sha`` in one rename (readers see the old or the

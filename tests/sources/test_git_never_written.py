@@ -14,7 +14,13 @@ import pytest
 
 from reconciler.cli.main import main
 from reconciler.sources.git import GitSource
-from reconciler.sources.gitfiles import NEVER_WRITTEN
+from reconciler.sources.gitfiles import (
+    MAX_NEVER_WRITTEN,
+    MAX_SHOWN_PATH,
+    NEVER_WRITTEN,
+    NEVER_WRITTEN_CUT,
+    more_never_written,
+)
 from reconciler.sources.gitnames import clean_path, refused_name, refused_part
 from tests.sources.test_git import (
     Clock,
@@ -95,6 +101,53 @@ def test_a_link_into_a_name_git_never_writes_leaves_the_rest_checked_out(
     assert synced(source), source.status().last_error
     assert schedules(source) == {"default/a": "* * * * *"}
     assert list(errors_of(source)) == ["tasks/l.yaml"]  # a link to nothing, as the reading says
+
+
+def test_many_entries_git_never_writes_are_named_up_to_a_bound(
+    remote: Remote, state: Path, clock: Clock
+) -> None:
+    """10 000 names of 4 000 characters made a 40 MB record beside the worktree, an error and a
+    log line each (21.5 MB of log): the first ones are named, cut, and one error says how many
+    more there are."""
+    task = blob(remote, doc("a").encode())
+    long = [f".git:{i:04d}".ljust(4 * MAX_SHOWN_PATH, "A") for i in range(MAX_NEVER_WRITTEN + 3)]
+    entries = [("100644", name, task) for name in [".GIT", "a.yaml", *long]]
+    root = tree(remote, [("40000", "tasks", tree(remote, entries))])
+    crafted = git_out(remote, "commit-tree", "-m", "crafted", root)
+    remote.push(f"{crafted}:refs/heads/main")
+    source = source_for(remote, state, clock, path="tasks")
+    assert synced(source), source.status().last_error
+    assert schedules(source) == {"default/a": "* * * * *"}
+    shown = {f"tasks/{name}"[:MAX_SHOWN_PATH]: NEVER_WRITTEN_CUT for name in long[:99]}
+    assert errors_of(source) == {
+        "tasks/.GIT": NEVER_WRITTEN,
+        **shown,
+        "tasks": more_never_written(4),
+    }
+    record = source.worktrees / f"{crafted}.refused"
+    assert record.stat().st_size < MAX_NEVER_WRITTEN * (MAX_SHOWN_PATH + 2) + 10
+
+
+def test_a_git_path_of_entries_git_never_writes_alone_holds_no_task_file(
+    remote: Remote, state: Path, clock: Clock
+) -> None:
+    """Its pathspec matched nothing: the checkout failed, and every sync after it, for ever.
+    Now it is a folder with no task file, whose tasks are kept (unless --allow-empty)."""
+    remote.write("tasks/a.yaml", doc("a"))
+    good = remote.commit()
+    source = source_for(remote, state, clock, path="tasks")
+    assert synced(source)
+    task = blob(remote, doc("evil").encode())
+    root = tree(remote, [("40000", "tasks", tree(remote, [("100644", ".GIT", task)]))])
+    crafted = git_out(remote, "commit-tree", "-p", good, "-m", "crafted", root)
+    remote.push(f"{crafted}:refs/heads/main")
+    assert synced(source), source.status().last_error
+    assert source.status().applied_revision == crafted
+    assert schedules(source) == {"default/a": "* * * * *"}
+    errors = errors_of(source)
+    assert errors.pop("tasks/.GIT") == NEVER_WRITTEN
+    assert list(errors) == ["tasks"]
+    assert "no task file" in errors["tasks"]
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.sources import gitmaintenance
+from reconciler.sources.gitrepo import Redactor
 from tests.sources.test_git import (
     Clock,
     Remote,
@@ -113,6 +114,25 @@ def test_a_restart_stops_the_checkout_left_running_before_it_syncs(
         r for r in caplog.records if r.msg == "git left running by an earlier crontask stopped"
     ]
     assert [r.fields["process_groups"] for r in stopped] == [[group]]  # type: ignore[attr-defined]
+
+
+def test_the_repository_made_ready_stops_the_checkout_left_running_first(
+    tmp_path: Path, remote: Remote, state: Path, clock: Clock
+) -> None:
+    """``GitRepo.ensure``, the first step of every sync, stops it: what follows deletes its
+    worktree's record (``forget_worktrees``) and makes a tree where it writes on."""
+    remote.write("tasks/a.yaml", doc("a"))
+    remote.commit()
+    group = started_checkout(tmp_path, remote, state)
+    try:
+        assert live(group)
+        repo = source_for(remote, state, clock, path="tasks")._repo(None, Redactor())
+        assert [p.name for p in (repo.git_dir / "worktrees").iterdir()]  # the orphan's record
+        assert repo.ensure() is False
+        assert not live(group)
+    finally:
+        if live(group):
+            os.killpg(group, signal.SIGKILL)
 
 
 def test_a_git_of_another_program_in_a_worktree_is_left_running(
