@@ -16,17 +16,16 @@ _DB_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _PATH = re.compile(r"[^@=:\s]+")
 # A URL with an authority: urlsplit finds its userinfo, and at_after_host says if it may not.
 _AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/]")
-# A user:password@ with no authority around it: nothing before it (oauth2:TOKEN@host:path), or
-# a scheme and no two slashes (https:/u:p@host, https:u:p@host, https:///u:p@host). An
-# scp-like address has no ":" before its "@" (git@host:org/r.git), and a local path has a "/"
-# before its first ":" (/srv/a:b@c). No ":" in the user name: the match is tried at the first
-# ":" only (with one, a text of many ":" took quadratic time, 184 s for 160 KB).
-_LOOSE_PASSWORD = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*:/*)?[^/@:]*:[^/@]*@")
-# The same with a "/" in the password (base64 tokens hold them): user:pa/ss@host:path, told
-# from an scp-like path holding an "@" (host:org/r@v1.git) by the host and ":" after the "@";
-# and a URL scheme with no "//" after it, which no git address has (https:/u:pa/ss@host/r.git).
-_LOOSE_SLASHED = re.compile(r"[^/@:]+:[^@]*@[^/@:]+:")
-_SCHEME_UNSLASHED = re.compile(r"(?:https?|ssh|git|ftps?):(?!//)[^@]*@", re.IGNORECASE)
+# A user:password@ with no authority around it, as git reads such a text: an scp-like
+# address whose "host" is the user name (oauth2:TOKEN@host:path, the password may hold a "/"),
+# told from an scp-like path holding an "@" (host:org/r@v1.git) and from a mailto: (no ":"
+# after its host) by the host and ":" after the "@"; or a git URL scheme with no authority
+# after it (https:/u:p@host/r.git, https:u:p@host, https:///u:p@host), which no git address
+# has. An scp-like address has no ":" before its "@" (git@host:org/r.git), and a local path a
+# "/" before its first ":" (/srv/a:b@c). No ":" in the user name: the match is tried at the
+# first ":" only, each "@" once (a pattern tried at every ":" took 184 s for 160 KB).
+_LOOSE_PASSWORD = re.compile(r"[^/@:]+:(?:[^@]*@)+[^/@:]*:")
+_SCHEME_UNSLASHED = re.compile(r"(?:https?|ssh|git|ftps?):(?!//[^/])[^@]*@", re.IGNORECASE)
 
 
 def redact_db_url(url: str) -> str:
@@ -54,7 +53,7 @@ def loose_password(text: str) -> bool:
     (``git@host:org/r.git``) and a local path are not caught."""
     if _AUTHORITY.match(text) is not None:
         return False
-    return any(p.match(text) for p in (_LOOSE_PASSWORD, _LOOSE_SLASHED, _SCHEME_UNSLASHED))
+    return any(p.match(text) for p in (_LOOSE_PASSWORD, _SCHEME_UNSLASHED))
 
 
 def redact_url(url: str) -> str:
