@@ -47,6 +47,7 @@ RELEASES = {
     "0.15.0": "569146a",
     "0.16.0": "349d16e",
     "0.17.0": "386b96c",
+    "0.18.0": "cf23186",
 }
 # The releases that read ``crontask_schema_readers``: each runs on the schema as it is.
 READERS = [v for v in RELEASES if v != "0.2.0"]
