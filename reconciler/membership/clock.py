@@ -1,4 +1,4 @@
-"""How far this replica's clock is from the membership service's (PostgreSQL's ``now()``).
+"""How far this replica's clock is from the membership service's (PostgreSQL's clock).
 
 Replicas time slots by their own clocks, and the run store keeps what each one's clock said: a
 replica N s ahead runs its tasks N s early, and a task that moves to or from it skips or
