@@ -81,6 +81,7 @@ def open_schema(request: pytest.FixtureRequest) -> BaseSchema:
     return lazily(request, schemathesis.openapi.from_asgi("/openapi.json", build_app()))
 
 
+@pytest.mark.slow  # one item of every operation's cases: 20-35 s, on one worker
 @schemathesis.pytest.from_fixture("open_schema").parametrize()
 @settings(
     max_examples=25,
@@ -105,6 +106,7 @@ def secured_schema(request: pytest.FixtureRequest) -> BaseSchema:
     return lazily(request, schemathesis.openapi.from_asgi("/openapi.json", app))
 
 
+@pytest.mark.slow  # as above: 15-20 s
 @schemathesis.pytest.from_fixture("secured_schema").parametrize()
 @settings(
     max_examples=10,
