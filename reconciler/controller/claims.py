@@ -20,11 +20,12 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Collection
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from reconciler.controller.active import REPLACED, ActiveRun
 from reconciler.controller.handover import Handover
 from reconciler.controller.recorder import Recorder
+from reconciler.controller.skips import utc_text
 from reconciler.controller.slots import SlotLedger
 from reconciler.core.desired import Definition
 from reconciler.core.model import ConcurrencyPolicy
@@ -211,11 +212,10 @@ class SlotClaims:
             if not self._warns("ahead"):
                 log.info("slot already recorded by a clock ahead", extra={"fields": fields})
                 return
-            at = ahead.astimezone(UTC).isoformat().replace("+00:00", "Z")
             log.warning(
                 f"run store holds records of {record.task} written after this host's clock"
-                f" (up to {at}): the clock went back, or the crontask that wrote them had a"
-                " clock ahead; their slots are not run again",
+                f" (up to {utc_text(ahead)}): the clock went back, or the crontask that wrote"
+                " them had a clock ahead; their slots are not run again",
                 extra={"fields": fields},
             )
             return

@@ -100,8 +100,8 @@ class SlotSkips:
         self._skip(
             record,
             SUPERSEDED,
-            f"{slots} after {_iso(missed.after)} and before {_iso(missed.latest)} did not run "
-            "(crontask was down or busy); only the latest missed slot may run",
+            f"{slots} after {utc_text(missed.after)} and before {utc_text(missed.latest)} did"
+            " not run (crontask was down or busy); only the latest missed slot may run",
         )
 
 
@@ -117,5 +117,6 @@ def skip_of(record: RunRecord, reason: str, message: str) -> RunRecord:
     )
 
 
-def _iso(at: datetime) -> str:
+def utc_text(at: datetime) -> str:
+    """``at`` as the run messages and warnings write a time: UTC, RFC 3339, ``Z``."""
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
