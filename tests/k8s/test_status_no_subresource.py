@@ -35,6 +35,16 @@ UNSERVED = (
     " server does not serve it yet"
 )
 REAL_CRD = Path(__file__).resolve().parents[2] / "deploy" / "crd.yaml"
+# The warning, as said once for the first object's write (task ``default/a``).
+UNSERVED_FOR_A = (
+    UNSERVED,
+    {
+        "task": "default/a",
+        "crd": f"{PLURAL}.{API_GROUP}",
+        "fix": "crontask crd | kubectl apply -f -",
+        "suppressed": 0,
+    },
+)
 
 
 def crd(*, status_subresource: bool) -> dict[str, Any]:
@@ -82,17 +92,7 @@ def test_a_crd_without_the_status_subresource_is_named_once_with_the_fix(
     finally:
         writer.stop(timeout=2.0)
     assert outcomes == [None] * 6  # not written
-    assert warnings(caplog) == [
-        (
-            UNSERVED,
-            {
-                "task": "default/a",
-                "crd": f"{PLURAL}.{API_GROUP}",
-                "fix": "crontask crd | kubectl apply -f -",
-                "suppressed": 0,
-            },
-        )
-    ]
+    assert warnings(caplog) == [UNSERVED_FOR_A]
     assert writer.writes == 0
 
 

@@ -26,7 +26,12 @@ from reconciler.sinks.kubernetes import StatusWriter
 from tests.helpers import wait_for
 from tests.k8s.emulator import Emulator
 from tests.k8s.test_fault_api import crontask, records, run_with_crontask, status_of
-from tests.k8s.test_status_no_subresource import UNSERVED, replace_crd, warnings
+from tests.k8s.test_status_no_subresource import (
+    UNSERVED,
+    UNSERVED_FOR_A,
+    replace_crd,
+    warnings,
+)
 from tests.k8s.test_status_writer_reread_failed import HookedEmulator, create, hooked, setting
 
 __all__ = ["hooked"]  # the fixture, used by name
@@ -38,12 +43,9 @@ def requests_of(emulator: HookedEmulator, name: str) -> list[str]:
     return [m for m, path, _ in emulator.arrived if path.endswith(f"/crontasks/{name}/status")]
 
 
-def test_a_write_answered_one_unnamed_404_is_retried_and_lands(
-    hooked: tuple[HookedEmulator, Any], caplog: pytest.LogCaptureFixture
-) -> None:
-    emulator, api = hooked
-    ref = create(emulator)
-    emulator.inject_not_served("PATCH", STATUS)
+def written_once(api: Any, ref: Any, caplog: pytest.LogCaptureFixture) -> list[Any]:
+    """What a writer of one worker said of one write of ``activeCount: 1`` to ``ref``, once it
+    has nothing left to do (its warnings in ``caplog``)."""
     writer = StatusWriter(api, workers=1, backoff=0.02, max_backoff=0.1)
     outcomes: list[Any] = []
     writer.start()
@@ -53,6 +55,16 @@ def test_a_write_answered_one_unnamed_404_is_retried_and_lands(
             assert writer.flush(5.0)
     finally:
         writer.stop(timeout=2.0)
+    return outcomes
+
+
+def test_a_write_answered_one_unnamed_404_is_retried_and_lands(
+    hooked: tuple[HookedEmulator, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator, api = hooked
+    ref = create(emulator)
+    emulator.inject_not_served("PATCH", STATUS)
+    outcomes = written_once(api, ref, caplog)
     assert outcomes == [{"activeCount": 1}]
     (stored,) = emulator.objects("ct")
     assert stored["status"] == {"activeCount": 1}
@@ -70,15 +82,7 @@ def test_an_unnamed_404_then_a_read_naming_the_object_drops_the_write(
         API_GROUP, VERSION, "default", PLURAL, "a"
     )
     emulator.inject_not_served("PATCH", STATUS)
-    writer = StatusWriter(api, workers=1, backoff=0.02, max_backoff=0.1)
-    outcomes: list[Any] = []
-    writer.start()
-    try:
-        with caplog.at_level(logging.WARNING, logger="crontask.sinks"):
-            writer.submit(ref, setting(activeCount=1), written=outcomes.append)
-            assert writer.flush(5.0)
-    finally:
-        writer.stop(timeout=2.0)
+    outcomes = written_once(api, ref, caplog)
     assert outcomes == [None]  # gone: dropped, in silence
     assert warnings(caplog) == []
     assert requests_of(emulator, "a") == ["PATCH", "GET"]  # the read said: deleted
@@ -110,17 +114,7 @@ def test_a_missing_status_subresource_costs_one_round_then_the_write_is_dropped(
     finally:
         writer.stop(timeout=2.0)
     assert writer.writes == 0
-    assert warnings(caplog) == [
-        (
-            UNSERVED,
-            {
-                "task": "default/a",
-                "crd": f"{PLURAL}.{API_GROUP}",
-                "fix": "crontask crd | kubectl apply -f -",
-                "suppressed": 0,
-            },
-        )
-    ]  # once for both: it comes once every ten minutes
+    assert warnings(caplog) == [UNSERVED_FOR_A]  # once for both: it comes once every ten minutes
 
 
 def test_a_stop_does_not_wait_for_a_status_that_is_not_served(
