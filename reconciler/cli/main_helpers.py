@@ -246,7 +246,7 @@ def git_url(text: str) -> str:
 def git_ref(text: str) -> str:
     """A branch, tag or commit name git could not read as an option or a range."""
     # Here, not at the top: only `run` takes a git ref, and the git source loads subprocess.
-    from reconciler.sources.gitrepo import check_ref
+    from reconciler.sources.gitnames import check_ref
 
     try:
         if len(text) > _MAX_TEXT:
@@ -259,7 +259,7 @@ def git_ref(text: str) -> str:
 
 def git_path(text: str) -> str:
     """A folder inside the repository, as a clean relative path ("" for its root)."""
-    from reconciler.sources.gitrepo import clean_path
+    from reconciler.sources.gitnames import clean_path
 
     try:
         if len(text) > _MAX_TEXT:

@@ -92,10 +92,11 @@ from reconciler.sources.gitenv import Credentials, git_env
 from reconciler.sources.gitfiles import repository_files
 from reconciler.sources.gitkeys import describe, log_previous, start_removal, state_key
 from reconciler.sources.gitmaintenance import CollectionBackoff, tidy
+from reconciler.sources.gitnames import check_ref, clean_path
 from reconciler.sources.gitoptions import GitOptions as GitOptions
 from reconciler.sources.gitoptions import GitStatus as GitStatus
 from reconciler.sources.gitprocess import GitError
-from reconciler.sources.gitrepo import GitRepo, Redactor, RefNotFoundError, check_ref, clean_path
+from reconciler.sources.gitrepo import GitRepo, Redactor, RefNotFoundError
 from reconciler.sources.gitrevisions import Revisions
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_TASKS
 

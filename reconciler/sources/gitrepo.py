@@ -37,8 +37,6 @@ from reconciler.sources.gitenv import USERNAME_VAR as USERNAME_VAR
 from reconciler.sources.gitenv import Credentials as Credentials
 from reconciler.sources.gitenv import git_env as git_env
 from reconciler.sources.gitenv import url_credentials as url_credentials
-from reconciler.sources.gitnames import check_ref as check_ref
-from reconciler.sources.gitnames import clean_path as clean_path
 from reconciler.sources.gitprocess import GitError, GitRunner
 from reconciler.sources.gitrefs import (
     BRANCHES,

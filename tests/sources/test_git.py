@@ -24,14 +24,9 @@ from reconciler.core.desired import Location
 from reconciler.core.urls import redact_url
 from reconciler.sources.base import Source
 from reconciler.sources.git import GitOptions, GitSource
+from reconciler.sources.gitnames import check_ref
 from reconciler.sources.gitprocess import GitError
-from reconciler.sources.gitrepo import (
-    Credentials,
-    GitRepo,
-    Redactor,
-    check_ref,
-    git_env,
-)
+from reconciler.sources.gitrepo import Credentials, GitRepo, Redactor, git_env
 
 TOKEN = "tok-3f9a1c7e-never-on-disk"  # noqa: S105 - a test token
 TOKEN_VAR = "CRONTASK_TEST_TOKEN"  # noqa: S105 - a variable name
