@@ -56,6 +56,10 @@ NO_FINAL_STATUS: Final = f"no final status in the response's first {HEAD_MAX // 
 TOO_MANY_INTERIM: Final = f"no final status after {INTERIM_MAX} interim responses"
 # A head ends at a blank line, as h11 finds it: "\n\r?\n" ("\n\n" and "\r\n\n" too).
 _HEAD_END: Final = re.compile(rb"\n\r?\n")
+# An interim head's status line, as h11 reads it ("HTTP/1.1 103 Early Hints"), to its status
+# class: the bytes of a head that tell interim from final.
+_INTERIM: Final = re.compile(rb"HTTP/[0-9]\.[0-9] 1")
+_STATUS_CLASS: Final = len(b"HTTP/1.1 1")
 
 
 def async_client(
@@ -126,22 +130,43 @@ def redirect_location(response: httpx.Response) -> str | None:
 class _Budget:
     """What a request may still read before its response's final head."""
 
-    __slots__ = ("ends", "left", "tail")
+    __slots__ = ("final", "interim", "left", "start", "tail")
 
     def __init__(self) -> None:
         self.left = HEAD_MAX
-        # Heads ended so far (a blank line ends each, interim or final: while a read is still
-        # asked for, every one of them was interim), and the last bytes read, in which an end
-        # split between two reads begins.
-        self.ends = 0
+        # Interim heads ended so far, and whether the final one has: what a read brings after
+        # it is the body (a blank line in it ends no head).
+        self.interim = 0
+        self.final = False
+        # The head being read: its first bytes (enough to tell its status's class), and its
+        # last two, in which an end split between two reads begins.
+        self.start = b""
         self.tail = b""
 
     def count(self, data: bytes) -> None:
-        # An end begun in the tail (the last two bytes before) is counted with the new data;
-        # one wholly in the tail was counted then.
+        """Count the heads ``data`` ends, each as interim (``1xx``) or final: a read may bring
+        many heads at once, the final one among them."""
+        # An end begun in the tail is found with the new data; none lies wholly in it (it would
+        # have been found then), so the first head found is the one being read.
+        if self.final:
+            return
         seen = self.tail + data
-        self.ends += len(_HEAD_END.findall(seen)) - len(_HEAD_END.findall(self.tail))
-        self.tail = seen[-2:]
+        at = 0  # where the bytes in seen of the head being read begin
+        begin = len(self.tail)  # where its bytes not yet in start begin
+        for end in _HEAD_END.finditer(seen):
+            self._started(seen[begin : end.end()])
+            if not _INTERIM.match(self.start):  # a final status (or none, which h11 refuses)
+                self.final = True
+                return
+            self.interim += 1
+            self.start = b""
+            at = begin = end.end()
+        self._started(seen[begin:])
+        self.tail = seen[at:][-2:]
+
+    def _started(self, more: bytes) -> None:
+        """Add to ``start`` what it still lacks of ``more``, the head's next bytes."""
+        self.start += more[: _STATUS_CLASS - len(self.start)]
 
 
 # Set while a transport waits for a response's head: the reads of that request (in its task).
@@ -230,11 +255,13 @@ class _Stream(httpcore.AsyncNetworkStream):
             return await self._stream.read(max_bytes, timeout)
         if budget.left <= 0:
             raise httpcore.RemoteProtocolError(NO_FINAL_STATUS)
-        if budget.ends > INTERIM_MAX:
-            raise httpcore.RemoteProtocolError(TOO_MANY_INTERIM)
         data = await self._stream.read(min(max_bytes, budget.left, HEAD_READ), timeout)
         budget.left -= len(data)
         budget.count(data)
+        # Counted after the read, not before the next: one read may bring every interim head
+        # and the final one after them, and h11 then asks for no other.
+        if budget.interim > INTERIM_MAX:
+            raise httpcore.RemoteProtocolError(TOO_MANY_INTERIM)
         return data
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:

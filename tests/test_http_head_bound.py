@@ -170,6 +170,28 @@ def test_interim_heads_past_their_bound_fail_the_request_at_its_next_read() -> N
     assert httpclient.TOO_MANY_INTERIM in outcome.message
 
 
+@pytest.mark.usefixtures("no_proxy")
+def test_interim_heads_past_their_bound_in_one_read_with_the_final_one_fail_the_request() -> None:
+    """Heads past INTERIM_MAX and the final one after them, in one write: the read that brings
+    them is the last the request asks for (h11 finds the final head in it), so the bound is
+    checked after it, not only before the next. Interim heads were accepted without limit."""
+    final = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    burst = CONTINUE * (httpclient.INTERIM_MAX + 1) + final
+    assert len(burst) < httpclient.HEAD_READ  # one read
+
+    async def answer(writer: asyncio.StreamWriter) -> None:
+        writer.write(burst)
+        await writer.drain()
+
+    async def scenario() -> Outcome:
+        async with serving(answer) as server:
+            return await asyncio.wait_for(http_task(f"{server.url}/").run(), BOUND)
+
+    outcome = asyncio.run(scenario())
+    assert (outcome.status, outcome.reason) == (RunStatus.FAILED, "RequestFailed")
+    assert httpclient.TOO_MANY_INTERIM in outcome.message
+
+
 @pytest.mark.parametrize("split", [False, True])
 @pytest.mark.usefixtures("no_proxy")
 def test_as_many_interim_heads_as_the_bound_are_read_as_before(split: bool) -> None:
@@ -194,11 +216,41 @@ def test_every_head_end_h11_takes_is_counted(end: bytes) -> None:
     budget.count(head * 10)
     for piece in (head[:-1], head[-1:], head[:-2], head[-2:]):  # split inside the end
         budget.count(piece)
-    assert budget.ends == 12
+    assert budget.interim == 12
 
 
 def test_a_head_end_split_between_reads_is_counted_once() -> None:
     budget = httpclient._Budget()
     for chunk in (b"HTTP/1.1 100 Continue\r\n\r", b"\nHTTP/1.1 100 Continue\r\n", b"\r\n", b"X"):
         budget.count(chunk)
-    assert budget.ends == 2
+    assert budget.interim == 2
+
+
+@pytest.mark.usefixtures("no_proxy")
+def test_blank_lines_in_a_body_read_with_the_final_head_end_no_head() -> None:
+    """What a read brings after the final head is its body: its blank lines are not heads, so
+    a body of paragraphs read with INTERIM_MAX interim heads and the final one fails nothing."""
+    body = b"paragraph\n\n" * 100
+    answer = CONTINUE * httpclient.INTERIM_MAX + b"HTTP/1.1 200 OK\r\n"
+    answer += b"Content-Length: %d\r\n\r\n" % len(body) + body
+    assert len(answer) < httpclient.HEAD_READ  # one read
+
+    async def write(writer: asyncio.StreamWriter) -> None:
+        writer.write(answer)
+        await writer.drain()
+
+    async def scenario() -> Outcome:
+        async with serving(write) as server:
+            return await asyncio.wait_for(http_task(f"{server.url}/").run(), BOUND)
+
+    outcome = asyncio.run(scenario())
+    assert (outcome.status, outcome.exit_code) == (RunStatus.SUCCEEDED, 200)
+    assert outcome.output == body.decode()
+
+
+def test_a_status_line_split_between_reads_is_told_interim_or_final() -> None:
+    """One byte a read: the status's class comes in a later read than the head's first byte."""
+    budget = httpclient._Budget()
+    for byte in CONTINUE * 2 + b"HTTP/1.1 404 Not Found\r\n\r\n" + CONTINUE:
+        budget.count(bytes([byte]))
+    assert (budget.interim, budget.final) == (2, True)

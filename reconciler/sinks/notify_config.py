@@ -213,8 +213,14 @@ class Notifications:
         if receiver.url is not None:
             return receiver.url
         assert receiver.url_file is not None
-        url = _read_small(self.path(receiver.url_file), "urlFile").decode().strip()
-        check_url(url, instead=": the file must hold the URL itself")
+        path = self.path(receiver.url_file)
+        try:
+            url = _read_small(path, "urlFile").decode().strip()
+        except UnicodeDecodeError:
+            # Python's own words name neither the file nor what to do, and place a byte inside
+            # the secret the file holds.
+            raise ValueError(f"urlFile: {path}: not UTF-8 text{_HOLD_THE_URL}") from None
+        check_url(url, instead=_HOLD_THE_URL)
         return url
 
     def secret_of(self, receiver: Receiver) -> bytes:
@@ -261,6 +267,8 @@ def check_url(url: str, *, instead: str = "") -> None:
 
 
 _NOT_EXPANDED: Final = "environment variables are not expanded here"
+# What a urlFile that holds something other than a URL is told, after its problem.
+_HOLD_THE_URL: Final = ": the file must hold the URL itself"
 # RFC 1123's labels, and '_', which resolvers look up as written (a Docker Compose service's
 # name, as the http action's URL may have it): httpx sends to any host it reads ("a b" as
 # "a%20b", 'h"<>'), and such a one is a mistake that each delivery would find out again.

@@ -442,6 +442,7 @@ class Delivery:
     @staticmethod
     def _headers(body: bytes, secret: bytes | None) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "User-Agent": "crontask"}
+        headers["Accept-Encoding"] = "identity"  # httpx offers gzip; an encoded body goes unread
         if secret is not None:
             headers[notify_payload.SIGNATURE_HEADER] = notify_payload.signature(secret, body)
         return headers
