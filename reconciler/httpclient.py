@@ -164,6 +164,12 @@ class _Budget:
         self._started(seen[begin:])
         self.tail = seen[at:][-2:]
 
+    def answering(self) -> None:
+        """A request written: what is read next is its answer, after the proxy's (a SOCKS reply,
+        a CONNECT's ``200``), which this budget read too."""
+        self.final = False
+        self.start = self.tail = b""
+
     def _started(self, more: bytes) -> None:
         """Add to ``start`` what it still lacks of ``more``, the head's next bytes."""
         self.start += more[: _STATUS_CLASS - len(self.start)]
@@ -265,6 +271,9 @@ class _Stream(httpcore.AsyncNetworkStream):
         return data
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        budget = _head.get()
+        if budget is not None:
+            budget.answering()
         await self._stream.write(buffer, timeout)
 
     async def aclose(self) -> None:

@@ -254,3 +254,54 @@ def test_a_status_line_split_between_reads_is_told_interim_or_final() -> None:
     for byte in CONTINUE * 2 + b"HTTP/1.1 404 Not Found\r\n\r\n" + CONTINUE:
         budget.count(bytes([byte]))
     assert (budget.interim, budget.final) == (2, True)
+
+
+def socks5_then(
+    writer_answer: bytes,
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    """A SOCKS5 proxy (no authentication) that, once asked to connect, answers the request
+    itself with ``writer_answer``."""
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        methods = (await reader.readexactly(2))[1]
+        await reader.readexactly(methods)
+        writer.write(b"\x05\x00")
+        _, _, _, kind = await reader.readexactly(4)
+        size = {1: 4, 4: 16}.get(kind) or (await reader.readexactly(1))[0]
+        await reader.readexactly(size + 2)  # the address and the port
+        writer.write(b"\x05\x00\x00\x01\x7f\x00\x00\x01\x00\x50")
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(writer_answer)
+        await writer.drain()
+        writer.close()
+
+    return proxy
+
+
+@pytest.mark.parametrize("interim", [httpclient.INTERIM_MAX, httpclient.INTERIM_MAX + 1])
+def test_the_bound_counts_the_answer_not_the_proxy_handshake(
+    monkeypatch: pytest.MonkeyPatch, interim: int
+) -> None:
+    """Through a SOCKS5 proxy (``ALL_PROXY``) the budget reads the proxy's binary reply before
+    the answer: the first head after it was taken for the final one, and the interim heads
+    after it went uncounted (3 000 passed). Each request written starts its answer's count."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    final = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    async def scenario() -> Outcome:
+        proxy = await asyncio.start_server(socks5_then(CONTINUE * interim + final), "127.0.0.1", 0)
+        port = proxy.sockets[0].getsockname()[1]
+        monkeypatch.setenv("ALL_PROXY", f"socks5://127.0.0.1:{port}")
+        monkeypatch.delenv("all_proxy", raising=False)
+        async with proxy:
+            # TEST-NET-1: never reached, the proxy answers.
+            return await asyncio.wait_for(http_task("http://192.0.2.1:81/").run(), BOUND)
+
+    outcome = asyncio.run(scenario())
+    if interim > httpclient.INTERIM_MAX:
+        assert (outcome.status, outcome.reason) == (RunStatus.FAILED, "RequestFailed")
+        assert httpclient.TOO_MANY_INTERIM in outcome.message
+    else:
+        assert (outcome.status, outcome.exit_code) == (RunStatus.SUCCEEDED, 200), outcome.message
