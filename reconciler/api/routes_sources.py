@@ -48,9 +48,12 @@ class _Out(BaseModel):
 
 
 class SourceOut(_Out):
-    kind: str = Field(description="file, git, kubernetes or api")
+    kind: str = Field(
+        description="file, git, kubernetes or api; or jobs: the watch of the Jobs of the job "
+        "tasks in force, one per namespace they go to (none without such a task)"
+    )
     location: str = Field(description="paths, or the repository URL#ref (no credentials)")
-    tasks: int
+    tasks: int = Field(description="definitions in force from it (jobs: tasks whose Jobs go there)")
     errors: int = Field(description="definition errors and conflicts located in this source")
     problems: list[str] = Field(
         default_factory=list,
@@ -63,7 +66,15 @@ class SourceOut(_Out):
     attempted_revision: str | None = Field(None, description="git: the newest commit tried")
     last_sync: datetime | None = None
     last_attempt: datetime | None = None
-    last_error: str | None = None
+    last_error: str | None = Field(
+        None, description="why the last sync failed (jobs: why the last list or watch did)"
+    )
+    failures: int | None = Field(
+        None,
+        description="jobs: lists and watches failed in a row (0: the watch works; while it "
+        "fails, a run's end is seen late, from its Job read at times, not from the watch)",
+    )
+    failing_since: datetime | None = Field(None, description="jobs: the first of those failures")
 
 
 class SourceListOut(_Out):
@@ -86,7 +97,8 @@ class SyncOut(_Out):
     responses=problem_responses(422, 500),
 )
 def list_sources(runtime: Runtime) -> SourceListOut:
-    return SourceListOut(items=[_source_out(s) for s in runtime.sources()])
+    watches = [_watch_out(s) for s in runtime.job_watches()]
+    return SourceListOut(items=[*(_source_out(s) for s in runtime.sources()), *watches])
 
 
 def _source_out(s: SourceStatus) -> SourceOut:
@@ -107,6 +119,13 @@ def _source_out(s: SourceStatus) -> SourceOut:
         last_attempt=s.last_attempt,
         last_error=s.last_error,
     )
+
+
+def _watch_out(s: SourceStatus) -> SourceOut:
+    # No definitions come from a Job watch: no problems, no revision; its failures are in a
+    # row (since when), where a pulling source's count since the start is the metrics'.
+    out = _source_out(s)
+    return out.model_copy(update={"failures": s.sync_failures, "failing_since": s.failing_since})
 
 
 @router.post(

@@ -369,12 +369,10 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
             return False
         active = ActiveRun(dataclasses.replace(record, owner=self.owner))
         self._active.setdefault(record.task, {})[record.id] = active
+        # "run adopted" is said once its stored record is read (``_follow_adopted``): the Job
+        # of a run recorded over (its delete refused) is still followed, not adopted.
         active.task = asyncio.get_running_loop().create_task(
             self._execute(definition, active, [], adopted=True), name=f"adopted {record.id}"
-        )
-        log.info(
-            "run adopted",
-            extra={"fields": {"task": record.task, "run": record.id, "attempt": record.attempt}},
         )
         return True
 

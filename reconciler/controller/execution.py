@@ -240,17 +240,23 @@ class RunExecution(NotStarted, LateStarts, SlotSkips):
         except Exception:
             log.exception("could not take the adopted run over; following it anyway")
             stored = None
+        fields = {"task": record.task, "run": record.id, "attempt": record.attempt}
         if stored is not None and stored.status.finished:
             if stored.reason in _STOPPED_FOR_GOOD:
                 # Recorded stopped, yet its work lives: the delete that stopped it was refused
                 # until the crontask that asked went (``runner.job_attempt``). Stopped now; its
-                # record stays as it is.
+                # record stays as it is. Its Job holds the task's slot meanwhile (Forbid).
+                log.info(
+                    "the Job of a run recorded over still runs; deleting it again",
+                    extra={"fields": {**fields, "status": str(stored.status)}},
+                )
                 attempt = self.resumable.resume(record)
                 attempt.stop(stored.reason or REPLACED)
                 await attempt.run()
             return None  # its end is recorded already (by whoever followed it)
         if stored is not None:
             record = active.record = dataclasses.replace(stored, job=record.job or stored.job)
+        log.info("run adopted", extra={"fields": fields})
         self._notify(record, self._progress_listeners)
         active.begun = True  # its work began elsewhere, before
         attempt = self.resumable.resume(record)

@@ -35,8 +35,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Collection, Coroutine
-from typing import Any
+from collections import Counter
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable
+from typing import Any, Final
 
 from reconciler.aio import first_of, in_thread
 from reconciler.controller.dispatch import Dispatcher
@@ -44,7 +45,9 @@ from reconciler.controller.job_cleanup import JobCleanup
 from reconciler.controller.job_options import JobOptions
 from reconciler.controller.manager import Ready
 from reconciler.controller.reconcile import PassResult, Reconciler
-from reconciler.core.jobs import decided, is_deleting
+from reconciler.controller.view import SourceStatus
+from reconciler.core.desired import Definition
+from reconciler.core.jobs import decided, is_deleting, job_namespace
 from reconciler.core.runs import JobDetails, RunRecord
 from reconciler.core.status import ObjectRef
 from reconciler.runner.job import JobRunner
@@ -57,6 +60,8 @@ from reconciler.store.base import RunStore, StoreClosed
 
 log = logging.getLogger("crontask.jobs")
 
+JOB_WATCHES: Final = "jobs"  # the kind of a Job watch's entry among the sources
+
 
 @dataclasses.dataclass
 class JobSupport:
@@ -66,6 +71,35 @@ class JobSupport:
     def outlives(self, record: RunRecord) -> bool:
         """A running record whose work may go on without its process: its Job's."""
         return record.job is not None
+
+    def watch_states(self, definitions: Iterable[Definition]) -> list[SourceStatus]:
+        """The Job watches in use, each as ``/api/v1/sources`` shows a source (kind
+        :data:`JOB_WATCHES`): that of each namespace a job task in force puts its Jobs in (with
+        one cluster-wide watch, that one once any does). A list or watch refused there (a 403:
+        no RBAC rule to list Jobs) is said in ``last_error`` and ``sync_failures`` (in a row,
+        since ``failing_since``), not only in the log: the runs' ends come late meanwhile (read
+        from their Jobs, not from the watch). From any thread: copies of what is held."""
+        tasks = Counter(
+            job_namespace(d, self.runner.namespace) for d in definitions if d.task.spec.job
+        )
+        found: list[SourceStatus] = []
+        for namespace, informer in self.watch.informers().items() if tasks else ():
+            if namespace is not None and namespace not in tasks:
+                continue
+            found.append(
+                SourceStatus(
+                    kind=JOB_WATCHES,
+                    location=f"Jobs in namespace {namespace}"
+                    if namespace
+                    else "Jobs, cluster-wide",
+                    tasks=tasks[namespace] if namespace else tasks.total(),
+                    errors=0,
+                    last_error=informer.last_error,
+                    sync_failures=informer.failures,
+                    failing_since=informer.failing_since,
+                )
+            )
+        return sorted(found, key=lambda s: s.location)
 
 
 def job_support(

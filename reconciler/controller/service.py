@@ -110,6 +110,7 @@ class Service:
         sync_requested: Callable[[str], bool] | None = None,
         cluster: Cluster | None = None,
         jobs: bool = True,
+        job_watches: Callable[[], list[SourceStatus]] = list,
     ) -> None:
         self._loop = loop
         self._store = store
@@ -131,6 +132,7 @@ class Service:
         self._sync_requested = sync_requested
         self._cluster = cluster
         self._jobs = jobs
+        self.job_watches = job_watches
         self.started = False  # the first pass has been applied
         self._last_runs: dict[str, RunRecord] = {}
         self._looked: set[str] = set()  # tasks whose last run was read from the store

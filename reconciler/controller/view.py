@@ -118,7 +118,8 @@ class SourceStatus:
     last_sync: datetime | None = None  # the end of the last sync that left the revision in force
     last_attempt: datetime | None = None
     last_error: str | None = None  # why the last sync failed (secrets redacted)
-    sync_failures: int = 0  # failed syncs since the start
+    sync_failures: int = 0  # failed syncs since the start (a Job watch's: in a row)
+    failing_since: datetime | None = None  # a Job watch's: the first of those failures
     # Its definition errors and conflicts, each "file:line:col: message" (the first 100).
     problems: tuple[str, ...] = ()
 
@@ -258,6 +259,11 @@ class RuntimeView(Protocol):
     def readiness(self) -> dict[str, bool]: ...
 
     def sources(self) -> list[SourceStatus]: ...
+
+    def job_watches(self) -> list[SourceStatus]:
+        """The Job watches in use (kind ``jobs``, ``controller.jobs.JobSupport``), each as
+        a source; none without the job action."""
+        ...
 
     def members(self) -> Members | None:
         """The replicas (``--ha``) as this one sees them; None when it runs alone."""

@@ -188,6 +188,10 @@ class JobWatch(Answers):
         """The namespaces watched on their own (none with one cluster-wide watch)."""
         return {namespace for namespace in self._informers if namespace is not None}
 
+    def informers(self) -> dict[str | None, Informer]:
+        """The watches by namespace (None: the cluster-wide one), to read their state."""
+        return dict(self._informers)  # a copy: one may be added from a thread meanwhile
+
     def idle(self, namespaces: Collection[str]) -> set[str]:
         """Those of ``namespaces`` whose watch :meth:`let_go` would stop: started on demand,
         listed, and their cache holds no Job of a task."""

@@ -56,6 +56,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Collection
+from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
 from kubernetes.client.exceptions import ApiException
@@ -147,7 +148,8 @@ class Informer:
         self._resp: Any = None
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
-        self.failures = 0  # consecutive
+        self.failing_since: datetime | None = None  # the first of the ``failures`` in a row
+        self._failures = 0
         self.lists = 0
         self.expired = 0
         self.reconnects = 0
@@ -175,6 +177,19 @@ class Informer:
     @property
     def synced(self) -> bool:
         return self._synced.is_set()
+
+    @property
+    def failures(self) -> int:
+        """Failed lists and watches in a row (module docstring); since ``failing_since``."""
+        return self._failures
+
+    @failures.setter
+    def failures(self, count: int) -> None:
+        if count == 0:
+            self.failing_since = None
+        elif self._failures == 0:
+            self.failing_since = datetime.now(UTC)
+        self._failures = count
 
     @property
     def resource_version(self) -> str | None:

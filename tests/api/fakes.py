@@ -217,6 +217,9 @@ class FakeRuntime:
     def sources(self) -> list[SourceStatus]:
         return list(self.source_list)
 
+    def job_watches(self) -> list[SourceStatus]:
+        return []
+
     def members(self) -> Members | None:
         return self.replicas
 
