@@ -110,7 +110,8 @@ def serve_http(
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     if tls is not None:
         httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    # A short poll: shutdown() waits for the serving loop to look up, 0.5 s by default.
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     try:
         yield f"{'https' if tls else 'http'}://127.0.0.1:{httpd.server_address[1]}"

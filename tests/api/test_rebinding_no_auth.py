@@ -96,14 +96,16 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server for the tests that only read (a GET answered, the start's warning): what
-    one answers or says at its start does not depend on the GETs another test sent it, and a
-    server took 5 to 14 s to start on two busy cores, ten times over with one each."""
+    """One server for the tests that change nothing (a GET answered, a write refused, the
+    start's warning): what one answers or says does not depend on the requests another test
+    sent it, and a server took 5 to 14 s to start on two busy cores, ten times over with one
+    each. A refused write that was taken fails its own test, which asserts it was not."""
     with serving(tmp_path_factory.mktemp("rebinding")) as running:
         yield running
 
 
-def test_a_rebinding_page_can_neither_create_nor_run(server: Server) -> None:
+def test_a_rebinding_page_can_neither_create_nor_run(shared_server: Server) -> None:
+    server = shared_server
     rebound = f"rebind.attacker.example:{server.port}"
     for method, path, body in [
         ("GET", "/", None),

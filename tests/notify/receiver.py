@@ -173,7 +173,9 @@ def receiving(
     secret: bytes | None = None, *, keep_alive: bool = False, gzipped: bool = False
 ) -> Iterator[Receiver]:
     receiver = Receiver(secret, keep_alive=keep_alive, gzipped=gzipped)
-    thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
+    # A short poll: shutdown() waits for the serving loop to look up, 0.5 s by default, at the
+    # end of every test that receives.
+    thread = threading.Thread(target=receiver.server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     try:
         yield receiver
