@@ -143,7 +143,7 @@ def _print_runs(pages: Iterator[list[dict[str, Any]]], args: argparse.Namespace)
     # nothing on stdout (no "{" of --json). Only a later page's failure follows printed pages.
     first = next((page for page in pages if page), [])
     if args.json:
-        _print_json_pages(itertools.chain([first], pages))
+        print_json_pages(itertools.chain([first], pages))
         return 0
     if not first:  # every page was empty: nothing matched (or could be read)
         print(_nothing(args))
@@ -168,7 +168,7 @@ def _row(r: dict[str, Any]) -> list[str]:
     ]
 
 
-def _print_json_pages(pages: Iterable[list[dict[str, Any]]]) -> None:
+def print_json_pages(pages: Iterable[list[dict[str, Any]]]) -> None:
     """``{"items": [...]}`` of every page, byte for byte as ``print_json`` prints the whole
     list (``json.dumps(..., indent=2)``), written and flushed a page at a time: each item is
     its own ``json.dumps``, its lines indented to its place in the list (JSON text has a

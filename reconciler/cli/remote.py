@@ -55,6 +55,7 @@ from reconciler.cli.client_env import (
     default_server,
     default_token,
 )
+from reconciler.cli.main import OutputError
 from reconciler.cli.main_helpers import (
     bounded_int,
     label,
@@ -232,6 +233,21 @@ def run_trigger(args: argparse.Namespace) -> int:
     except RemoteError as exc:
         return _fail(exc)
     status = run.get("status")
+    try:
+        _print_run(args, run)
+        sys.stdout.flush()  # a full disk fails here, while the run can still be named
+    except OutputError as err:
+        # Exit status 74 as for any output not written, but the run was taken: said, so that
+        # a status other than 0 is not read as "not triggered" and the task run twice.
+        word = status if status in ("skipped", "pending") else "started"
+        taken = f"{args.key}: run {shown(run['id'])} {word} all the same"
+        raise OutputError(f"{err}; {taken}: {_look_first(args.key, server)}") from None
+    return SKIPPED if status == "skipped" else PENDING if status == "pending" else 0
+
+
+def _print_run(args: argparse.Namespace, run: dict[str, Any]) -> None:
+    """The run a trigger's server took, as ``trigger`` prints it."""
+    status = run.get("status")
     if args.json:
         print_json(run)
     elif status == "skipped":
@@ -243,7 +259,6 @@ def run_trigger(args: argparse.Namespace) -> int:
         print(f"{args.key}: run {shown(run['id'])} pending: {why}")
     else:
         print(f"{args.key}: run {shown(run['id'])} {shown(status, 'None')}")
-    return SKIPPED if status == "skipped" else PENDING if status == "pending" else 0
 
 
 class _NotTaken(Exception):
@@ -304,8 +319,12 @@ def _retry_after(exc: RemoteProblem, key: str, server: str) -> float:
 def _may_have_run(said: str, key: str, server: str, why: str = "it may have run") -> str:
     """``said``, and what a trigger whose outcome is not known asks of its caller: to look at
     the runs before asking again, which could run the task twice."""
+    return f"{said}; {why}: {_look_first(key, server)}"
+
+
+def _look_first(key: str, server: str) -> str:
     runs = f"crontask runs {key} --server {redact_url(server)}"
-    return f"{said}; {why}: see `{runs}` before triggering it again"
+    return f"see `{runs}` before triggering it again"
 
 
 def _fail(exc: RemoteError) -> int:

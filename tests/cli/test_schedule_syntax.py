@@ -69,7 +69,8 @@ def test_next_says_it_in_words_and_lists_the_dst_nights(
     assert (
         crontask("next", str(file), "-n", "3", "--from", "2026-02-01T00:00:00+01:00", "--json") == 0
     )
-    assert json.loads(capsys.readouterr().out) == {
+    (item,) = json.loads(capsys.readouterr().out)["items"]  # a file's: a list, one task or more
+    assert item == {
         "task": "default/month-end",
         "schedule": "30 2 * * SUNL",
         "timeZone": "Europe/Berlin",
