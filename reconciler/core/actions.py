@@ -112,7 +112,9 @@ class CommandAction(Model):
     env: dict[str, ProcessText] = Field(
         default_factory=dict, max_length=MAX_ITEMS, description="Added to the environment."
     )
-    working_dir: Path4K | None = Field(None, description="Directory the command runs in.")
+    working_dir: Path4K | None = Field(
+        None, min_length=1, description="Directory the command runs in."
+    )
 
     @field_validator("args")
     @classmethod
@@ -120,6 +122,15 @@ class CommandAction(Model):
         if not args[0].strip():
             raise ValueError("the first argument (the program) must not be empty")
         return args
+
+    @field_validator("working_dir", mode="before")
+    @classmethod
+    def _working_dir_named(cls, path: object) -> object:
+        # "" is no folder: every run failed to start. Before the length bound, whose words
+        # ("at least 1 character") say nothing of what leaving it out does.
+        if isinstance(path, str) and not path.strip():
+            raise ValueError("must not be empty (leave it out to run in crontask's folder)")
+        return path
 
     @field_validator("env", mode="before")
     @classmethod

@@ -7,9 +7,10 @@ made of these, so that a bound holds alike wherever a value of its kind appears.
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
 from reconciler.core.runs import DNS1123_LABEL
@@ -48,6 +49,18 @@ class Model(BaseModel):
         hide_input_in_errors=True,
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: Any) -> Any:
+        # An empty value (``namespace:``, ``labels:`` with every entry commented out, a Helm
+        # template rendered empty) of a field that may be left out is left out: its default
+        # applies, as the API server prunes a null from a CronTask resource before defaulting.
+        # A required field's null stays, to be refused; so does an unknown field's.
+        if not isinstance(data, dict) or None not in data.values():
+            return data
+        optional = _optional_keys(cls)
+        return {k: v for k, v in data.items() if v is not None or k not in optional}
+
     def model_post_init(self, context: Any, /) -> None:
         # Which fields a document gave is kept per instance as a set of its own: 216 bytes,
         # five times per task, a quarter of what a task costs in memory. Instances of the
@@ -61,6 +74,13 @@ class Model(BaseModel):
             if len(_FIELD_SETS) < _FIELD_SETS_MAX:
                 _FIELD_SETS[shape] = given
         object.__setattr__(self, "__pydantic_fields_set__", shared)
+
+
+@functools.cache
+def _optional_keys(model: type[Model]) -> frozenset[str]:
+    """The keys of ``model``'s fields that may be left out, by name and by alias."""
+    fields = model.model_fields.items()
+    return frozenset(k for n, f in fields if not f.is_required() for k in (n, f.alias) if k)
 
 
 # One set per shape seen (which optional fields were given); bounded, as a hostile folder

@@ -236,6 +236,8 @@ def spec_hash(spec: TaskSpec) -> str:
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of one CronTask document, for editors and CI."""
     schema = CronTask.model_json_schema(by_alias=True)
+    for node in [schema, *schema.get("$defs", {}).values()]:
+        _null_is_absent(node)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://crontask.dev/schemas/v1alpha1/crontask.schema.json",
@@ -243,6 +245,19 @@ def json_schema() -> dict[str, Any]:
         "description": "A scheduled task declared for crontask (crontask.dev/v1alpha1).",
         **{k: v for k, v in schema.items() if k not in {"title", "description"}},
     }
+
+
+def _null_is_absent(node: dict[str, Any]) -> None:
+    """Lets each field of the object ``node`` that may be left out be null, as the model
+    takes it (``core.fields``: the default applies). The CRD's conversion makes such a field
+    plain again: the API server prunes the null."""
+    required = set(node.get("required", ()))
+    properties: dict[str, Any] = node.get("properties", {})
+    for name, field in properties.items():
+        if name in required or {"type": "null"} in field.get("anyOf", ()):
+            continue
+        said = {k: field.pop(k) for k in ("default", "description", "title") if k in field}
+        properties[name] = {"anyOf": [field, {"type": "null"}], **said}
 
 
 def label_slip(value: str) -> str:

@@ -118,6 +118,10 @@ def message(item: Any) -> str:
     kind = item["type"]
     loc: Loc = tuple(item["loc"])
     context = item.get("ctx") or {}
+    if item["input"] is None and _required(loc):
+        # An empty value of a field that may be left out is left out (``core.fields``): this
+        # one may not, and "" is no value of it either.
+        return "required field is empty (null): give it a value"
     if kind == "extra_forbidden":
         return "unknown field" + _suggestion(loc)
     if kind == "string_type":
@@ -214,6 +218,12 @@ def _field(loc: Loc) -> tuple[type[BaseModel], Any] | None:
         if model is None:
             return None
     return None
+
+
+def _required(loc: Loc) -> bool:
+    """Whether ``loc`` names a required field of the model (not an entry of a list or map)."""
+    found = _field(loc) if loc and isinstance(loc[-1], str) else None
+    return found is not None and found[1].is_required()
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:

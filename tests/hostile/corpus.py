@@ -302,7 +302,21 @@ def build(folder: Path, scratch: Path, only: str | None = None) -> list[Case]:
         "spec.schedule: @every: '999999999999h' is longer than a year; the interval must be 1s "
         "to 8760h",
     )
-    text("control-chars.yaml", "a: \x1b[31mred\n", "1:4", "unacceptable character #x001b")
+    # Accepted, every run failed to start: "" is no folder to run in.
+    text(
+        "empty-working-dir.yaml",
+        HEAD + '  command: {args: ["true"], workingDir: "  "}\n',
+        "6:29",
+        "spec.command.workingDir: must not be empty (leave it out to run in crontask's folder)",
+    )
+    # An empty value is the default of a field that has one (timeZone: UTC); a required field's
+    # is an error, which suggested "" (refused next) before.
+    text(
+        "null-required.yaml",
+        HEAD.replace(' "* * * * *"', "") + "  timeZone:\n  retry:\n" + TAIL,
+        "5:3",
+        "spec.schedule: required field is empty (null): give it a value",
+    )
     text("bom.yaml", "\ufeff" + HEAD + "  bogus: 1\n" + TAIL, "6:3", "spec.bogus: unknown field")
     rnd = random.Random(1)  # noqa: S311 - junk, not a secret
     junk = bytes(rnd.randrange(256) for _ in range(4096))
@@ -437,6 +451,8 @@ CASES = [
     "framing-header.yaml",
     "null-container.yaml",
     "every-forever.yaml",
+    "empty-working-dir.yaml",
+    "null-required.yaml",
     "control-chars.yaml",
     "bom.yaml",
     "binary-junk.yaml",
