@@ -49,7 +49,7 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -286,12 +286,14 @@ def holds(state_dir: Path) -> bool:
     return os.path.abspath(state_dir) in _locks
 
 
-def prepare_db(path: Path) -> None:
+def prepare_db(path: Path, contents: Callable[[Path], None] | None = None) -> None:
     """For a writer of the SQLite file ``path``: its folder made (0700) if missing, else
     checked as a state directory is (not made 0700: a ``--db`` folder is the user's); the file
     created 0600 if missing, without following a link; then the file and each of its
-    ``-wal``/``-shm``/``-journal`` still there checked, and made 0600 if others may read them.
-    Raises :class:`Refused`, OSError."""
+    ``-wal``/``-shm``/``-journal`` still there checked, and made 0600 if others may read them,
+    but only once ``contents`` (the store's check of what the file holds) let it pass: another
+    application's database is refused as it was found. Raises :class:`Refused`, OSError, and
+    what ``contents`` raises."""
     check_ancestors(path.parent, "run store folder")
     if not os.path.lexists(path.parent):
         make_dirs(path.parent)
@@ -299,14 +301,14 @@ def prepare_db(path: Path) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     with contextlib.suppress(FileExistsError):  # there already (or a link): checked below
         os.close(os.open(path, flags, PRIVATE_FILE))
-    check_db(path)
+    check_db(path, contents)
 
 
-def check_db(path: Path) -> None:
+def check_db(path: Path, contents: Callable[[Path], None] | None = None) -> None:
     """``prepare_db``'s checks of the file ``path`` already there (nothing made) and of its
     ``-wal``/``-shm``/``-journal``: a run store file put back under a running crontask is
     taken only so. Raises :class:`Refused`, FileNotFoundError (nothing there), OSError."""
-    tightened = _check_file(path)
+    tightened = _check_file(path, contents)
     for suffix in _SQLITE_SIDE_FILES:
         # Another process's SQLite creates and removes these at any moment (a ``-journal``
         # lives one transaction): one gone before it is held is not there.
@@ -425,7 +427,7 @@ def mount_points() -> frozenset[str]:
     )
 
 
-def _check_file(path: Path) -> list[str]:
+def _check_file(path: Path, contents: Callable[[Path], None] | None = None) -> list[str]:
     with _held(path) as (fd, st):
         mode = stat.S_IMODE(st.st_mode)
         if stat.S_ISLNK(st.st_mode):
@@ -433,6 +435,8 @@ def _check_file(path: Path) -> list[str]:
         if not stat.S_ISREG(st.st_mode):
             raise _refused("run store", path, "it is not a regular file")
         _check_owner(path, "run store", st)
+        if contents is not None:
+            contents(path)
         if mode & _SHARED:
             return [_tighten(fd, path, mode, mode & PRIVATE_FILE)]
         return []

@@ -24,6 +24,7 @@ from reconciler.core.runs import (
 )
 from reconciler.core.status import is_failure
 from reconciler.store.base import (
+    INTERRUPTED_MESSAGE,
     UNTOLD_MAX,
     DuplicateRun,
     ExclusiveClaim,
@@ -326,6 +327,8 @@ class MemoryRunStore:
         *,
         keep: Collection[str] = (),
         note: str = "",
+        only: Collection[str] | None = None,
+        message: str = INTERRUPTED_MESSAGE,
     ) -> list[RunRecord]:
         now = utc(now)
         dead = set(owners)
@@ -334,10 +337,10 @@ class MemoryRunStore:
         with self._lock:
             self._check_open()
             for key, r in self._records.items():
-                if r.id in kept:
+                if r.id in kept or (only is not None and r.id not in only):
                     continue
                 if r.status is RunStatus.RUNNING and r.owner is not None and r.owner in dead:
-                    self._records[key] = interrupted(r, now, note)
+                    self._records[key] = interrupted(r, now, note, message)
                     done.append(self._records[key])
         return sorted(done, key=_newest_first)
 

@@ -30,6 +30,7 @@ from reconciler.core.runs import Trigger
 from reconciler.core.urls import looks_like_path
 from reconciler.store.records import utc
 from reconciler.store.sql_errors import pg_on_error, sqlite_on_error
+from reconciler.store.sql_sqlite_contents import refuse_foreign
 from reconciler.store.sql_sqlite_file import (
     SqliteFile,
     check_readable,
@@ -249,7 +250,7 @@ def create_engine(url: str, *, existing: bool = False) -> Engine:
         database = sqlite_file(u)
         check_sqlite()
         if not existing:
-            statedir.prepare_db(database)
+            statedir.prepare_db(database, refuse_foreign)
         elif database.is_dir():  # a usage error, as a writer's refusal of it
             raise ValueError(f"{database} is a directory, not a SQLite file")
         elif not database.is_file():

@@ -21,12 +21,13 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Dialect, Engine, ExceptionContext
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.util import asbool
 
 from reconciler import statedir
 from reconciler.store.base import IncompatibleSchema, StoreUnavailable
 from reconciler.store.sql_errors import WHERE_NOTE
+from reconciler.store.sql_sqlite_contents import read_only, refuse_foreign
 from reconciler.store.sql_sqlite_holders import refuse_shared
 
 log = logging.getLogger("crontask.store")
@@ -265,13 +266,8 @@ def vet(path: Path) -> None:
     # migrations imports sql_schema, which imports this module.
     from reconciler.store import migrations
 
-    statedir.check_db(path)
-    uri = f"{path.as_uri()}?mode=ro"
-    engine = sa.create_engine(
-        f"sqlite:///{path}",
-        creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False),
-        poolclass=NullPool,
-    )
+    statedir.check_db(path, refuse_foreign)  # another's database: refused as found
+    engine = read_only(path)
     try:
         migrations.check(engine)
         _first_entries_read(engine)

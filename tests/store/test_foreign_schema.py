@@ -29,7 +29,7 @@ def _sql(url: str, *statements: str) -> None:
 
 
 def _tables(url: str) -> set[str]:
-    engine = create_engine(url)
+    engine = create_engine(url, existing=True)  # a writer's refuses a foreign SQLite file
     try:
         with engine.connect() as conn:
             return set(sa.inspect(conn).get_table_names())
