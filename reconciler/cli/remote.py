@@ -239,8 +239,13 @@ def run_trigger(args: argparse.Namespace) -> int:
     except OutputError as err:
         # Exit status 74 as for any output not written, but the run was taken: said, so that
         # a status other than 0 is not read as "not triggered" and the task run twice.
-        word = status if status in ("skipped", "pending") else "started"
-        taken = f"{args.key}: run {shown(run['id'])} {word} all the same"
+        run_id = shown(run["id"])
+        if status == "skipped":  # nothing ran: a trigger again is no second run of it
+            raise OutputError(
+                f"{err}; {args.key}: run {run_id} recorded skipped (nothing ran)"
+            ) from None
+        word = "pending" if status == "pending" else "started"
+        taken = f"{args.key}: run {run_id} {word} all the same"
         raise OutputError(f"{err}; {taken}: {_look_first(args.key, server)}") from None
     return SKIPPED if status == "skipped" else PENDING if status == "pending" else 0
 

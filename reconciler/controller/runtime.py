@@ -227,9 +227,7 @@ def _service(
         cluster=cluster,
         jobs=support is not None,
         job_watches=(
-            (lambda: support.watch_states(reconciler.desired.tasks.values()))
-            if support is not None
-            else list
+            (lambda: support.watch_states(reconciler.desired)) if support is not None else list
         ),
     )
 

@@ -6,18 +6,20 @@ status other than 0 ran the task twice. A real ``crontask run`` and real subproc
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
 import pytest
 
 from reconciler.cli.main import OUTPUT_FAILED
-from tests.helpers import start_crontask_run, wait_for
+from tests.helpers import serve_http, start_crontask_run, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,3 +69,41 @@ def _started(proc: subprocess.Popen[bytes], log: Path) -> bool:
     text = log.read_text()
     assert proc.poll() is None, text  # it ended: why is in its log
     return "crontask started" in text
+
+
+class _Skipping(BaseHTTPRequestHandler):
+    """A server that takes every trigger and records it skipped (a Forbid task's run going)."""
+
+    def do_POST(self) -> None:
+        body = json.dumps(
+            {"id": "default.t.x", "task": "default/t", "status": "skipped", "reason": "Forbid"}
+        ).encode()
+        self.send_response(202)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+def test_a_skipped_run_whose_answer_is_not_written_says_nothing_ran() -> None:
+    """A run the server recorded skipped ran nothing: triggering again is no second run, and
+    stderr says so rather than 'started all the same'."""
+    with serve_http(_Skipping) as server, open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "reconciler", "trigger", "default/t", "--server", server],
+            env={**os.environ, "PYTHONPATH": str(ROOT), "CRONTASK_TOKEN": ""},
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == OUTPUT_FAILED
+    assert done.stderr.splitlines() == [
+        "crontask: cannot write output: No space left on device; default/t: run default.t.x "
+        "recorded skipped (nothing ran)"
+    ]
