@@ -36,22 +36,6 @@ a run is told, nor does a pod recreated after the others judged its predecessor,
 that moves the task to this crontask after the crash. A run still untold says so to its own
 crontask's next start, which does not take it as told (``sinks.notify``).
 
-**Its own runs the store says are going and this crontask no longer has.** A run store restored
-from a backup under a running crontask (README "Run history": a SQLite file copied in, a
-PostgreSQL ``runs`` table restored) holds the runs that were going when the backup was taken,
-``running`` and owned by this very crontask, whose ends went to the store since replaced: no
-other crontask judges them (this one beats), and this one's next start marked them
-``interrupted`` with a wrong duration. So every ``lease`` seconds, at once after a failed round,
-and each round while some are suspected, this crontask reads the runs going in the store and
-keeps those of its own whose runs it no longer ``holds`` (the dispatcher's runs from claim to
-last record, the recorder's records waiting or on their way: a run's id is held before its
-claim is sent, and until its end is written); one found so at two rounds in a row is marked
-``interrupted`` (``RESTORED_MESSAGE``), but for a run whose work ``outlives`` the process (a
-Job: its watch follows it, and with ``--ha`` it may be on its way to another replica). Two
-reads, for a run lets its slot go a moment before its end record reaches the recorder. An end
-written after the mark replaces it (the saves upsert); the row stays the slot's claim (no
-second claim of it is taken), and an interrupted attempt is never retried.
-
 Replicas (``--ha``) judge each other by their membership (``controller.cluster``) and do not
 beat: a row of this table is never a replica's. They judge the rows all the same
 (``beating`` False), and leave the runs of an instance that has a row to that judgement: a
@@ -65,7 +49,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Collection, Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol, TypeVar
 
@@ -89,13 +73,6 @@ LEASE_MAX_SECONDS: Final = 3600.0
 # 5 min), short enough that a task declared anew much later hears nothing of an old crash.
 UNTOLD_SECONDS: Final = 3600.0
 UNTOLD_PAGES: Final = 10  # of UNTOLD_MAX runs each: what one look reads at most
-# The record of an attempt of this crontask's that the run store says is going and that it no
-# longer runs (see the module docstring): ``{owner}`` is this crontask.
-RESTORED_MESSAGE: Final = (
-    "this crontask ({owner}) no longer runs this attempt, and its end is not in the run "
-    "store: it was written to a run store since replaced (restored from a backup) or lost; "
-    "its outcome is not in this store"
-)
 
 # Seconds the stop waits for this crontask's row to be removed (it lapses on its own).
 FORGET_WAIT: Final = 2.0
@@ -129,7 +106,6 @@ class Heartbeat:
         declaring: Callable[[], bool] = lambda: True,
         arrivals: Callable[[], int] = lambda: 0,
         on_interrupted: Callable[[list[RunRecord]], None] = lambda records: None,
-        holds: Callable[[], Collection[str]] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         interval: float = BEAT_SECONDS,
@@ -145,7 +121,6 @@ class Heartbeat:
         self.declaring = declaring
         self.arrivals = arrivals
         self.on_interrupted = on_interrupted
-        self.holds = holds  # None: its own runs are not looked at
         self.clock = clock
         self.monotonic = monotonic
         self.interval = interval
@@ -162,10 +137,6 @@ class Heartbeat:
         # ``declaring``, whenever a row goes, and when ``arrivals`` moves past ``_looked``.
         self._adopt = True
         self._looked = 0
-        # Its own runs going in the store and not held here at the last look, and when that
-        # look was (``monotonic``; None: look at the next round).
-        self._suspects: set[str] = set()
-        self._own_looked: float | None = None
 
     async def run(self, ready: Ready, stop: asyncio.Event) -> None:
         await self.beat()
@@ -201,7 +172,6 @@ class Heartbeat:
             told = await self.call(self.sweep)
         except Exception as err:
             self._last_read = None  # the time until the next good read does not count
-            self._own_looked = None  # a store back after an outage may be another
             if not self._failing:
                 log.warning(
                     "heartbeat: the run store did not answer; will try again",
@@ -221,14 +191,6 @@ class Heartbeat:
         self._failing, self._last_beat = False, began
         if told:
             self.on_interrupted(told)
-        try:
-            await self._own(began)
-        except Exception as err:
-            self._own_looked = None
-            log.warning(
-                "heartbeat: could not look for this crontask's runs in the store; will try again",
-                extra={"fields": {"error": str(err)[:200]}},
-            )
 
     def sweep(self) -> list[RunRecord]:
         """In a worker thread: mark the runs of the crontasks whose row has stopped, and take
@@ -267,36 +229,6 @@ class Heartbeat:
                 extra={"fields": {"error": str(err)[:200]}},
             )
         return told
-
-    async def _own(self, now: float) -> None:
-        """Mark this crontask's own runs that the store says are going and that it no longer
-        holds, found so twice in a row (see the module docstring). The store is read first,
-        then what is held, on the loop: a run found going here by that read is held still."""
-        if self.holds is None:
-            return
-        due = self._own_looked is None or now - self._own_looked >= self.lease
-        if not (due or self._suspects):
-            return
-        going = await self.call(self.store.running)
-        held = set(self.holds())
-        self._own_looked = now
-        unheld = {
-            r.id for r in going if r.owner == self.me and r.id not in held and not self.outlives(r)
-        }
-        gone, self._suspects = unheld & self._suspects, unheld - self._suspects
-        if not gone:
-            return
-        marked = await self.call(
-            lambda: self.store.mark_interrupted(
-                [self.me], self.clock(), only=gone, message=RESTORED_MESSAGE
-            )
-        )
-        for record in marked:
-            log.warning(
-                "run interrupted: the run store says it is going, and this crontask no longer"
-                " runs it (a run store restored from a backup?)",
-                extra={"fields": {"task": record.task, "run": record.id}},
-            )
 
     def _take_untold(self) -> tuple[list[RunRecord], bool]:
         """The runs another crontask marked, of tasks it does not declare and this one does:

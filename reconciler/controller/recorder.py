@@ -140,11 +140,6 @@ class Recorder(Claiming):
     def held(self) -> list[RunRecord]:  # the records waiting for the store, oldest first
         return [entry[0] for _, entry in self._pending.first(len(self._pending))]
 
-    def unwritten(self) -> set[str]:
-        """The runs with a record waiting for the store or on its way to it."""
-        waiting = {key[0] for key, _ in self._pending.first(len(self._pending))}
-        return waiting | {r.id for _, records in self._writes.under_way() for r in records}
-
     @property
     def closed(self) -> bool:  # ``close`` has shut the store's threads: ``call`` fails
         return self._closed

@@ -300,7 +300,7 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     if notifier is not None:
         notifier.crashed(crashed.told)
     heartbeat = wiring.heartbeat(
-        store, me, reconciler, notifier, outlives, dispatcher, replicas=cluster is not None
+        store, me, reconciler, notifier, outlives, replicas=cluster is not None
     )
     service = _service(
         store, scheduler, dispatcher, reconciler, control, sources, git, cluster, support

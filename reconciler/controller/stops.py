@@ -52,11 +52,6 @@ class RunStops:
     _deferred: dict[str, dict[datetime, tuple[asyncio.TimerHandle, Definition]]]
     _undefer: Callable[[str], None]
 
-    def holds(self) -> set[str]:
-        """The runs held here: each from before its claim is sent until its slot is let go
-        (its end record handed to the recorder, or about to be). On the loop."""
-        return {run for by_id in self._active.values() for run in by_id}
-
     def stop_run(self, run: str, reason: str) -> bool:
         """Stop the running run ``run`` (another replica asked, through the store)."""
         for by_id in self._active.values():

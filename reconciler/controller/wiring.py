@@ -234,14 +234,12 @@ def heartbeat(
     reconciler: Reconciler,
     notifier: Notifier | None,
     outlives: Callable[[RunRecord], bool],
-    dispatcher: Dispatcher,
     *,
     replicas: bool,
 ) -> Heartbeat:
     """The heartbeat: this crontask's row, and the runs of those whose row has stopped, told
     to the notifier for the tasks this crontask declares. Replicas judge the rows without
-    one of their own (they judge each other by their membership). Its own runs the store says
-    are going are those the dispatcher or its recorder holds (``Heartbeat.holds``)."""
+    one of their own (they judge each other by their membership)."""
     return Heartbeat(
         store,
         me,
@@ -251,7 +249,6 @@ def heartbeat(
         declaring=lambda: reconciler.applied,
         arrivals=lambda: reconciler.arrivals,
         on_interrupted=notifier.crashed if notifier is not None else lambda records: None,
-        holds=lambda: dispatcher.holds() | dispatcher.recorder.unwritten(),
         beating=not replicas,
         tells=notifier is not None and not replicas,
     )

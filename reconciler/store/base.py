@@ -227,16 +227,14 @@ class RetentionTally:
         return self.anchored and self.told and self.succeeded and not any(self._left.values())
 
 
-def interrupted(
-    record: RunRecord, now: datetime, note: str = "", message: str = INTERRUPTED_MESSAGE
-) -> RunRecord:
+def interrupted(record: RunRecord, now: datetime, note: str = "") -> RunRecord:
     """``record`` as :meth:`RunStore.mark_interrupted` leaves it."""
     return record.finish(
         RunStatus.INTERRUPTED,
         finished_at=utc(now),
         exit_code=None,
         reason=PROCESS_DIED,
-        message=message.format(owner=record.owner) + note,
+        message=INTERRUPTED_MESSAGE.format(owner=record.owner) + note,
         output=record.output,
     )
 
@@ -246,7 +244,8 @@ class RunStore(Protocol):
     """The history of every run, and the arbiter of who runs a slot.
 
     Implementations are safe to call from several threads. The SQL one is also safe across
-    processes sharing one database; the memory one is process-local by nature."""
+    processes sharing one database; the memory one is process-local by nature.
+    """
 
     def claim(self, record: RunRecord) -> None:
         """Insert a new record (usually ``status=running``).
@@ -395,16 +394,17 @@ class RunStore(Protocol):
         *,
         keep: Collection[str] = (),
         note: str = "",
-        only: Collection[str] | None = None,
-        message: str = INTERRUPTED_MESSAGE,
     ) -> list[RunRecord]:
-        """Finish the running records claimed by ``owners`` (instances known to be dead), of
-        the runs in ``only`` if given, but those in ``keep`` (their work outlives the process:
-        a Job): each becomes ``interrupted``, ``finished_at=now``, ``reason="ProcessDied"``,
-        ``exit_code=None``, ``message`` naming its ``{owner}`` and ending with ``note``,
-        ``output``, ``started_at`` and ``job`` kept. Returns them (oldest first). Records with
-        no owner are never matched. Atomic per record: a concurrent :meth:`complete` either
-        wins or is overwritten, and a record is never reported by two concurrent callers."""
+        """Finish the running records claimed by ``owners`` (instances known to be dead),
+        except the runs whose ids are in ``keep`` (their work outlives the process: a Job).
+
+        Each becomes ``interrupted`` with ``finished_at=now``, ``reason="ProcessDied"``,
+        ``exit_code=None``, a message naming the owner (and ending with ``note``), ``output``,
+        ``started_at`` and ``job`` kept. Returns the updated records (oldest first). Records
+        with no owner are never matched.
+        Atomic per record: a concurrent :meth:`complete` either wins or is overwritten, and a
+        record is never reported by two concurrent callers.
+        """
         ...
 
     def untold(

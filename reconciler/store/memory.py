@@ -24,7 +24,6 @@ from reconciler.core.runs import (
 )
 from reconciler.core.status import is_failure
 from reconciler.store.base import (
-    INTERRUPTED_MESSAGE,
     UNTOLD_MAX,
     DuplicateRun,
     ExclusiveClaim,
@@ -327,8 +326,6 @@ class MemoryRunStore:
         *,
         keep: Collection[str] = (),
         note: str = "",
-        only: Collection[str] | None = None,
-        message: str = INTERRUPTED_MESSAGE,
     ) -> list[RunRecord]:
         now = utc(now)
         dead = set(owners)
@@ -337,10 +334,10 @@ class MemoryRunStore:
         with self._lock:
             self._check_open()
             for key, r in self._records.items():
-                if r.id in kept or (only is not None and r.id not in only):
+                if r.id in kept:
                     continue
                 if r.status is RunStatus.RUNNING and r.owner is not None and r.owner in dead:
-                    self._records[key] = interrupted(r, now, note, message)
+                    self._records[key] = interrupted(r, now, note)
                     done.append(self._records[key])
         return sorted(done, key=_newest_first)
 

@@ -75,12 +75,7 @@ from reconciler.store import (
     sql_tracked,
     sql_warmup,
 )
-from reconciler.store.base import (
-    INTERRUPTED_MESSAGE,
-    DuplicateRun,
-    ExclusiveClaim,
-    StoreUnavailable,
-)
+from reconciler.store.base import DuplicateRun, ExclusiveClaim, StoreUnavailable
 from reconciler.store.query import Cursor, RunPage, RunQuery
 from reconciler.store.records import normalized, utc
 from reconciler.store.sql_errors import (
@@ -393,15 +388,12 @@ class SqlRunStore:
         *,
         keep: Collection[str] = (),
         note: str = "",
-        only: Collection[str] | None = None,
-        message: str = INTERRUPTED_MESSAGE,
     ) -> list[RunRecord]:
         now = utc(now)
         owners = sorted(set(owners))
-        if not owners or (only is not None and not only):
+        if not owners:
             return []
-        chosen = None if only is None else sorted(set(only))
-        stmt = sql_running.mark_interrupted(owners, sorted(set(keep)), now, note, chosen, message)
+        stmt = sql_running.mark_interrupted(owners, sorted(set(keep)), now, note)
         done = sql_rows.records_of(self._write(lambda conn: conn.execute(stmt).all()))
         return sorted(done, key=lambda r: (r.scheduled_at, r.id, r.attempt))
 

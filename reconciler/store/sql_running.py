@@ -67,22 +67,14 @@ def take_over(run_id: str, attempt: int, owner: str) -> tuple[sa.Executable, sa.
     return update, sa.select(runs).where(_c.id == run_id, _c.attempt == attempt)
 
 
-def mark_interrupted(
-    owners: list[str],
-    kept: list[str],
-    now: datetime,
-    note: str,
-    only: list[str] | None = None,
-    message: str = INTERRUPTED_MESSAGE,
-) -> sa.Executable:
-    before, after = message.split("{owner}")
+def mark_interrupted(owners: list[str], kept: list[str], now: datetime, note: str) -> sa.Executable:
+    before, after = INTERRUPTED_MESSAGE.split("{owner}")
     return (
         runs.update()
         .where(
             _c.status == RunStatus.RUNNING.value,
             _c.owner.in_(owners),
             *([_c.id.not_in(kept)] if kept else []),
-            *([] if only is None else [_c.id.in_(only)]),
         )
         .values(
             status=RunStatus.INTERRUPTED.value,

@@ -24,7 +24,7 @@ from pathlib import Path
 from reconciler.controller.reconcile import PassResult
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.store import MemoryRunStore
-from reconciler.store.base import INTERRUPTED_MESSAGE, ExclusiveClaim
+from reconciler.store.base import ExclusiveClaim
 from tests.controller.test_cluster import T0, Replica, World
 from tests.controller.test_reconcile import doc
 
@@ -55,14 +55,10 @@ class Racing(MemoryRunStore):
         *,
         keep: Collection[str] = (),
         note: str = "",
-        only: Collection[str] | None = None,
-        message: str = INTERRUPTED_MESSAGE,
     ) -> list[RunRecord]:
         if self.assigned.is_set():
             self.claimed.wait(DEADLINE)
-        return super().mark_interrupted(
-            owners, now, keep=keep, note=note, only=only, message=message
-        )
+        return super().mark_interrupted(owners, now, keep=keep, note=note)
 
 
 class Loop:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.store import MemoryRunStore
-from reconciler.store.base import INTERRUPTED_MESSAGE, StoreUnavailable
+from reconciler.store.base import StoreUnavailable
 from tests.controller.test_cluster import T0, World, settle
 
 
@@ -29,15 +29,11 @@ class Hiccups(MemoryRunStore):
         *,
         keep: Collection[str] = (),
         note: str = "",
-        only: Collection[str] | None = None,
-        message: str = INTERRUPTED_MESSAGE,
     ) -> list[RunRecord]:
         if self.failures:
             self.failures -= 1
             raise StoreUnavailable("connection reset")
-        return super().mark_interrupted(
-            owners, now, keep=keep, note=note, only=only, message=message
-        )
+        return super().mark_interrupted(owners, now, keep=keep, note=note)
 
 
 def running_run(world: World, task: str, owner: str) -> str:

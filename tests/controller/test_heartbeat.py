@@ -22,7 +22,7 @@ from reconciler.controller.heartbeat import (
 )
 from reconciler.controller.instance import instance_id
 from reconciler.core.runs import PROCESS_DIED, UNTOLD, RunRecord, RunStatus
-from reconciler.store.base import INTERRUPTED_MESSAGE, StoreUnavailable
+from reconciler.store.base import StoreUnavailable
 from reconciler.store.memory import MemoryRunStore
 from tests.controller.test_recover_identity import T0, owner, running, start_time, status
 
@@ -449,15 +449,11 @@ class HalfwayFailing(MemoryRunStore):
         *,
         keep: Collection[str] = (),
         note: str = "",
-        only: Collection[str] | None = None,
-        message: str = INTERRUPTED_MESSAGE,
     ) -> list[RunRecord]:
         if note and self.fail:
             self.fail = False
             raise StoreUnavailable("failover")
-        return super().mark_interrupted(
-            owners, now, keep=keep, note=note, only=only, message=message
-        )
+        return super().mark_interrupted(owners, now, keep=keep, note=note)
 
 
 def test_a_sweep_that_stops_halfway_tells_what_it_marked_and_the_next_goes_on() -> None:
