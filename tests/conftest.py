@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import compileall
+import py_compile
 from pathlib import Path
 
 import pytest
@@ -31,8 +32,14 @@ def pytest_configure(config: pytest.Config) -> None:
     ``PYTHONDONTWRITEBYTECODE`` is set (the image sets it, and so do the machines this suite
     has run on), no process writes the bytecode of a fresh checkout, and each one compiled the
     modules it imports again (the whole package is 0.6 s of CPU). ``compileall`` writes it
-    whatever that says; an interpreter takes it only while it matches its source, so a module
-    edited since is compiled again as before. Once, in the process that starts the xdist
-    workers (or runs the tests itself)."""
+    whatever that says; an interpreter takes it only while it matches its source (its hash), so
+    a module edited since is compiled again as before. Once, in the process that starts the
+    xdist workers (or runs the tests itself)."""
     if not hasattr(config, "workerinput"):
-        compileall.compile_dir(Path(__file__).parents[1] / "reconciler", quiet=2)
+        compileall.compile_dir(
+            Path(__file__).parents[1] / "reconciler",
+            quiet=2,
+            # Checked against the source's hash, not its mtime (whole seconds) and size: a
+            # module edited within the second of its compiling would run stale for good.
+            invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
+        )

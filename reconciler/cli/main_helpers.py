@@ -321,8 +321,7 @@ def existing_paths(values: Sequence[str]) -> list[Path]:
     ``Path`` would take for the current directory. A path that is there but cannot be looked
     at (a folder on its way without search permission, a link crontask may not follow) is
     given to the reading, which says so as the error of that path, as it does when that
-    happens while crontask runs. A path given twice, in one spelling or two, is read once
-    (``rootpaths.one_spelling``)."""
+    happens while crontask runs."""
     paths = [Path(v) for v in values]
     problems: dict[str, list[str]] = {}
     for value, path in zip(values, paths, strict=True):
@@ -333,11 +332,7 @@ def existing_paths(values: Sequence[str]) -> list[Path]:
         said = "; ".join(f"{why}: {', '.join(names)}" for why, names in problems.items())
         print(f"crontask: {said}", file=sys.stderr)
         raise SystemExit(2)  # what the user gave: a usage error
-    # Here, not at the top: the sources import the models, which a command that reads no
-    # definitions must not wait for.
-    from reconciler.sources.rootpaths import one_spelling
-
-    return one_spelling(paths)
+    return paths
 
 
 def absent(path: Path) -> str | None:

@@ -8,12 +8,8 @@ held when it suddenly yields nothing; the outer root does not count them among i
 (each file counted once) nor report the link as "not entered". The order the roots are given
 in changes none of it.
 
-Roots and paths are never resolved (see ``files``): they are compared as ``os.path.abspath``
-spells them, relative ones from the current folder and ``..`` taken off lexically, so that
-``tasks/shared`` and ``$PWD/tasks/shared`` are one folder, and the closest root holding a path
-is the longest. A root given twice so is read once, and one given under another in another
-spelling is respelled with the outer one's (``one_spelling``): the outer walk finds its files
-spelled so, and a file found twice must be one path, not two that define the same tasks.
+Roots and paths are compared as spelled, never resolved (see ``files``): a path found under a
+root is spelled with that root, so the closest root holding it is the longest one.
 
 A root another user may change (its owner, whoever may write it, or a folder on its path:
 ``statedir``'s rule) is warned of once at the start of ``crontask run`` (``checked_roots``):
@@ -37,69 +33,22 @@ log = logging.getLogger("crontask")
 _warned: set[str] = set()
 
 
-def _absolute(path: Path) -> Path:
-    """``path`` as roots are compared: absolute, ``..`` taken off lexically, links not
-    followed (``os.path.abspath``)."""
-    return Path(os.path.abspath(path))
-
-
-def _under(path: str, root: str) -> bool:
-    """Whether the ``os.path.abspath`` spelling ``path`` is or lies under ``root``'s: on
-    strings, as Paths took more than twice as long (this is asked for each file read)."""
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
 def closest_root(roots: Sequence[Path], path: Path) -> Path | None:
-    """The longest of ``roots`` that ``path`` is or lies under, as given; None if it is under
-    none."""
-    spelled = os.path.abspath(path)
-    holding = [(a, root) for root in roots if _under(spelled, a := os.path.abspath(root))]
-    return max(holding, key=lambda held: len(held[0]), default=(None, None))[1]
+    """The longest of ``roots`` that ``path`` is or lies under; None if it is under none."""
+    holding = [root for root in roots if is_within(path, root)]
+    return max(holding, key=lambda root: len(root.parts), default=None)
 
 
 def inner_roots(roots: Sequence[Path], root: Path) -> list[Path]:
     """The other ``roots`` given under ``root``: its files under them are theirs."""
-    outer = os.path.abspath(root)
-    return [
-        other
-        for other in roots
-        if (inner := os.path.abspath(other)) != outer and _under(inner, outer)
-    ]
+    return [other for other in roots if other != root and is_within(other, root)]
 
 
 def not_given(roots: Sequence[Path], links: Sequence[Path]) -> list[Path]:
     """The ``links`` (found by a walk, spelled with its root) that are not themselves one of
     ``roots``: a link given as a root is read as one, not left unread."""
-    given = {os.path.abspath(root) for root in roots}
-    return [link for link in links if os.path.abspath(link) not in given]
-
-
-def one_spelling(roots: Sequence[Path]) -> list[Path]:
-    """``roots`` read once each: one that is another's path in another spelling is left out,
-    and one under another is spelled with the outermost (``tasks/shared`` beside
-    ``$PWD/tasks``: ``$PWD/tasks/shared``), unless that spelling leads elsewhere (``..``
-    after a link goes up from where the link leads, not lexically): then it stays as given."""
-    first: dict[Path, Path] = {}
-    for root in roots:
-        first.setdefault(_absolute(root), root)
-    spelled = []
-    for place, root in first.items():
-        outer = min(
-            (a for a in first if a != place and is_within(place, a)),
-            key=lambda a: len(a.parts),
-            default=None,
-        )
-        respelled = root if outer is None else first[outer] / place.relative_to(outer)
-        spelled.append(respelled if _same_file(respelled, root) else root)
-    return spelled
-
-
-def _same_file(one: Path, other: Path) -> bool:
-    """Whether both lead to one file; one that cannot be looked at is only itself."""
-    try:
-        return os.path.samefile(one, other)
-    except OSError:
-        return one == other
+    given = {root.absolute() for root in roots}
+    return [link for link in links if link.absolute() not in given]
 
 
 def checked_roots(roots: Sequence[Path]) -> None:
