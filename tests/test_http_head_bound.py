@@ -23,7 +23,7 @@ from reconciler.runner.http import HttpRun
 from reconciler.sinks import notify_delivery
 from reconciler.sinks.metrics import Metrics
 from reconciler.sinks.notify_delivery import Delivery, Message
-from tests.http_servers import CONTINUE, interim_flood, serving
+from tests.http_servers import CONTINUE, Answer, interim_flood, serving
 from tests.notify.test_notifier import config, counts
 
 # Seconds: generous, only to tell "bounded" from "for as long as the timeout". Each attempt
@@ -137,6 +137,26 @@ def test_a_head_as_large_as_httpx_reads_is_read_as_before() -> None:
     assert outcome.output.startswith("bbbb")
 
 
+def writing(data: bytes) -> Answer:
+    """An answer of ``data``, in one write."""
+
+    async def answer(writer: asyncio.StreamWriter) -> None:
+        writer.write(data)
+        await writer.drain()
+
+    return answer
+
+
+def outcome_against(answer: Answer) -> Outcome:
+    """An http task's outcome against a server answering with ``answer``."""
+
+    async def scenario() -> Outcome:
+        async with serving(answer) as server:
+            return await asyncio.wait_for(http_task(f"{server.url}/").run(), BOUND)
+
+    return asyncio.run(scenario())
+
+
 def interim_then_final(
     interim: int, *, final_after: float
 ) -> Callable[[asyncio.StreamWriter], Awaitable[None]]:
@@ -179,15 +199,7 @@ def test_interim_heads_past_their_bound_in_one_read_with_the_final_one_fail_the_
     burst = CONTINUE * (httpclient.INTERIM_MAX + 1) + final
     assert len(burst) < httpclient.HEAD_READ  # one read
 
-    async def answer(writer: asyncio.StreamWriter) -> None:
-        writer.write(burst)
-        await writer.drain()
-
-    async def scenario() -> Outcome:
-        async with serving(answer) as server:
-            return await asyncio.wait_for(http_task(f"{server.url}/").run(), BOUND)
-
-    outcome = asyncio.run(scenario())
+    outcome = outcome_against(writing(burst))
     assert (outcome.status, outcome.reason) == (RunStatus.FAILED, "RequestFailed")
     assert httpclient.TOO_MANY_INTERIM in outcome.message
 
@@ -199,11 +211,7 @@ def test_as_many_interim_heads_as_the_bound_are_read_as_before(split: bool) -> N
     that it comes in a read of its own): the request succeeds."""
     answer = interim_then_final(httpclient.INTERIM_MAX, final_after=0.2 if split else 0.0)
 
-    async def scenario() -> Outcome:
-        async with serving(answer) as server:
-            return await asyncio.wait_for(http_task(f"{server.url}/").run(), BOUND)
-
-    outcome = asyncio.run(scenario())
+    outcome = outcome_against(answer)
     assert (outcome.status, outcome.exit_code, outcome.output) == (RunStatus.SUCCEEDED, 200, "ok")
 
 
@@ -235,15 +243,7 @@ def test_blank_lines_in_a_body_read_with_the_final_head_end_no_head() -> None:
     answer += b"Content-Length: %d\r\n\r\n" % len(body) + body
     assert len(answer) < httpclient.HEAD_READ  # one read
 
-    async def write(writer: asyncio.StreamWriter) -> None:
-        writer.write(answer)
-        await writer.drain()
-
-    async def scenario() -> Outcome:
-        async with serving(write) as server:
-            return await asyncio.wait_for(http_task(f"{server.url}/").run(), BOUND)
-
-    outcome = asyncio.run(scenario())
+    outcome = outcome_against(writing(answer))
     assert (outcome.status, outcome.exit_code) == (RunStatus.SUCCEEDED, 200)
     assert outcome.output == body.decode()
 

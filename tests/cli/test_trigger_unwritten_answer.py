@@ -37,17 +37,7 @@ def test_a_started_run_whose_answer_is_not_written_is_named_on_stderr(
             lambda: re.search(r'msg="api listening" address=(\S+)', log.read_text()),
         )
         server = f"http://{listening.group(1)}"
-        with open("/dev/full", "w") as full:
-            done = subprocess.run(
-                [sys.executable, "-m", "reconciler", "trigger", "default/t", "--server", server]
-                + (["--json"] if as_json else []),
-                env={**os.environ, "PYTHONPATH": str(ROOT), "CRONTASK_TOKEN": ""},
-                stdout=full,
-                stderr=subprocess.PIPE,
-                text=True,
-                timeout=60,
-                check=False,
-            )
+        done = trigger_into_full(server, *(["--json"] if as_json else []))
         runs = httpx.get(f"{server}/api/v1/runs", params={"task": "default/t"}, timeout=10)
         runs.raise_for_status()
     finally:
@@ -63,6 +53,29 @@ def test_a_started_run_whose_answer_is_not_written_is_named_on_stderr(
         rf"--server {re.escape(server)}` before triggering it again",
         said[0],
     ), said
+
+
+def trigger_into_full(server: str, *flags: str) -> subprocess.CompletedProcess[str]:
+    """``crontask trigger default/t`` of ``server``, its stdout a full disk."""
+    with open("/dev/full", "w") as full:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "reconciler",
+                "trigger",
+                "default/t",
+                "--server",
+                server,
+                *flags,
+            ],
+            env={**os.environ, "PYTHONPATH": str(ROOT), "CRONTASK_TOKEN": ""},
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
 
 def _started(proc: subprocess.Popen[bytes], log: Path) -> bool:
@@ -92,16 +105,8 @@ class _Skipping(BaseHTTPRequestHandler):
 def test_a_skipped_run_whose_answer_is_not_written_says_nothing_ran() -> None:
     """A run the server recorded skipped ran nothing: triggering again is no second run, and
     stderr says so rather than 'started all the same'."""
-    with serve_http(_Skipping) as server, open("/dev/full", "w") as full:
-        done = subprocess.run(
-            [sys.executable, "-m", "reconciler", "trigger", "default/t", "--server", server],
-            env={**os.environ, "PYTHONPATH": str(ROOT), "CRONTASK_TOKEN": ""},
-            stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+    with serve_http(_Skipping) as server:
+        done = trigger_into_full(server)
     assert done.returncode == OUTPUT_FAILED
     assert done.stderr.splitlines() == [
         "crontask: cannot write output: No space left on device; default/t: run default.t.x "
