@@ -40,6 +40,8 @@ def pytest_configure(config: pytest.Config) -> None:
             Path(__file__).parents[1] / "reconciler",
             quiet=2,
             # Checked against the source's hash, not its mtime (whole seconds) and size: a
-            # module edited within the second of its compiling would run stale for good.
+            # module edited within the second of its compiling would run stale. Forced, as
+            # compileall takes a file of the same mtime for up to date (0.45 s of CPU a run).
+            force=True,
             invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
         )

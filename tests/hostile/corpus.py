@@ -317,6 +317,7 @@ def build(folder: Path, scratch: Path, only: str | None = None) -> list[Case]:
         "5:3",
         "spec.schedule: required field is empty (null): give it a value",
     )
+    text("control-chars.yaml", "a: \x1b[31mred\n", "1:4", "unacceptable character #x001b")
     text("bom.yaml", "\ufeff" + HEAD + "  bogus: 1\n" + TAIL, "6:3", "spec.bogus: unknown field")
     rnd = random.Random(1)  # noqa: S311 - junk, not a secret
     junk = bytes(rnd.randrange(256) for _ in range(4096))
