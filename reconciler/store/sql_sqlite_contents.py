@@ -50,7 +50,7 @@ def refuse_foreign(path: Path) -> None:
                 return
             # The refusals ``migrate`` makes on its first look, made here before the privacy
             # step; it makes them again (what is here now may have changed meanwhile).
-            migrations._known(conn, current)
+            migrations.refuse_unknown(conn, current)
             tables = sorted(sa.inspect(conn).get_table_names())
     except exc.DBAPIError:
         return

@@ -143,7 +143,7 @@ def _no_such_column(err: sa.exc.DBAPIError) -> bool:
     )
 
 
-def _known(connection: Connection, current: str | None) -> None:
+def refuse_unknown(connection: Connection, current: str | None) -> None:
     """Refuse a database whose revision (``current``) no crontask this old or older wrote, or
     which has none but holds crontask's tables already: something else is there, and
     upgrading would fail on it halfway (a table that exists) or write into it."""
@@ -155,7 +155,7 @@ def _known(connection: Connection, current: str | None) -> None:
         # Another process may have made the store since ``current`` was read (PostgreSQL
         # reads each statement anew): its revision is there then.
         if (now := current_revision(connection)) is not None:
-            _known(connection, now)
+            refuse_unknown(connection, now)
             return
         tables = ", ".join(repr(name) for name in found)
         _not_ours(connection, f"it holds the table(s) {tables} but no schema revision")
@@ -246,7 +246,7 @@ def check(engine: Engine, *, lock_wait: int | None = None) -> None:
             conn.execute(sql_schema.LOCK_WAIT, {"ms": str(lock_wait)})  # this transaction only
         current = current_revision(conn)
         if current != HEAD:
-            _known(conn, current)
+            refuse_unknown(conn, current)
     if current == HEAD or _ahead(current):
         return
     if current is None:
@@ -283,7 +283,7 @@ def migrate(engine: Engine) -> None:
             with conn.begin():
                 current = current_revision(conn)
                 if current != HEAD:
-                    _known(conn, current)
+                    refuse_unknown(conn, current)
         if current == HEAD:
             return  # the common case: no lock taken
         if current is not None and _ahead(current):
@@ -367,7 +367,7 @@ def _migrate_locked(conn: Connection) -> bool:
         # Read again under the lock: another process may have made the store meanwhile
         # (its tables are then crontask's), or something else may have.
         if (now := current_revision(conn)) != HEAD:
-            _known(conn, now)
+            refuse_unknown(conn, now)
         if now is not None and _ahead(now):  # a newer crontask migrated it meanwhile
             _run_on_newer(now)
             return False
