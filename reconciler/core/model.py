@@ -237,7 +237,7 @@ def json_schema() -> dict[str, Any]:
     """The JSON Schema of one CronTask document, for editors and CI."""
     schema = CronTask.model_json_schema(by_alias=True)
     for node in [schema, *schema.get("$defs", {}).values()]:
-        _null_is_absent(node)
+        _nullable_when_optional(node)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://crontask.dev/schemas/v1alpha1/crontask.schema.json",
@@ -247,7 +247,7 @@ def json_schema() -> dict[str, Any]:
     }
 
 
-def _null_is_absent(node: dict[str, Any]) -> None:
+def _nullable_when_optional(node: dict[str, Any]) -> None:
     """Lets each field of the object ``node`` that may be left out be null, as the model
     takes it (``core.fields``: the default applies). The CRD's conversion makes such a field
     plain again: the API server prunes the null."""
