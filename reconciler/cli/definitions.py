@@ -40,6 +40,7 @@ from reconciler.core.desired import (
 )
 from reconciler.core.model import CronTask, json_schema
 from reconciler.core.plan import FieldChange, Operation, plan
+from reconciler.core.schedule.zones import MAX_YEAR
 from reconciler.core.urls import redact_request_url, redact_url
 from reconciler.host import usable_cores
 from reconciler.scheduling.base import schedule_of
@@ -417,7 +418,16 @@ def _next_report(definition: Definition, start: datetime, n: int) -> dict[str, A
     }
     if spec.suspend:
         report["suspended"] = True
-    report["next"] = [t.isoformat() for t in schedule.fire_times(start, n)]
+    times = schedule.fire_times(start, n)
+    if len(times) < n:
+        # Slots are searched up to the year MAX_YEAR: a short list must not pass for the
+        # whole answer (said on stderr, so that what scripts read keeps its shape).
+        print(
+            f"crontask: {definition.key}: {len(times)} of {n} slots: none later before the year"
+            f" {MAX_YEAR + 1}",
+            file=sys.stderr,
+        )
+    report["next"] = [t.isoformat() for t in times]
     return report
 
 
