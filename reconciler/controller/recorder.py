@@ -122,6 +122,11 @@ class Recorder(Claiming):
         self._answers = 0
         self._answer = asyncio.Event()
         self._cut_at = -CUT_EVERY  # the loop's time such a write last ended a backoff
+        # An outage is warned of once, at its first batch kept, not at each batch after it
+        # (two tasks a second logged 26 lines in 13 s); the others are counted, and the count
+        # goes with "run store back".
+        self._outage_told = False
+        self._kept_after_told = 0
         # Kept skips whose caller hears of them once written (``add``, ``save``): keys in the
         # buffer, and a ``save``'s on its way.
         self._told: dict[Key, Callable[[RunRecord], None]] = {}
@@ -244,10 +249,11 @@ class Recorder(Claiming):
         self, batch: Batch, message: str, err: StoreUnavailable, mode: Mode
     ) -> None:
         """The batch waits in the buffer; each of its callers hears False (not written)."""
-        log.warning(
-            message,
-            extra={"fields": {"runs": len(batch), "error": str(err)}},
-        )
+        if self._outage_told:
+            self._kept_after_told += len(batch)
+        else:
+            self._outage_told = True
+            log.warning(message, extra={"fields": {"runs": len(batch), "error": str(err)}})
         for record, done in batch:
             self._keep(record, mode)
             self._lane.answer(done, False)  # a claim's waiter may have cancelled it
@@ -420,7 +426,11 @@ class Recorder(Claiming):
             self._written(batch, created)
             delay, size = self.retry_initial, min(size * 2, SAVE_BATCH)
             alone.clear()
-        log.info("run store back; pending records written")
+        log.info(
+            "run store back; pending records written",
+            extra={"fields": {"kept_since_warning": self._kept_after_told}},
+        )
+        self._outage_told, self._kept_after_told = False, 0
 
     async def _backoff(self, delay: float, tried: int) -> None:
         """Wait ``delay`` seconds before the store is tried again, or until ``retry_now``, or
