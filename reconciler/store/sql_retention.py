@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import time
 from collections.abc import Callable, Container, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -66,6 +67,11 @@ _PRUNE_TX_TASKS: Final = 200
 # lock again at once could keep it out for seconds (1.8 s measured at 200 000 deletions).
 SQLITE_PRUNE_PAUSE: Final = 0.1
 _DELETE_CHUNK: Final = 500  # ids per DELETE ... IN (...): under SQLite's variable limit
+# A long prune says how far it is every so often: 300 000 rows took 25 s without a word,
+# "history pruned" only at the end.
+PROGRESS_EVERY: Final = 10.0
+
+log = logging.getLogger("crontask.store")
 
 _c = runs.c
 
@@ -144,6 +150,7 @@ def prune(
     aged = None if max_age is None else _AgedPrune(now - max_age, now)
     deleted = 0
     first = True
+    said = time.monotonic()
     while pending or (aged is not None and not aged.done):
         if not first:
             time.sleep(pause)
@@ -166,6 +173,10 @@ def prune(
             elif aged is not None:  # bounded transactions again: the first may delete a lot
                 aged.step(conn, budget, kept)
         deleted += budget.deleted
+        if time.monotonic() - said >= PROGRESS_EVERY:
+            said = time.monotonic()
+            fields = {"deleted": deleted, "tasks_left": len(pending)}
+            log.info("history pruning under way", extra={"fields": fields})
     return deleted
 
 
