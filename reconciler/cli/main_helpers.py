@@ -321,7 +321,9 @@ def existing_paths(values: Sequence[str]) -> list[Path]:
     ``Path`` would take for the current directory. A path that is there but cannot be looked
     at (a folder on its way without search permission, a link crontask may not follow) is
     given to the reading, which says so as the error of that path, as it does when that
-    happens while crontask runs."""
+    happens while crontask runs. A path given twice, relative and absolute, is read once, and
+    one under another in the other spelling is spelled as the outer one
+    (``rootpaths.one_spelling``)."""
     paths = [Path(v) for v in values]
     problems: dict[str, list[str]] = {}
     for value, path in zip(values, paths, strict=True):
@@ -332,7 +334,11 @@ def existing_paths(values: Sequence[str]) -> list[Path]:
         said = "; ".join(f"{why}: {', '.join(names)}" for why, names in problems.items())
         print(f"crontask: {said}", file=sys.stderr)
         raise SystemExit(2)  # what the user gave: a usage error
-    return paths
+    if len(paths) < 2:  # nothing to compare: the sources' modules stay unloaded until read
+        return paths
+    from reconciler.sources.rootpaths import one_spelling
+
+    return one_spelling(paths)
 
 
 def absent(path: Path) -> str | None:

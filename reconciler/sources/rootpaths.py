@@ -9,7 +9,14 @@ held when it suddenly yields nothing; the outer root does not count them among i
 in changes none of it.
 
 Roots and paths are compared as spelled, never resolved (see ``files``): a path found under a
-root is spelled with that root, so the closest root holding it is the longest one.
+root is spelled with that root, so the closest root holding it is the longest one. For that,
+the command line's roots are respelled once, at start (``one_spelling``, from
+``existing_paths``), never per file: ``tasks`` and ``$PWD/tasks/shared`` are two spellings of
+one path, so the inner one takes the outer one's (``tasks/shared``), the spelling the outer walk
+finds its files by (two spellings of one file would define its tasks twice), and ``tasks`` and
+``$PWD/tasks`` are read once. Nothing else is taken for the same path: not ``..`` taken off
+(after a link it goes up from where the link leads), not two links to one folder. Those are read
+as given, and a task found twice is reported defined twice: loud, never a folder left unread.
 
 A root another user may change (its owner, whoever may write it, or a folder on its path:
 ``statedir``'s rule) is warned of once at the start of ``crontask run`` (``checked_roots``):
@@ -49,6 +56,26 @@ def not_given(roots: Sequence[Path], links: Sequence[Path]) -> list[Path]:
     ``roots``: a link given as a root is read as one, not left unread."""
     given = {root.absolute() for root in roots}
     return [link for link in links if link.absolute() not in given]
+
+
+def one_spelling(roots: Sequence[Path]) -> list[Path]:
+    """``roots`` in the order given, each spelling once, and each one under another respelled
+    with the outermost one's spelling (the walk of that one finds its files so). Spellings are
+    compared as ``Path.absolute`` makes them: the current folder put before a relative one,
+    nothing else changed (``..`` kept, no link followed), so a respelling names the very path
+    given, today and after any link on the way changes."""
+    given: dict[Path, Path] = {}
+    for root in roots:
+        given.setdefault(root.absolute(), root)
+    spelled = []
+    for place, root in given.items():
+        outer = min(
+            (other for other in given if other != place and is_within(place, other)),
+            key=lambda other: len(other.parts),
+            default=None,
+        )
+        spelled.append(root if outer is None else given[outer] / place.relative_to(outer))
+    return spelled
 
 
 def checked_roots(roots: Sequence[Path]) -> None:
