@@ -19,7 +19,8 @@ trigger that waited out the scheduler) do not say whether a run started, and are
 before. A run the server took and recorded skipped (nothing ran) is exit
 status :data:`SKIPPED`, with or without ``--json``; one it took but that has not started yet
 (``pending``: a ``Replace`` run waiting for the run it replaces to stop) is exit status
-:data:`PENDING`, its line saying what it waits for.
+:data:`PENDING`, its line saying what it waits for; one whose answer says it already ended
+without success (it could not start) is :data:`ENDED_UNSUCCESSFULLY`, with its reason.
 
 The calls, and the bounds that keep a server which misbehaves from hanging or flooding the
 command, are :mod:`~reconciler.cli.client`'s; here, every string of an answer printed for a
@@ -84,6 +85,12 @@ SKIPPED: Final = 3
 # waits for the run it replaces to stop, and it may yet be skipped): not 0 either, for the
 # same reason, nor SKIPPED, as it will most likely run. Look with `crontask runs KEY`.
 PENDING: Final = 4
+# The server took the trigger, and its answer says the run already ended without success:
+# most often it could not start (``failed``, reason StartFailed: a command not found). Not 0,
+# so that `trigger X && ...` does not go on as if it ran; not 1, which says the run may have
+# started and the outcome is not known.
+ENDED_UNSUCCESSFULLY: Final = 5
+_UNSUCCESSFUL: Final = frozenset({"failed", "timedOut", "interrupted"})
 
 
 def add_server_arg(parser: argparse.ArgumentParser) -> None:
@@ -121,6 +128,8 @@ def add_parsers(commands: Any) -> None:
         f"took it and the run started, {SKIPPED} when the server recorded it skipped (nothing "
         f"ran), {PENDING} when it took it but the run has not started yet (under Replace, it "
         "waits for the run it replaces to stop: look with `crontask runs KEY --server URL`), "
+        f"{ENDED_UNSUCCESSFULLY} when its answer says the run already ended without success "
+        "(most often it could not start: the reason is printed), "
         f"{NOT_TRIGGERED} when it surely did not take it (try again later), 1 on any "
         "other error (the run may have started: look with `crontask runs KEY --server URL`).",
     )
@@ -244,9 +253,13 @@ def run_trigger(args: argparse.Namespace) -> int:
             raise OutputError(
                 f"{err}; {args.key}: run {run_id} recorded skipped (nothing ran)"
             ) from None
+        if status in _UNSUCCESSFUL:  # it ran, or tried to, and ended: not going on
+            raise OutputError(f"{err}; {args.key}: run {run_id} recorded {status}") from None
         word = "pending" if status == "pending" else "started"
         taken = f"{args.key}: run {run_id} {word} all the same"
         raise OutputError(f"{err}; {taken}: {_look_first(args.key, server)}") from None
+    if status in _UNSUCCESSFUL:
+        return ENDED_UNSUCCESSFULLY
     return SKIPPED if status == "skipped" else PENDING if status == "pending" else 0
 
 
@@ -255,10 +268,10 @@ def _print_run(args: argparse.Namespace, run: dict[str, Any]) -> None:
     status = run.get("status")
     if args.json:
         print_json(run)
-    elif status == "skipped":
+    elif status == "skipped" or status in _UNSUCCESSFUL:
         why = shown(run.get("message") or run.get("reason"), "no reason given")
         reason = shown(run.get("reason"), "None")
-        print(f"{args.key}: run {shown(run['id'])} skipped ({reason}): {why}")
+        print(f"{args.key}: run {shown(run['id'])} {status} ({reason}): {why}")
     elif status == "pending":  # not started yet: what it waits for, and where to look
         why = shown(run.get("message"), "no reason given")
         print(f"{args.key}: run {shown(run['id'])} pending: {why}")
