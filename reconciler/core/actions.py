@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from reconciler.core.fields import MAX_ITEMS, Label, LabelValue, Model, Text
+from reconciler.core.fields import MAX_ITEMS, Label, LabelValue, Model, Text, not_blank
 from reconciler.core.jobspec import (
     CRONTASK_JOB_ANNOTATIONS,
     MAX_ANNOTATIONS_BYTES,
@@ -123,14 +123,10 @@ class CommandAction(Model):
             raise ValueError("the first argument (the program) must not be empty")
         return args
 
-    @field_validator("working_dir", mode="before")
-    @classmethod
-    def _working_dir_named(cls, path: object) -> object:
-        # "" is no folder: every run failed to start. Before the length bound, whose words
-        # ("at least 1 character") say nothing of what leaving it out does.
-        if isinstance(path, str) and not path.strip():
-            raise ValueError("must not be empty (leave it out to run in crontask's folder)")
-        return path
+    # "" is no folder: every run failed to start.
+    _working_dir_named = field_validator("working_dir", mode="before")(
+        not_blank("leave it out to run in crontask's folder")
+    )
 
     @field_validator("env", mode="before")
     @classmethod
@@ -201,9 +197,22 @@ class ValueSource(Model):
     """Where a secret value comes from, so that it is never committed to git."""
 
     env: str | None = Field(
-        None, max_length=256, description="An environment variable of crontask's process."
+        None,
+        min_length=1,
+        max_length=256,
+        description="An environment variable of crontask's process.",
     )
-    file: Path4K | None = Field(None, description="A file, e.g. a mounted Kubernetes Secret.")
+    file: Path4K | None = Field(
+        None, min_length=1, description="A file, e.g. a mounted Kubernetes Secret."
+    )
+
+    # "" names no variable and no file: every run failed.
+    _env_named = field_validator("env", mode="before")(
+        not_blank("name the environment variable the header's value is read from")
+    )
+    _file_named = field_validator("file", mode="before")(
+        not_blank("name the file the header's value is read from")
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ValueSource:

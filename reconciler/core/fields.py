@@ -8,6 +8,7 @@ made of these, so that a bound holds alike wherever a value of its kind appears.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
@@ -74,6 +75,19 @@ class Model(BaseModel):
             if len(_FIELD_SETS) < _FIELD_SETS_MAX:
                 _FIELD_SETS[shape] = given
         object.__setattr__(self, "__pydantic_fields_set__", shared)
+
+
+def not_blank(hint: str) -> Callable[[object], object]:
+    """A field validator (``mode="before"``) of a path or a name that may be left out: an empty
+    or blank one names nothing, and every run would fail. It says ``must not be empty (hint)``
+    before the length bound, whose words ("at least 1 character") say nothing of the field."""
+
+    def check(value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError(f"must not be empty ({hint})")
+        return value
+
+    return check
 
 
 @functools.cache

@@ -20,7 +20,9 @@ and removed the CronTask. ``objects_note`` says on which lines such objects star
 A document is split once (``split_objects``), whatever the number of its errors: its task key
 (``key_of_split``) and its note are read from that one ``Split``.
 
-A ``namespace`` that is present but not a string (``1``, ``null``, ``yes``) names no task.
+A ``namespace`` with no value (``namespace:``, ``~``, ``null``) is the default one, as the model
+reads it (``core.fields``: the default applies); one present but not a string (``1``, ``yes``)
+names no task.
 
 A document with a YAML syntax error is never built: the parser stops at the error. Its key is
 read from the parse events of that document before the error (``key_before_error``), within
@@ -42,6 +44,8 @@ from reconciler.core.runs import DNS1123_LABEL
 from reconciler.sources.limits import YamlLimits
 from reconciler.sources.yamlpositions import Lines
 from reconciler.sources.yamlwalk import MAP, MERGE, STR
+
+NULL = "tag:yaml.org,2002:null"  # an empty value: its field left out, as the model reads it
 
 KIND_FIELDS = ("apiVersion", "kind")
 HEADER = ("apiVersion", "kind", "metadata")
@@ -86,7 +90,7 @@ def key_of_split(split: Split) -> str | None:
     names = {}
     for field in ("name", "namespace"):
         value = plain_value(metadata[1], field)
-        if value is None:
+        if value is None or (isinstance(value, yaml.ScalarNode) and value.tag == NULL):
             continue
         if not (isinstance(value, yaml.ScalarNode) and value.tag == STR):
             return None  # a namespace of 1 is no namespace, and not the default one
@@ -239,7 +243,8 @@ def key_of(data: Any) -> str | None:
     metadata = data.get("metadata")
     if not isinstance(metadata, dict):
         return None
-    name, namespace = metadata.get("name"), metadata.get("namespace", "default")
+    name, namespace = metadata.get("name"), metadata.get("namespace")
+    namespace = "default" if namespace is None else namespace  # empty: the default (model)
     if _is_label(name) and _is_label(namespace):
         return f"{namespace}/{name}"
     return None
@@ -369,6 +374,8 @@ class _Header:
                 self._open.append(_Open(path, True))
             return not self.gave_up
         if path in _SCALARS:
+            if type(event) is yaml.ScalarEvent and self._tag(event) == NULL:
+                return False  # an empty value: as if the field were left out
             name = self._string(event) if type(event) is yaml.ScalarEvent else None
             self.fields[path] = _NOT_PLAIN if name is None else name
         return False

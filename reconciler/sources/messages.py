@@ -15,7 +15,7 @@ import datetime
 import difflib
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 import annotated_types
 from pydantic import BaseModel, ValidationError
@@ -35,6 +35,10 @@ Loc = tuple[str | int, ...]
 _RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
 _CHOICE_ERRORS = frozenset({"enum", "literal_error"})
 _KEY = "[key]"  # what pydantic's location adds after a mapping key that failed
+_DNS_LABEL = (
+    "a DNS-1123 label (lower-case letters, digits and '-', starting and ending with a letter "
+    "or digit)"
+)
 
 # A file committed to Git LFS is, in the commit, a pointer: three lines of text (its spec URL,
 # the object's oid, its size) that YAML reads as one string.
@@ -121,7 +125,7 @@ def message(item: Any) -> str:
     if item["input"] is None and _required(loc):
         # An empty value of a field that may be left out is left out (``core.fields``): this
         # one may not, and "" is no value of it either.
-        return "required field is empty (null): give it a value"
+        return f"required field is empty (null): give it {_fixed(loc) or 'a value'}"
     if kind == "extra_forbidden":
         return "unknown field" + _suggestion(loc)
     if kind == "string_type":
@@ -135,13 +139,15 @@ def message(item: Any) -> str:
     if kind == "list_type":
         return f"a list (not {_shape(item['input'])})"
     if kind == "missing":
-        return "required field is missing"
+        fixed = _fixed(loc)
+        return "required field is missing" + (f": give it {fixed}" if fixed else "")
     if kind == "string_pattern_mismatch" and context.get("pattern") == DNS1123_LABEL:
         value = str(item["input"])
-        return (
-            f"'{excerpt(value)}'{label_slip(value)} is not a DNS-1123 label (lower-case letters, "
-            "digits and '-', starting and ending with a letter or digit)"
-        )
+        return f"'{excerpt(value)}'{label_slip(value)} is not {_DNS_LABEL}"
+    if kind == "string_too_short" and item["input"] == "" and (label := _label(loc)) is not None:
+        # Before the pattern, pydantic's length bound ("at least 1 character") says nothing of
+        # what a name is, nor of leaving it out.
+        return f"must not be empty: {_DNS_LABEL}{label}"
     if kind in _RANGE_ERRORS and (allowed := _range(loc)) is not None:
         return f"{excerpt(str(item['input']))} is out of range: allowed {allowed}"
     if kind in _CHOICE_ERRORS:
@@ -224,6 +230,31 @@ def _required(loc: Loc) -> bool:
     """Whether ``loc`` names a required field of the model (not an entry of a list or map)."""
     found = _field(loc) if loc and isinstance(loc[-1], str) else None
     return found is not None and found[1].is_required()
+
+
+def _fixed(loc: Loc) -> str | None:
+    """``the value 'CronTask'`` for a field that has one value, as a wrong value's message
+    names it (``apiVersion``, ``kind``); None for any other field."""
+    found = _field(loc) if loc and isinstance(loc[-1], str) else None
+    if found is None or get_origin(annotation := found[1].annotation) is not Literal:
+        return None
+    return "the value " + " or ".join(repr(value) for value in get_args(annotation))
+
+
+def _label(loc: Loc) -> str | None:
+    """What the message of an empty DNS-1123 label at ``loc`` adds (``, or leave it out for
+    'default'``, nothing for a required one); None when ``loc`` is no label field."""
+    found = _field(loc) if loc and isinstance(loc[-1], str) else None
+    if found is None:
+        return None
+    field = found[1]
+    types = get_args(field.annotation)  # Label | None: the label's rules are in its type
+    rules = [*field.metadata, *(r for t in types for r in getattr(t, "__metadata__", ()))]
+    if not any(getattr(rule, "pattern", None) == DNS1123_LABEL for rule in rules):
+        return None
+    if field.is_required():
+        return ""
+    return f", or leave it out for {field.default!r}" if field.default else ", or leave it out"
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:

@@ -317,6 +317,28 @@ def build(folder: Path, scratch: Path, only: str | None = None) -> list[Case]:
         "5:3",
         "spec.schedule: required field is empty (null): give it a value",
     )
+    # A null kind, an empty namespace: each told what it takes, not in pydantic's words.
+    text(
+        "null-kind.yaml",
+        HEAD.replace(" CronTask", "") + TAIL,
+        "2:1",
+        "kind: required field is empty (null): give it the value 'CronTask'",
+    )
+    text(
+        "empty-namespace.yaml",
+        HEAD.replace("hostile}", 'hostile, namespace: ""}') + TAIL,
+        "3:27",
+        "metadata.namespace: must not be empty: a DNS-1123 label (lower-case letters, digits and "
+        "'-', starting and ending with a letter or digit), or leave it out for 'default'",
+    )
+    # Accepted, every run failed: "" is no file to read a header's value from.
+    text(
+        "empty-value-file.yaml",
+        HEAD + '  http: {url: "https://a.example/", headers: [{name: A, valueFrom: {file: ""}}]}\n',
+        "6:69",
+        "spec.http.headers[0].valueFrom.file: must not be empty (name the file the header's value "
+        "is read from)",
+    )
     text("control-chars.yaml", "a: \x1b[31mred\n", "1:4", "unacceptable character #x001b")
     text("bom.yaml", "\ufeff" + HEAD + "  bogus: 1\n" + TAIL, "6:3", "spec.bogus: unknown field")
     rnd = random.Random(1)  # noqa: S311 - junk, not a secret
@@ -454,6 +476,9 @@ CASES = [
     "every-forever.yaml",
     "empty-working-dir.yaml",
     "null-required.yaml",
+    "null-kind.yaml",
+    "empty-namespace.yaml",
+    "empty-value-file.yaml",
     "control-chars.yaml",
     "bom.yaml",
     "binary-junk.yaml",

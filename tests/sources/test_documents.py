@@ -162,7 +162,8 @@ def test_a_crontask_with_a_mistyped_api_version_is_an_error_not_ignored(version:
 
 def test_a_document_without_group_must_be_a_crontask() -> None:
     assert errors_of("kind: CronTask\nmetadata: {name: x}\nspec: {}\n")[0] == (
-        "t.yaml:1:1: apiVersion: required field is missing"
+        "t.yaml:1:1: apiVersion: required field is missing: give it the value "
+        "'crontask.dev/v1alpha1'"
     )
 
 

@@ -106,7 +106,8 @@ def test_the_values_of_all_documents_of_a_file_are_bounded_together() -> None:
     # than the text: the file's budget (max_values + 2 per character) runs out.
     small = "a: &a [x,x,x,x]\nb: &b [*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b]\nd: [*c,*c,*c,*c]\n"
     limits = YamlLimits(max_values=500, max_errors=1000)
-    assert parse_text(small, "t.yaml", limits=limits).errors[0].message.endswith("missing")
+    first = parse_text(small, "t.yaml", limits=limits).errors[0].message
+    assert first.startswith("apiVersion: required field is missing")
     text = "---\n".join([small] * 50)
     budget = limits.file_values(len(text))
     errors = parse_text(text, "t.yaml", limits=limits).errors

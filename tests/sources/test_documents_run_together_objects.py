@@ -2,7 +2,7 @@
 ``---``), the ``metadata`` of the object that says it is a CronTask, the keys split into objects
 where a key repeats; a ``metadata`` repeated alone after a CronTask is a stray object's, not
 the task's name (as 0.5.0 had it, PyYAML's last); a ``namespace`` present but not a string
-names none."""
+names none, one with no value the default namespace (as the model reads it)."""
 
 from __future__ import annotations
 
@@ -78,13 +78,24 @@ def test_a_stray_metadata_after_a_task_s_body_is_not_its_name(text: str, key: st
     assert _keys(text) == {key}
 
 
-@pytest.mark.parametrize("namespace", ["1", "null", "yes", "[a]"])
-def test_a_namespace_that_is_not_a_string_names_no_task(namespace: str) -> None:
+def _broken(namespace: str) -> list[str]:
+    """A task of that namespace broken by a repeated key (named from its data) and by a
+    value over the nesting bound (named from its nodes)."""
     meta = f"metadata: {{name: ns, namespace: {namespace}}}\n"
     dup = API + "kind: CronTask\n" + meta + 'spec: {schedule: "* * * * *", schedule: x}\n'
-    assert _keys(dup) == {None}
     deep = API + "kind: CronTask\n" + meta + "spec: {x: " + "[" * 200 + "]" * 200 + "}\n"
-    assert _keys(deep) == {None}
+    return [dup, deep]
+
+
+@pytest.mark.parametrize("namespace", ["1", "yes", "[a]", '""'])
+def test_a_namespace_that_is_not_a_string_names_no_task(namespace: str) -> None:
+    assert [_keys(text) for text in _broken(namespace)] == [{None}, {None}]
+
+
+@pytest.mark.parametrize("namespace", ["", "~", "null", "NULL", "!!null ''"])
+def test_a_namespace_with_no_value_names_the_task_of_the_default_one(namespace: str) -> None:
+    # As the model reads it (core.fields): the task it was when the file was good.
+    assert [_keys(text) for text in _broken(namespace)] == [{"default/ns"}, {"default/ns"}]
 
 
 def test_a_task_moved_into_a_file_where_its_metadata_comes_first_is_kept(tmp_path: Path) -> None:

@@ -72,6 +72,11 @@ def test_the_readme_case_names_the_task_at_the_error() -> None:
         (HEAD + "metadata: {name: a}\nx: &a [1, 1]\ny: &b [*a, *a, *a]\nz: [*b, *b\n", "default/a"),
         # An undefined alias is the composer's error, after the name.
         (HEAD + "metadata: {name: a}\nspec: {args: [*nope]}\n", "default/a"),
+        # A namespace with no value is the default one, as the model reads it (core.fields).
+        (HEAD + "metadata:\n  name: a\n  namespace:\nspec: [\n", "default/a"),
+        (HEAD + "metadata: {namespace: ~, name: a}\nspec: [\n", "default/a"),
+        (HEAD + "metadata: {name: a, namespace: null}\nspec: {x: [}\n", "default/a"),
+        (HEAD + "metadata:\n  name: a\n  namespace: !!null ''\nspec: [\n", "default/a"),
     ],
 )
 def test_a_document_that_said_its_name_before_the_error_names_its_task(
@@ -96,6 +101,8 @@ def test_a_document_that_said_its_name_before_the_error_names_its_task(
         HEAD + "metadata:\n  name: 123\nspec: [\n",
         HEAD + "metadata:\n  name: Not_A_Label\nspec: [\n",
         HEAD + "metadata:\n  name: a\n  namespace: 1\nspec: [\n",
+        HEAD + "metadata:\n  name: a\n  namespace: ''\nspec: [\n",  # refused by the model
+        HEAD + "metadata:\n  name:\n  namespace: ops\nspec: [\n",  # no name: no task
         # metadata no plain mapping, or brought in by an alias or a merge key.
         HEAD + "m: &m {name: a}\nmetadata: *m\nspec: [\n",
         HEAD + "m: &m {name: a}\nmetadata:\n  <<: *m\nspec: [\n",
@@ -184,6 +191,34 @@ def test_a_folder_keeps_a_task_moved_and_broken_by_a_syntax_error(tmp_path: Path
         "default/moved": "0 3 * * *",
     }
     assert source.errors() == []
+
+
+@pytest.mark.parametrize("empty", ["", " ~", " null"])
+def test_a_folder_keeps_a_task_with_an_empty_namespace_moved_and_broken(
+    tmp_path: Path, empty: str
+) -> None:
+    """``namespace:`` with no value is ``default`` (as the model reads it): the broken document
+    named no task, and the task moved into it was removed."""
+
+    def with_namespace(text: str) -> str:
+        return text.replace("  name: moved\n", f"  name: moved\n  namespace:{empty}\n")
+
+    old = write(tmp_path / "moved.yaml", with_namespace(task("moved")))
+    source = DirectorySource([tmp_path])
+    source.refresh()
+    assert [d.key for d in source.definitions()] == ["default/moved"]
+    old.unlink()
+    new = write(tmp_path / "renamed.yaml", with_namespace(task("moved", "0 3 * * *", broken=True)))
+    source.refresh()
+    (error,) = source.errors()
+    assert str(error) == f"{new}:10:1: YAML syntax error: did not find expected ',' or ']'"
+    assert error.key == "default/moved"
+    (kept,) = source.definitions()
+    assert (kept.key, kept.task.spec.schedule, kept.error) == (
+        "default/moved",
+        "0 2 * * *",
+        str(error),
+    )
 
 
 def test_git_keeps_a_task_moved_and_broken_by_a_syntax_error_in_one_commit(
