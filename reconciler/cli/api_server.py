@@ -67,7 +67,8 @@ def http_server(
             max_tasks=args.max_tasks,
             allow_empty=args.allow_empty,
         )
-        web.install(app, _session(args.external_url))  # the status page at /
+        # The status page at /; without auth its header says whether only this host may use it.
+        web.install(app, _session(args.external_url), loopback=is_loopback(host))
         config = uvicorn.Config(
             app,
             host=host,

@@ -24,15 +24,20 @@ def install(
     app: FastAPI,
     session: Session | None = None,
     clock: Callable[[], datetime] | None = None,
+    *,
+    loopback: bool = True,
 ) -> FastAPI:
     """Serve the page on ``app`` (its routes declare their roles like the API's). ``clock``:
-    what "now" is for relative times and the timeline (tests pin it)."""
+    what "now" is for relative times and the timeline (tests pin it). ``loopback``: whether
+    the server listens on loopback only; without auth the header says who may use the page
+    (``crontask run`` listens elsewhere without auth only with ``--insecure-no-auth``)."""
     for route in pages.router.routes:
         if not isinstance(route, PageRoute):
             raise RuntimeError(f"{route!r} is not a PageRoute")
         required_role(route)
     app.state.crontask_session = session or Session()
     app.state.crontask_clock = clock
+    app.state.crontask_loopback = loopback
     app.include_router(pages.router)
     return app
 

@@ -177,6 +177,7 @@ def render(request: Request, template: str, code: int = 200, **values: Any) -> H
     page = _templates.get_template(template).render(
         principal=principal,
         auth_on=context(request).auth is not None,
+        loopback=request.app.state.crontask_loopback,
         can_run=role is not None and role.allows(Role.OPERATOR),
         csrf=session.csrf_token(request),
         csrf_field=CSRF_FIELD,

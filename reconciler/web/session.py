@@ -1,7 +1,8 @@
 """Who is looking at the page: the session cookie, the role check and CSRF.
 
 Without ``--auth-config`` the page is open, as the API is (crontask then listens on loopback
-only), and every caller is the anonymous admin.
+only, unless ``--insecure-no-auth``: the page's header says which), and every caller is the
+anonymous admin.
 
 With it, a person signs in at ``/login`` with a token or a JWT, as an API client would send it.
 The credential is checked like a bearer token and kept in a cookie that is ``HttpOnly``

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import re
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from reconciler.web.session import (
 from tests.api.conftest import STATIC_TOKENS, TestClient, make_jwt, write_auth
 from tests.api.fakes import FakeRuntime, view
 from tests.e2e.conftest import Crontask
+from tests.helpers import free_port, start_crontask_run, wait_for
 from tests.web.conftest import PageFactory
 
 
@@ -233,6 +235,24 @@ def test_sign_in_is_not_needed_without_auth(page: TestClient) -> None:
     assert response.status_code == 303
     assert response.headers["location"] == "/sources"
     assert "open (loopback)" in page.get("/").text
+
+
+@pytest.mark.e2e
+def test_without_auth_on_another_address_the_page_says_anyone_may_use_it(
+    tmp_path: Path,
+) -> None:
+    """``--listen 0.0.0.0 --insecure-no-auth``: whoever reaches the address may press Run
+    now, and the header said "open (loopback)"."""
+    port = free_port()
+    proc, log = start_crontask_run(tmp_path, "--listen", f"0.0.0.0:{port}", "--insecure-no-auth")
+    try:
+        wait_for("the api listening", lambda: "api listening" in log.read_text(), 30)
+        html = httpx.get(f"http://127.0.0.1:{port}/", timeout=20).text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert "open (no sign-in: --insecure-no-auth)" in html
+    assert "open (loopback)" not in html
 
 
 @pytest.mark.e2e

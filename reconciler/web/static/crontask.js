@@ -8,7 +8,10 @@
 // the focus or the selection away. <html data-refreshes data-refreshes-held> count the
 // refreshes done and held (the browser tests wait on them). What only this script makes true
 // ("refreshed every 5 s") is hidden in the HTML, data-script-only, and shown here: in the page,
-// and in each region a refresh brings.
+// and in each region a refresh brings. A refresh also brings the page's form token (<meta
+// name="csrf-token">), put in the forms outside the live regions (Run now, Sign out): one kept
+// from before a restart of crontask (a token of the old process's secret) or a new sign-in
+// was refused as stale, on a page that had refreshed as current.
 "use strict";
 (function () {
   const HELD_NOTICE_MS = 30000; // a refresh held this long says so
@@ -88,6 +91,21 @@
     shownAt = new Date();
   }
 
+  // The answer's form token in this page's meta and in each form field that holds this page's
+  // token: the one the server now expects of this browser (the server checks it as strictly).
+  function renewToken(answer) {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    const given = answer.querySelector('meta[name="csrf-token"]');
+    const token = given && given.getAttribute("content");
+    if (!meta || !token) return;
+    const old = meta.getAttribute("content");
+    if (!old || token === old) return;
+    document.querySelectorAll('input[type="hidden"]').forEach(function (field) {
+      if (field.value === old) field.value = token;
+    });
+    meta.setAttribute("content", token);
+  }
+
   // A refresh answered with another page that has a live region (a task taken out of its
   // file, a run pruned: "Not found") shows that page: it is what is now.
   function replacePage(answer) {
@@ -96,6 +114,7 @@
     if (!main || !current || !answer.getElementById("live")) return false;
     current.replaceWith(shown(document.importNode(main, true)));
     document.title = answer.title;
+    renewToken(answer);
     fresh();
     return true;
   }
@@ -132,6 +151,7 @@
         }
       }
       if (replaced) {
+        renewToken(page);
         fresh();
         counted("refreshes");
         if (asked) history.replaceState(null, "", url);
