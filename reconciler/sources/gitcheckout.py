@@ -16,8 +16,9 @@ by the links all the walks of a revision may pass (``max_hops``).
 A listing is read as git writes it and counted as it goes: a tree of a million empty files or
 folders costs a few megabytes to push, and is refused at the bound, not read whole first. A
 listing that names a path twice (a malformed tree: git checks out one entry, the plan might
-have counted the other) is refused too. ``fetch.fsckObjects`` would refuse it at the fetch,
-but also every repository with an old, harmless fsck warning in its history.
+have counted the other) is refused too, and so is a name holding a "/" (beside a file of the
+part before it, git writes what is under it, not the file). ``fetch.fsckObjects`` would refuse
+it at the fetch, but also every repository with an old, harmless fsck warning in its history.
 
 An entry git never writes (``gitnames``: ``tasks/..``, ``tasks/.GIT``) is left out of the
 checkout, where git would say ``error: invalid path`` and exit 0, the file silently not there:
@@ -303,7 +304,7 @@ class _CheckoutPlan:
             with contextlib.closing(
                 ls_tree(self.repo, self.sha, paths, recursive=False)
             ) as listing:
-                for entry in _once_each(listing):
+                for entry in _once_each(listing, folder):
                     self._listed(entry)
         return self.known.get(path)
 
@@ -341,20 +342,36 @@ class _Walk:
         return True
 
 
-def _once_each(listing: Iterable[TreeEntry]) -> Generator[TreeEntry, None, None]:
-    """The entries of one listing; CheckoutRefusedError at a path listed again, whatever the
-    two entries are. git lists each path of a sound commit once (with ``-t``, the folders on
-    the way too). A tree that names one twice is malformed (git fsck's duplicateEntries), yet
-    receive and fetch take it unchecked by default; the plan would count one entry and
-    ``git checkout`` write the other: a task file of 100 bytes counted, a GiB written."""
-    seen: set[str] = set()
+def _once_each(
+    listing: Iterable[TreeEntry], folder: str | None = None
+) -> Generator[TreeEntry, None, None]:
+    """The entries of one listing (of ``folder`` alone, or recursive when None);
+    CheckoutRefusedError at a path listed again, whatever the two entries are, or one in no
+    folder of the listing. git lists each path of a sound commit once (with ``-t``, the folders
+    on the way too, each before what it holds). A tree that names one twice is malformed (git
+    fsck's duplicateEntries), yet receive and fetch take it unchecked by default; the plan would
+    count one entry and ``git checkout`` write the other: a task file of 100 bytes counted, a
+    GiB written. So is one whose name holds a "/" (fsck's fullPathname), the one way a path's
+    folder is not listed before it: beside a file ``a.yaml``, ``git checkout`` writes
+    ``a.yaml/x.yaml`` and not the file (exit 0: the file's task was removed, no error)."""
+    seen: dict[str, str] = {}  # path -> kind
     for entry in listing:
         if entry.path in seen:
             raise CheckoutRefusedError(
                 f"{entry.path!r} is listed twice in one of its trees (a malformed tree, which"
                 " git fsck refuses)"
             )
-        seen.add(entry.path)
+        parent = entry.path.rpartition("/")[0]
+        if parent != folder and (folder is not None or (parent and seen.get(parent) != "tree")):
+            if parent in seen:
+                raise CheckoutRefusedError(
+                    f"{parent!r} is both a file and a folder in one of its trees (a malformed"
+                    ' tree: a name with a "/")'
+                )
+            raise CheckoutRefusedError(
+                f'{entry.path!r} is a name with a "/" in one of its trees (a malformed tree)'
+            )
+        seen[entry.path] = entry.kind
         yield entry
 
 

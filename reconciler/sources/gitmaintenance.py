@@ -31,24 +31,25 @@ Contracts:
   under ``timeout``, up to its deadline and some seconds more: ``gitprocess``) is stopped first:
   ``remove_leftovers`` kills the group of each process of this user whose command line names the
   repository (``marked``: ``-c crontask.repository=<repo>``, which every git call of ``GitRepo``
-  carries, the checkout in a worktree too, run there without ``--git-dir=``; or ``--git-dir=``,
-  all an older crontask's carried; none is this process's, which has no git in flight then), and
-  waits for it to end. ``GitRepo.ensure`` does so before anything else of a sync: the records of
-  worktrees are deleted next, and a checkout left running wrote its tree on while the next one
+  carries, the checkout in a worktree too, run there without ``--git-dir=``; or ``--git-dir=``, all
+  an older crontask's carried; none is this process's, which has no git in flight then), and waits
+  for it to end; the path compared as a real one (``--state-dir`` may be named through a link at one
+  start and not at the next). ``GitRepo.ensure`` does so before anything else of a sync: the records
+  of worktrees are deleted next, and a checkout left running wrote its tree on while the next one
   was checked out there. A git that only works in one of the worktrees (an operator's ``git -C``)
-  names neither: crontask's own mark is exact, where a process's working folder is no sign of
-  whose it is. A fetch left to run beside the new one updated the ref that one was updating
-  ("cannot lock ref ...: is at X but expected Y"), and its locks were deleted under it. Only a
-  group shaped as crontask's git call is killed: its leader leads a session of its own and runs
-  git with that mark, under ``gitbounds.bounded``'s wrapper or alone (``_runs_git``). Any other
-  group is another program's (a script without job control runs its launcher, its shell and its
-  git in one group): it is left running, with a warning (once), and while it lives only what is
-  older than it is removed (``_others_since``): what it made may be in use, and a reader (a
-  ``git log`` in a pager) must not stop every fetch. The command line is read from the live
-  process: a pid reused since is never taken for it. /proc is looked through once per process
-  (``RUNNER_RECORD``), not at every call, but again at each while another program's git lives;
-  where it is missing, nothing is looked for. And while ``gc.pid`` names a git alive on this host
-  (a collection that did not name the repository so), nothing is removed.
+  names neither: crontask's own mark is exact, where a process's working folder is no sign of whose
+  it is. A fetch left to run beside the new one updated the ref that one was updating ("cannot lock
+  ref ...: is at X but expected Y"), and its locks were deleted under it. Only a group shaped as
+  crontask's git call is killed: its leader leads a session of its own and runs git with that mark,
+  under ``gitbounds.bounded``'s wrapper or alone (``_runs_git``). Any other group is another
+  program's (a script without job control runs its launcher, its shell and its git in one group): it
+  is left running, with a warning (once), and while it lives only what is older than it is removed
+  (``_others_since``): what it made may be in use, and a reader (a ``git log`` in a pager) must not
+  stop every fetch. The command line is read from the live process: a pid reused since is never
+  taken for it. /proc is looked through once per process (``RUNNER_RECORD``), not at every call, but
+  again at each while another program's git lives; where it is missing, nothing is looked for. And
+  while ``gc.pid`` names a git alive on this host (a collection that did not name the repository
+  so), nothing is removed.
 - A collection that failed (its memory limit, its deadline, a broken config) is not run again
   at the next sync, which would fail the same way at the same cost: ``CollectionBackoff``
   waits ``COLLECTION_RETRY``, doubled with each failure in a row up to
@@ -107,6 +108,8 @@ _WARNED: set[tuple[str, int]] = set()
 
 # The arguments of the collection: git's own thresholds decide whether it does anything.
 COLLECT = ("gc", "--auto", "--quiet")
+# Those of the check that git's words of a damaged repository are true here (``found_damaged``).
+FSCK = ("fsck", "--connectivity-only", "--no-dangling", "--no-progress")
 
 # What a killed git leaves, relative to the repository: the temporary files of object writes
 # (``objects/??/tmp_obj_*``; index-pack's and repack's ``objects/pack/tmp_*`` and ``.tmp-*``;
@@ -209,6 +212,38 @@ class CollectionBackoff:
         self.succeeded()
 
 
+def found_damaged(repo: GitRepo) -> bool:
+    """Whether the repository is damaged as this host finds it, whatever a remote said (an ssh
+    server's stderr reaches git's unchanged: its "fatal: bad object ..." deleted the mirror, a
+    clone at every retry): a loose object of no bytes (what a power loss leaves: git does not
+    fsync them by default), or a ref, commit or tree ``git fsck --connectivity-only`` finds
+    wrong or missing (it reads no blob). A check cut short (cancelled, its deadline) finds
+    nothing: only git's own exit says so. Raises nothing."""
+    with contextlib.suppress(OSError), os.scandir(repo.git_dir / "objects") as folders:
+        for folder in folders:
+            if len(folder.name) == 2 and folder.is_dir(follow_symlinks=False):
+                with contextlib.suppress(OSError), os.scandir(folder.path) as objects:
+                    if any(_empty_object(entry) for entry in objects):
+                        return True
+    try:
+        for _ in repo.run_records(list(FSCK), separator=b"\n", max_record=64 * 1024):
+            pass  # "missing tree ...", "broken link ...": its exit status says it all
+    except GitError as err:
+        return err.code is not None
+    return False
+
+
+def _empty_object(entry: os.DirEntry[str]) -> bool:
+    """Whether ``entry`` is a loose object (named by the rest of its SHA-1 or SHA-256 name: not
+    a temporary file a killed git left) of no bytes."""
+    name = entry.name
+    if len(name) not in (38, 62) or name.strip("0123456789abcdef"):
+        return False
+    with contextlib.suppress(OSError):
+        return entry.stat(follow_symlinks=False).st_size == 0
+    return False
+
+
 def remove_leftovers(git_dir: Path) -> None:
     """Delete ``LEFTOVERS`` in the repository at ``git_dir`` (see the module's contract); none
     while ``gc.pid`` names a git alive on this host: a collection an earlier crontask started
@@ -220,7 +255,7 @@ def remove_leftovers(git_dir: Path) -> None:
         return
     before = None  # delete them all, or (another program's git at work) those older than it
     if not _orphans_ended(git_dir):
-        before = _others_since(_markers(git_dir))
+        before = _others_since(_Markers(git_dir))
         if before is None:  # crontask's own orphan lives on: nothing is deleted under it
             return
     for pattern in LEFTOVERS:
@@ -275,7 +310,7 @@ def end_orphans(git_dir: Path) -> bool:
     at ``git_dir`` (see the module's contract) and wait, up to ``ORPHAN_WAIT``, for them all
     to end; False if one is still alive then. Another program's git there is left running,
     and False returned while it is: its locks and temporary files are its own, in use."""
-    groups, others = _orphan_groups(_markers(git_dir))
+    groups, others = _orphan_groups(_Markers(git_dir))
     # Looked for again at every call while one lives: told of once per group, not each time.
     if new := {(str(git_dir), group) for group in others} - _WARNED:
         _WARNED.update(new)
@@ -304,13 +339,34 @@ def marked(git_dir: Path) -> list[str]:
     return ["-c", f"{SETTING}={git_dir}"]
 
 
-def _markers(git_dir: Path) -> tuple[bytes, bytes]:
+class _Markers:
     """How a git call of crontask's names the repository at ``git_dir`` in its command line:
-    its ``-c`` setting (``marked``), and ``--git-dir=``, as an older crontask's did."""
-    return os.fsencode(f"{SETTING}={git_dir}"), os.fsencode(f"--git-dir={git_dir}")
+    its ``-c`` setting (``marked``), or ``--git-dir=``, as an older crontask's did. Each with
+    the path as that crontask spelled it (absolute, through the links ``--state-dir`` was
+    given): compared as real paths, the state directory named through a link at one start and
+    not at the next (``/srv/alias/st``, ``/srv/st``) is one repository. Only an absolute path
+    is: a relative one is another program's, relative to a folder not this process's."""
+
+    def __init__(self, git_dir: Path) -> None:
+        self._written = os.fsencode(git_dir)
+        self._real = os.fsencode(os.path.realpath(git_dir))
+
+    def setting(self, arg: bytes) -> bool:
+        return self._names(arg, os.fsencode(f"{SETTING}="))
+
+    def git_dir(self, arg: bytes) -> bool:
+        return self._names(arg, b"--git-dir=")
+
+    def _names(self, arg: bytes, prefix: bytes) -> bool:
+        if not arg.startswith(prefix):
+            return False
+        path = arg[len(prefix) :]
+        if path == self._written:
+            return True
+        return path.startswith(b"/") and os.path.realpath(path) == self._real
 
 
-def _others_since(markers: tuple[bytes, bytes]) -> float | None:
+def _others_since(markers: _Markers) -> float | None:
     """When the earliest process of another program's git at work on the repository started
     (seconds since the epoch): what it may hold was made since, and what is older is a
     leftover of an earlier crontask's (a reader, an operator's ``git log`` in a pager, would
@@ -340,7 +396,7 @@ def _processes() -> list[int]:
         return []
 
 
-def _orphan_groups(markers: tuple[bytes, bytes]) -> tuple[set[int], set[int]]:
+def _orphan_groups(markers: _Markers) -> tuple[set[int], set[int]]:
     """The process groups of this user's processes that have one of ``markers`` as an argument, but
     this process's group (its own git calls end before ``remove_leftovers``): those shaped as
     crontask's git call, and the others."""
@@ -349,7 +405,7 @@ def _orphan_groups(markers: tuple[bytes, bytes]) -> tuple[set[int], set[int]]:
     others: set[int] = set()
     for pid in _processes():
         args = _arguments(pid, uid)
-        if args is None or not any(marker in args for marker in markers):
+        if args is None or not any(markers.setting(a) or markers.git_dir(a) for a in args):
             continue
         try:
             group = os.getpgid(pid)
@@ -381,14 +437,13 @@ def _leads_session(pid: int) -> bool:
     return len(fields) > 3 and fields[0] not in (b"Z", b"X") and fields[3] == str(pid).encode()
 
 
-def _runs_git(args: list[bytes], markers: tuple[bytes, bytes]) -> bool:
+def _runs_git(args: list[bytes], markers: _Markers) -> bool:
     """Whether the command line ``args`` is git's with ``markers``, as crontask runs it: under
     coreutils' ``timeout -k KILL DEADLINE``, then maybe ``sh -c SCRIPT sh KIB`` (the address-
     space limit), or alone where those are missing (``gitbounds.bounded``); git's ``-c``
     settings, one of them the setting (``marked``), or followed by ``--git-dir=`` (an older
     crontask's) (``GitRunner._start``, ``GitRepo``): named anywhere else, it may be an alias's
     argument to a git that works in another repository."""
-    setting, git_dir = markers
     if len(args) > 4 and os.path.basename(args[0]) == b"timeout" and args[1] == b"-k":
         args = args[4:]
         if len(args) > 5 and args[1] == b"-c" and args[3] == b"sh" and args[4].isdigit():
@@ -397,10 +452,10 @@ def _runs_git(args: list[bytes], markers: tuple[bytes, bytes]) -> bool:
         return False
     at = 1
     while at + 1 < len(args) and args[at] == b"-c":
-        if args[at + 1] == setting:
+        if markers.setting(args[at + 1]):
             return True
         at += 2
-    return at < len(args) and args[at] == git_dir
+    return at < len(args) and markers.git_dir(args[at])
 
 
 def _stat(pid: int) -> list[bytes]:

@@ -116,11 +116,13 @@ def _own_deadline_seconds(timeout: float) -> int:
 
 class GitError(Exception):
     """A git operation failed. The message is redacted and fit for a status line; ``said``
-    is git's own fatal/error lines, whole and redacted (see the module's contract)."""
+    is git's own fatal/error lines, whole and redacted (see the module's contract); ``code``
+    git's exit status when it ran to its end (None: timed out, cancelled, stopped, not run)."""
 
-    def __init__(self, *args: object, said: Sequence[str] = ()) -> None:
+    def __init__(self, *args: object, said: Sequence[str] = (), code: int | None = None) -> None:
         super().__init__(*args)
         self.said = tuple(said)
+        self.code = code
 
 
 class MemoryLimitError(GitError):
@@ -303,15 +305,18 @@ class GitRunner:
         if code == 0:
             return
         said = stderr.decode("utf-8", "replace")
-        summary = self.redact(git_summary(said, code))
-        own = [self.redact(line) for line in own_errors(said)]
+        # Redacted whole, before it is summed up and cut: a cut within a secret, or within a
+        # URL before its "@", kept the first part of it (gitsaid's redaction is linear).
+        shown = self.redact(said)
+        summary, own = git_summary(shown, code), own_errors(shown)
         if self.memory_limit is not None and OUT_OF_MEMORY.search(own_lines(said)):
             raise MemoryLimitError(
                 f"git ran out of its memory limit ({format_size(self.memory_limit)}): "
                 f"{summary} (a larger repository needs a larger --git-memory-limit)",
                 said=own,
+                code=code,
             )
-        raise GitError(summary, said=own)
+        raise GitError(summary, said=own, code=code)
 
 
 def _name(args: Sequence[str]) -> str:

@@ -25,7 +25,7 @@ import os
 import re
 import shlex
 import urllib.parse
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 
 from reconciler import statedir
@@ -48,12 +48,9 @@ from reconciler.sources.gitrefs import (
     alternatives,
     fetched,
 )
+from reconciler.sources.gitsaid import Redactor as Redactor
 from reconciler.sources.gittree import remove_tree as remove_tree
 
-# The userinfo of an http(s) URL in git's messages: up to its first "@", and on to the last
-# "@" before the next "/". A "/" in it (unencoded: "https://tok3n/S3CRET@host") made urlsplit,
-# and git, end the authority there, so it may run past a "/".
-_HTTP_USERINFO = re.compile(r"(?i)(https?://)[^\s@]*@(?:[^\s/@]*@)*")
 # How much of git's stdout is read (past it, a GitError): ``run``'s commands write a few lines
 # or SHAs; ``run_bytes``'s largest read is gitcheckout.read_blobs's one cat-file of link
 # targets, at most MAX_CHECKOUT_LINKS (1000) of at most MAX_PATH (4 KiB) each, with headers.
@@ -89,19 +86,6 @@ class AmbiguousRefError(GitError):
 # What a checkout writes is the blob: no end-of-line conversion, no $Id$ expansion, no
 # re-encoding, no filter driver (see GitRepo._as_stored).
 _AS_STORED = "* -text -eol -ident -working-tree-encoding -filter\n"
-
-
-class Redactor:
-    """Removes known secrets and the userinfo of http(s) URLs from text."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        # Longest first, so that a secret containing another is replaced whole.
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return _HTTP_USERINFO.sub(r"\1***@", text)
 
 
 def local_path(url: str) -> str | None:

@@ -50,6 +50,7 @@ from reconciler.sources.gitfiles import (
     NEVER_WRITTEN_CUT,
     more_never_written,
 )
+from reconciler.sources.gitmaintenance import found_damaged
 from reconciler.sources.gitprocess import GitError
 from reconciler.sources.gitrepo import GitRepo
 from reconciler.sources.gittree import Stopped, remove_tree
@@ -98,7 +99,8 @@ class Revisions:
         The revision in force is a worktree of its own, and stays. Raises nothing."""
         said = error.said if isinstance(error, GitError) else ()
         damaged = any(sign in line for line in said for sign in _DAMAGED)
-        if repo.git_dir == self._made or not damaged:
+        # An ssh server's stderr may say it in git's words: found here too, or kept.
+        if repo.git_dir == self._made or not damaged or not found_damaged(repo):
             return False
         try:
             remove_tree(repo.git_dir)

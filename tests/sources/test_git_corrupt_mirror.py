@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.sources import gitmaintenance
 from reconciler.sources.git import GitSource
+from reconciler.sources.gitrepo import GitRepo, Redactor, git_env
 from tests.sources.test_git import Clock, Remote, doc, isolate_git, schedules, source_for, synced
 
 
@@ -73,3 +75,25 @@ def test_a_damaged_mirror_is_cloned_again_and_the_revision_in_force_stays(
     assert (status.applied_revision, status.last_error) == (second, None)
     assert set(schedules(source)) == {"default/a", "default/b"}
     assert sorted(p.name for p in source.worktrees.iterdir()) == [second]
+
+
+def remove_tree_object(source: GitSource) -> None:
+    """A tree gone (no zero-length file left): only git's walk of the refs finds it missing."""
+    tree = mirror_git(source, "rev-parse", "refs/crontask/HEAD^{tree}")
+    (source.base / "repo.git" / "objects" / tree[:2] / tree[2:]).unlink()
+
+
+@pytest.mark.parametrize("damage", [None, truncate_tree_object, truncate_ref, remove_tree_object])
+def test_the_damage_git_tells_of_is_found_in_the_mirror_itself(
+    damage: object, tmp_path: Path
+) -> None:
+    """What ``discard_damaged`` asks before it deletes: git's words may be an ssh server's."""
+    remote = Remote(tmp_path)
+    remote.write("a.yaml", doc("a"))
+    remote.commit()
+    source = source_for(remote, tmp_path / "state", Clock())
+    assert synced(source)
+    if callable(damage):
+        damage(source)
+    repo = GitRepo(source.base / "repo.git", env=git_env(remote.url), timeout=60, redact=Redactor())
+    assert gitmaintenance.found_damaged(repo) is (damage is not None)

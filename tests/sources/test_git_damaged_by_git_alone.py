@@ -4,7 +4,10 @@ The fetch's error keeps the cause an ssh server wrote on its stderr (git passes 
 whole message: an ssh server saying "ERROR: this repository is empty or has moved" deleted
 the mirror, a full clone at every other retry; so did a smart server's error packet, which git
 relays as ``fatal: remote error: ...``. ``GitError.said`` now holds git's own fatal/error lines
-apart, and only those are looked at (a damaged mirror: ``test_git_corrupt_mirror``)."""
+apart, and only those are looked at (a damaged mirror: ``test_git_corrupt_mirror``). An ssh
+server may write git's own words too ("fatal: bad object ..."): the damage they tell of is
+looked for in the mirror (``gitmaintenance.found_damaged``), and the mirror is kept unless it
+is found."""
 
 from __future__ import annotations
 
@@ -52,9 +55,24 @@ class SshServer:
         self.said.write_text(text + "\n")
 
 
-@pytest.mark.parametrize("says", [SERVER_SAYS, ERROR_PACKET], ids=["ssh-stderr", "error-packet"])
+# What an ssh server may write on its stderr in git's own words: git passes it on as it is.
+IN_GITS_WORDS = "fatal: bad object 0123456789abcdef0123456789abcdef01234567"
+EMPTY_OBJECT = "error: object file /x/objects/01/23 is empty"
+
+
+@pytest.mark.parametrize(
+    ("says", "cause"),
+    [
+        (SERVER_SAYS, "is empty"),
+        (ERROR_PACKET, "is empty"),
+        (IN_GITS_WORDS, "bad object"),
+        (EMPTY_OBJECT, "is empty"),
+    ],
+    ids=["ssh-stderr", "error-packet", "in-gits-words", "empty-object-in-gits-words"],
+)
 def test_what_the_remote_says_never_deletes_the_mirror(
     says: str,
+    cause: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
@@ -74,7 +92,7 @@ def test_what_the_remote_says_never_deletes_the_mirror(
     for _ in range(2):  # the sync after the one that made the mirror deleted it
         assert source.sync() is False
         error = source.status().last_error or ""
-        assert "is empty" in error, error  # the remote's words are still the cause shown
+        assert cause in error, error  # the remote's words are still the cause shown
         assert "damaged" not in error, error
     assert (mirror / "HEAD").stat().st_ino == head  # the same mirror: never cloned again
     assert not [r for r in caplog.records if "damaged" in r.getMessage()]

@@ -3,7 +3,9 @@ checkout bounds under the same name. git's receive and fetch check no objects (u
 ``fsckObjects`` is set, which crontask leaves alone), so such a tree reaches the mirror; the
 checkout plan counted one entry while ``git checkout`` wrote the other (a 4.7 MB push wrote
 3 GiB). The revision is refused whole, whatever the two entries are, before anything is
-written. Real git, as in test_git; the tree is written as raw bytes (``hash-object
+written. So is a tree with a name holding a "/" (``a.yaml/x.yaml`` beside the task file
+``a.yaml``): git checked out the first and not the second, exit 0, and the task was removed
+without an error. Real git, as in test_git; the tree is written as raw bytes (``hash-object
 --literally``), as a client can push it."""
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from tests.sources.test_git import Clock, Remote, doc, isolate_git, schedules, s
 
 BIG = 128 * 1024  # over the 64 KiB a checked-out file may have with --max-file-size 4096
 REASON = "{!r} is listed twice in one of its trees (a malformed tree, which git fsck refuses)"
+BOTH = '{!r} is both a file and a folder in one of its trees (a malformed tree: a name with a "/")'
+SLASHED = '{!r} is a name with a "/" in one of its trees (a malformed tree)'
 
 
 @pytest.fixture(autouse=True)
@@ -60,6 +64,25 @@ def hostile_root(remote: Remote, case: str) -> tuple[str, str]:
         shared = tree(remote, [("100644", "b.yaml", small), ("100644", "b.yaml", big)])
         root = tree(remote, [("40000", "shared", shared), ("40000", "tasks", tasks)])
         return root, REASON.format("shared/b.yaml")
+    other = blob(remote, doc("b", "2 * * * *").encode())
+    slashed = {  # a file and a name with a "/" under it, in either order, or behind a link
+        "file and folder": [("100644", "a.yaml", small), ("100644", "a.yaml/x.yaml", other)],
+        "folder first": [("100644", "a.yaml/x.yaml", other), ("100644", "a.yaml", small)],
+        "deeper": [("100644", "a.yaml", small), ("100644", "a.yaml/b/x.yaml", other)],
+    }
+    if case in slashed:
+        root = tree(remote, [("40000", "tasks", tree(remote, slashed[case]))])
+        if case == "file and folder":
+            return root, BOTH.format("tasks/a.yaml")
+        return root, SLASHED.format(
+            "tasks/a.yaml/" + ("x.yaml" if case != "deeper" else "b/x.yaml")
+        )
+    if case == "slashed behind a link":  # shared/ is listed alone, not recursively
+        link = blob(remote, b"../shared/b.yaml")
+        tasks = tree(remote, [("100644", "a.yaml", small), ("120000", "b.yaml", link)])
+        shared = tree(remote, [("100644", "b.yaml", other), ("100644", "b.yaml/x", small)])
+        root = tree(remote, [("40000", "shared", shared), ("40000", "tasks", tasks)])
+        return root, BOTH.format("shared/b.yaml")
     pairs = {
         "bigger second": (small, big),
         "bigger first": (big, small),
@@ -73,7 +96,18 @@ def hostile_root(remote: Remote, case: str) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize(
-    "case", ["bigger second", "bigger first", "same blob", "folder twice", "behind a link"]
+    "case",
+    [
+        "bigger second",
+        "bigger first",
+        "same blob",
+        "folder twice",
+        "behind a link",
+        "file and folder",
+        "folder first",
+        "deeper",
+        "slashed behind a link",
+    ],
 )
 def test_a_tree_listing_a_path_twice_is_refused_and_the_revision_before_stays(
     tmp_path: Path, case: str

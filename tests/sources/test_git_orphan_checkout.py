@@ -158,7 +158,7 @@ def test_a_git_of_another_program_in_a_worktree_is_left_running(
 
 
 def test_a_git_call_of_crontask_is_known_by_its_mark_as_by_git_dir() -> None:
-    markers = gitmaintenance._markers(Path("/state/repo.git"))
+    markers = gitmaintenance._Markers(Path("/state/repo.git"))
     checkout = ["/usr/bin/git", "-c", "gc.auto=0", *gitmaintenance.marked(Path("/state/repo.git"))]
     checkout += ["--literal-pathspecs", "checkout", "--quiet"]
     older = ["/usr/bin/git", "-c", "gc.auto=0", "--git-dir=/state/repo.git", "fetch"]

@@ -133,6 +133,29 @@ def test_a_restart_stops_the_git_left_running_before_its_first_fetch(
         assert bystander.poll() is None
 
 
+@pytest.mark.parametrize("linked", ["restart", "orphan"])
+def test_the_git_left_running_is_found_whatever_link_names_the_state_directory(
+    remote: Remote, state: Path, clock: Clock, linked: str
+) -> None:
+    """``--state-dir`` named through a link at one start (``/srv/alias/st``) and not at the
+    other (``/srv/st``): the git left running, marked with the path as its crontask spelled
+    it, was not found, and ran on beside the new crontask's fetch up to its own deadline."""
+    alias = state.parent / "alias"
+    alias.symlink_to(state.parent, target_is_directory=True)
+    repo = earlier_crontask(remote, state, clock)
+    head = remote.commit()
+    spelled = alias / repo.relative_to(state.parent) if linked == "orphan" else repo
+    fetch = ["git", *gitmaintenance.marked(spelled), *stuck_fetch(spelled, remote)[1:]]
+    fetch = bounded(fetch, 600.0, tools(os.environ), DEFAULT_MEMORY_LIMIT)
+    with running(fetch) as orphan:
+        until_in_group(orphan.pid, upload_pack)
+        restarted = source_for(remote, alias / state.name if linked == "restart" else state, clock)
+        assert synced(restarted), restarted.status().last_error
+        assert restarted.status().applied_revision == head
+        code = orphan.poll()
+        assert code == -signal.SIGKILL, f"orphan: poll() {code}, returncode {orphan.returncode}"
+
+
 def test_another_programs_git_naming_the_repository_is_left_running(
     remote: Remote, state: Path, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -165,7 +188,7 @@ subprocess.run(["sh", "-c", sys.argv[1]])
 
 def test_a_git_call_is_taken_for_crontasks_in_each_shape_it_is_run_in() -> None:
     marker = b"--git-dir=/state/repo.git"
-    markers = gitmaintenance._markers(Path("/state/repo.git"))
+    markers = gitmaintenance._Markers(Path("/state/repo.git"))
     git = ["/usr/bin/git", "-c", "gc.auto=0", marker.decode(), "fetch"]
     shapes = [
         bounded(git, 60.0, ("/usr/bin/timeout", "/bin/sh"), DEFAULT_MEMORY_LIMIT),
