@@ -122,10 +122,10 @@ class Recorder(Claiming):
         self._answers = 0
         self._answer = asyncio.Event()
         self._cut_at = -CUT_EVERY  # the loop's time such a write last ended a backoff
-        # An outage is warned of once, at its first batch kept, not at each batch after it
-        # (two tasks a second logged 26 lines in 13 s); the others are counted, and the count
-        # goes with "run store back".
-        self._outage_told = False
+        # An outage is warned of once for each thing it does (records kept; slots run without
+        # the store's check), not at each batch after it (two tasks a second logged 26 lines
+        # in 13 s); the batches after are counted, and the count goes with "run store back".
+        self._outage_told: set[str] = set()
         self._kept_after_told = 0
         # Kept skips whose caller hears of them once written (``add``, ``save``): keys in the
         # buffer, and a ``save``'s on its way.
@@ -249,10 +249,10 @@ class Recorder(Claiming):
         self, batch: Batch, message: str, err: StoreUnavailable, mode: Mode
     ) -> None:
         """The batch waits in the buffer; each of its callers hears False (not written)."""
-        if self._outage_told:
+        if message in self._outage_told:
             self._kept_after_told += len(batch)
         else:
-            self._outage_told = True
+            self._outage_told.add(message)
             log.warning(message, extra={"fields": {"runs": len(batch), "error": str(err)}})
         for record, done in batch:
             self._keep(record, mode)
@@ -430,7 +430,8 @@ class Recorder(Claiming):
             "run store back; pending records written",
             extra={"fields": {"kept_since_warning": self._kept_after_told}},
         )
-        self._outage_told, self._kept_after_told = False, 0
+        self._outage_told.clear()
+        self._kept_after_told = 0
 
     async def _backoff(self, delay: float, tried: int) -> None:
         """Wait ``delay`` seconds before the store is tried again, or until ``retry_now``, or

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -577,3 +578,40 @@ def test_a_newer_state_of_a_refused_record_gets_its_own_tries() -> None:
         return counts
 
     assert asyncio.run(main()) == [2, None]
+
+
+def test_an_outage_says_each_thing_it_does_once(caplog: pytest.LogCaptureFixture) -> None:
+    """A save kept first, then a claim the store cannot check: each is warned of once, the
+    claim's "running anyway" included (one flag for both swallowed it), and later batches are
+    counted in the "back" line."""
+
+    class Down(OutageStore):
+        def __getattribute__(self, name: str) -> Any:
+            if name in {"save_many", "claim_many"} and object.__getattribute__(self, "down"):
+
+                def unavailable(*args: Any, **kwargs: Any) -> Any:
+                    raise StoreUnavailable("connection refused")
+
+                return unavailable
+            return super().__getattribute__(name)
+
+    store = Down()
+
+    async def main() -> None:
+        recorder = Recorder(store, retry_initial=0.01, retry_max=0.05)
+        assert await recorder.claim(record(0))
+        store.down = True
+        assert await recorder.save(record(0, RunStatus.SUCCEEDED)) is False
+        for minute in (1, 2):
+            assert await recorder.claim(record(minute)) is False  # runs anyway, unchecked
+        store.down = False
+        assert await recorder.flush(5)
+        await recorder.close(1)
+
+    with caplog.at_level(logging.INFO, logger="crontask.recorder"):
+        asyncio.run(main())
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages.count("run store unavailable; records kept for later") == 1
+    assert messages.count("run store unavailable; running anyway, records kept for later") == 1
+    [back] = [r for r in caplog.records if r.getMessage().startswith("run store back")]
+    assert back.__dict__["fields"]["kept_since_warning"] == 1
