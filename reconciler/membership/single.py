@@ -28,8 +28,13 @@ in the lease namespace (``--lease-namespace``, else the namespace watched, else 
   begins (no new slot from then on): the new pod of a rollout takes the Lease at once, and
   one that overlaps the old (a RollingUpdate) reports it for its drain at most;
 - without RBAC for leases (403) one WARNING says the check is off and which rule to add; it is
-  tried again every :data:`FORBIDDEN_RETRY` without a word, and says when it works. Any other
-  failure is one WARNING per streak. Nothing here ever stops crontask.
+  tried again without a word after :data:`PERIOD`, then twice as long each time up to
+  :data:`FORBIDDEN_RETRY`, and says when it works. While this instance's record in the Lease
+  (its hold, its contender annotations) is current, it is tried at every period, as it is
+  renewed: a 403 shorter than a lease duration (a Role re-created by a GitOps tool) neither
+  lets the Lease lapse, for another crontask to take it over without a word, nor turns the
+  check off for minutes. Any other failure is one WARNING per streak. Nothing here ever stops
+  crontask.
 
 The Lease is crontask's own by its name: each write rewrites it whole (spec and the contender
 annotations; any other annotation or label is dropped), with the ``resourceVersion`` read, so
@@ -68,6 +73,8 @@ RELEASE_WAIT: Final = 2.0
 # Each call's thread (``resolver.abandonable``): one at a time, as a check waits for the one
 # before it; at a stop, a check in flight and the release.
 THREAD: Final = "crontask-single-lease"
+# The longest wait between two tries of a check answered 403: a permission missing for good
+# costs about one request per FORBIDDEN_RETRY.
 FORBIDDEN_RETRY: Final = 300.0
 _DEPTH: Final = 3  # a Lease > its metadata > its annotations
 # Each call's options: the answer left undecoded (read as plain JSON), and the timeouts of
@@ -118,6 +125,12 @@ class SingleLease:
         self._contender = _Observed()
         self._mine = False  # holderIdentity is ours, as we last wrote or read it
         self._contending = False  # our contender annotations are in the Lease
+
+    @property
+    def recorded(self) -> bool:
+        """Whether the Lease holds this instance's record (its hold, or its contender
+        annotations), as it last wrote or read it."""
+        return self._mine or self._contending
 
     def check(self) -> str | None:
         """One GET and at most one write; the other instance seen running, or None. Raises
@@ -283,7 +296,9 @@ class SingleCheck:
         self._monotonic = monotonic
         self._other: str | None = None
         self._said = 0.0
-        self._forbidden_until: float | None = None
+        self._forbidden_until: float | None = None  # None: the check is on
+        self._backoff: float | None = None  # the last wait after a 403, None: none yet
+        self._checked = 0.0  # when the last check that was answered began
         self._failing = False
         self._closing = asyncio.Event()
 
@@ -320,7 +335,8 @@ class SingleCheck:
             return
         if self._forbidden_until is not None:
             log.info("the check for another crontask without --ha is on", extra=self._where())
-        self._forbidden_until = None
+        self._forbidden_until = self._backoff = None
+        self._checked = now
         self._failing = False
         self._found(other, now)
 
@@ -350,7 +366,14 @@ class SingleCheck:
                 "crontask's service account in this namespace (deploy/rbac.yaml)",
                 extra=self._where(),
             )
-        self._forbidden_until = now + FORBIDDEN_RETRY
+        if self.lease.recorded and now - self._checked < DURATION:
+            # Our record in the Lease is still current: tried at each period, as it is renewed,
+            # so that a brief 403 lets it neither lapse nor be taken over without a word.
+            wait = self.period
+        else:
+            wait = self.period if self._backoff is None else 2 * self._backoff
+            self._backoff = wait = min(wait, FORBIDDEN_RETRY)
+        self._forbidden_until = now + wait
 
     def _failed(self, err: BaseException) -> None:
         if not self._failing:

@@ -5,6 +5,7 @@ judges by), so that a lease duration passes without waiting for it."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 from typing import Any
@@ -15,7 +16,9 @@ from kubernetes import client
 from reconciler.membership.single import (
     CONTENDER,
     DURATION,
+    FORBIDDEN_RETRY,
     NAME,
+    PERIOD,
     SingleCheck,
     SingleLease,
 )
@@ -23,6 +26,7 @@ from tests.k8s.emulator import Emulator
 
 A = "host-a:101:1:1:1:aaaa"
 B = "host-b:202:1:1:1:bbbb"
+ON = "the check for another crontask without --ha is on"
 
 
 class Clock:
@@ -156,41 +160,105 @@ def test_a_lease_anyone_wrote_badly_is_no_crash(k8s_api_client: Any) -> None:
     assert CONTENDER not in (lease(k8s_api_client).metadata.annotations or {})
 
 
-def test_forbidden_is_one_warning_then_no_call_until_the_slow_retry(
+def lease_calls(emulator: Emulator) -> int:
+    return sum("/leases" in path for _, path in emulator.requests)
+
+
+def forbidden_check(api: Any, clock: Clock, said: list[bool]) -> SingleCheck:
+    return SingleCheck(
+        SingleLease(api, "default", A, monotonic=clock), said.append, monotonic=clock
+    )
+
+
+async def tried_at(
+    check: SingleCheck, emulator: Emulator, clock: Clock, until: float
+) -> list[float]:
+    """The times (of ``clock``) at which the check called the API, one period's step at a time
+    up to ``until``: as ``SingleCheck.run`` calls ``once``."""
+    tries = []
+    while clock.now < until:
+        calls = lease_calls(emulator)
+        await check.once()
+        if lease_calls(emulator) != calls:
+            tries.append(clock.now)
+        clock.now += PERIOD
+    return tries
+
+
+def said_of_forbidden(caplog: pytest.LogCaptureFixture) -> tuple[list[str], list[str]]:
+    """The lines that said the check is off (warnings), and those that said it is on again."""
+    off = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    on = [r.getMessage() for r in caplog.records if r.getMessage() == ON]
+    return off, on
+
+
+def test_forbidden_for_good_is_one_warning_and_tries_backing_off_to_the_slow_retry(
     emulator: Emulator, k8s_api_client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """No RBAC for the Lease from the start: tried after a period, then twice as long each time,
+    up to FORBIDDEN_RETRY; said once; and once allowed, the check is on and says so."""
     said: list[bool] = []
     clock = Clock()
-    check = SingleCheck(
-        SingleLease(k8s_api_client, "default", A, monotonic=clock), said.append, monotonic=clock
-    )
-
-    def lease_calls() -> int:
-        return sum("/leases" in path for _, path in emulator.requests)
-
-    async def checks() -> None:
-        emulator.inject_errors(status=403, times=2)
-        with caplog.at_level(logging.INFO, "crontask.membership"):
-            await check.once()
-            calls = lease_calls()
-            for _ in range(10):
-                clock.now += 2
-                await check.once()
-            assert lease_calls() == calls  # no call until the slow retry
-            clock.now += 300
-            await check.once()  # still forbidden: tried, and not said again
-            clock.now += 300
-            await check.once()  # allowed now: the check is on, and says so
-
-    asyncio.run(checks())
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1, caplog.text
-    assert (
-        'resourceNames: ["crontask-single"], verbs: ["get", "update"]' in warnings[0].getMessage()
-    )
-    assert "check for another crontask without --ha is on" in caplog.text
+    check = forbidden_check(k8s_api_client, clock, said)
+    waits = [2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]
+    emulator.inject_errors(status=403, times=len(waits) + 1)
+    with caplog.at_level(logging.INFO, "crontask.membership"):
+        tries = asyncio.run(tried_at(check, emulator, clock, clock.now + sum(waits) + 1))
+        assert [b - a for a, b in itertools.pairwise(tries)] == waits
+        asyncio.run(tried_at(check, emulator, clock, clock.now + FORBIDDEN_RETRY))  # allowed now
+    off, on = said_of_forbidden(caplog)
+    assert len(off) == 1, caplog.text
+    assert 'resourceNames: ["crontask-single"], verbs: ["get", "update"]' in off[0]
+    assert len(on) == 1, caplog.text
     assert said == []  # the gauge is left at its 0
     assert lease(k8s_api_client).spec.holder_identity == A
+
+
+def test_a_brief_forbidden_lets_the_holders_lease_neither_lapse_nor_be_taken_over(
+    emulator: Emulator, k8s_api_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Role re-created by a GitOps tool: a few periods of 403 on the Lease. The holder tries
+    at each period, as it renews, so its Lease is renewed again within a lease duration: the
+    crontask B started meanwhile finds it held and running, not lapsed (the holder once sent
+    nothing for 300 s: B took the Lease over after 15 s, and both ran every slot without a
+    word)."""
+    said: list[bool] = []
+    clock = Clock()
+    check = forbidden_check(k8s_api_client, clock, said)
+    b = SingleLease(k8s_api_client, "default", B, monotonic=clock)
+    with caplog.at_level(logging.INFO, "crontask.membership"):
+        asyncio.run(check.once())
+        assert lease(k8s_api_client).spec.holder_identity == A
+        b.check()  # B starts: its first sight of A's hold
+        denied = 6  # 403s for the next six periods: 12 s of a 15 s lease duration
+        emulator.inject_errors(status=403, times=denied)
+        clock.now += PERIOD
+        start = clock.now
+        tries = asyncio.run(tried_at(check, emulator, clock, start + PERIOD * (denied + 1)))
+    assert b.check() == A  # A's hold changed since B first saw it: A runs, B says so
+    assert tries == [start + PERIOD * n for n in range(denied + 1)]  # each period, renewed
+    assert lease(k8s_api_client).spec.holder_identity == A
+    off, on = said_of_forbidden(caplog)
+    assert len(off) == 1, caplog.text  # off once, on again once: not a line per try
+    assert len(on) == 1, caplog.text
+
+
+def test_a_holder_forbidden_past_a_lease_duration_backs_off(
+    emulator: Emulator, k8s_api_client: Any
+) -> None:
+    """Once its record in the Lease is past a lease duration (lapsed for everyone), the holder
+    tries no more often than one never allowed."""
+    clock = Clock()
+    check = forbidden_check(k8s_api_client, clock, [])
+    asyncio.run(check.once())
+    clock.now += PERIOD
+    emulator.inject_errors(status=403, times=14)  # each try up to 200 s, as counted below
+    tries = asyncio.run(tried_at(check, emulator, clock, clock.now + 200))
+    assert len(tries) == 14
+    # Renewed at 1000: tried at each period up to 1016, past its lease duration; then backing
+    # off as one never allowed.
+    assert tries[:8] == [1000.0 + PERIOD * n for n in range(1, 9)]
+    assert [b - a for a, b in itertools.pairwise(tries[7:])] == [2, 4, 8, 16, 32, 64]
 
 
 class _Hung:

@@ -25,6 +25,7 @@ from reconciler.membership.single import NAME
 from tests.e2e.conftest import START_WAIT
 from tests.helpers import wait_for
 from tests.k8s.conftest import real_crd
+from tests.k8s.emulator import Emulator
 
 __all__ = ["real_crd"]
 
@@ -33,6 +34,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("real_c
 
 SAYS = "another crontask without --ha runs the same CronTasks"
 ENDED = "the other crontask without --ha is no longer seen running"
+OFF = "not allowed to read or write leases"
+ON = "the check for another crontask without --ha is on"
 
 
 _next: list[int] = []
@@ -205,3 +208,25 @@ def test_the_lease_goes_to_the_lease_namespace_else_the_one_watched(
     wait_for("the Lease in ops", held, 20)
     assert a.stop() == 0
     assert not holder(k8s_api_client, "ops")  # released at the graceful stop
+
+
+def test_a_brief_forbidden_on_the_lease_keeps_it_held_and_the_check_on(
+    tmp_path: Path,
+    emulator: Emulator,
+    kubeconfig: Path,
+    k8s_api_client: Any,
+    instances: list[Instance],
+) -> None:
+    """A Role re-created by a GitOps tool: a few 403s on the Lease. The holder says the check
+    is off, tries again at each period (its Lease still current), renews it and says the check
+    is on again, in seconds: it sent nothing for 300 s, its Lease lapsed, and a crontask
+    started meanwhile took it over without a word."""
+    crontask(k8s_api_client)
+    a = start(instances, Instance("a", tmp_path, kubeconfig))
+    renewals(k8s_api_client, 2)
+    emulator.inject_errors(status=403, times=3, path="/leases/")
+    a.wait_log(OFF)
+    a.wait_log(ON)  # a bound on failure: 30 s, a tenth of the old wait
+    renewals(k8s_api_client, 2)  # renewed again
+    assert holder(k8s_api_client).startswith(a.id_prefix)
+    assert (a.log().count(OFF), a.log().count(ON)) == (1, 1)  # off once, on once

@@ -74,7 +74,7 @@ class Emulator:
         self._connections: set[socket.socket] = set()
         self._watches: set[WatchStream] = set()
         self._conflicts = 0
-        self._errors: list[int] = []
+        self._errors: list[tuple[int, re.Pattern[str]]] = []  # (status, path), one each
         self._unserved: list[tuple[str, re.Pattern[str]]] = []  # (method, path), one each
         self._outage: tuple[int | None, float] | None = None  # (status, delay) until heal()
         self._healed = threading.Event()
@@ -174,10 +174,11 @@ class Emulator:
         with self._lock:
             self._conflicts += times
 
-    def inject_errors(self, status: int = 503, times: int = 1) -> None:
-        """The next ``times`` requests (any) answer ``status`` with a ``Status`` body."""
+    def inject_errors(self, status: int = 503, times: int = 1, path: str = "") -> None:
+        """The next ``times`` requests (any; with ``path``, those whose path the regular
+        expression matches, ``re.search``) answer ``status`` with a ``Status`` body."""
         with self._lock:
-            self._errors.extend([status] * times)
+            self._errors.extend([(status, re.compile(path))] * times)
 
     def inject_not_served(self, method: str, path: str, times: int = 1) -> None:
         """The next ``times`` ``method`` requests whose path the regular expression ``path``
@@ -358,9 +359,10 @@ class Emulator:
             if status is not None:
                 return _status_error(status)
         with self._lock:
-            if not self._errors:
+            found = next((n for n, (_, p) in enumerate(self._errors) if p.search(path)), None)
+            if found is None:
                 return None
-            code = self._errors.pop(0)
+            code, _ = self._errors.pop(found)
         return _status_error(code)
 
     def _held(self, method: str, path: str) -> bool:
