@@ -14,9 +14,12 @@ the command line's roots are respelled once, at start (``one_spelling``, from
 ``existing_paths``), never per file: ``tasks`` and ``$PWD/tasks/shared`` are two spellings of
 one path, so the inner one takes the outer one's (``tasks/shared``), the spelling the outer walk
 finds its files by (two spellings of one file would define its tasks twice), and ``tasks`` and
-``$PWD/tasks`` are read once. Nothing else is taken for the same path: not ``..`` taken off
-(after a link it goes up from where the link leads), not two links to one folder. Those are read
-as given, and a task found twice is reported defined twice: loud, never a folder left unread.
+``$PWD/tasks`` are read once. ``$PWD`` may name the current folder through links (a home
+folder that is one): a relative root is compared under it as well as under the folder as the
+process spells it. Nothing else is taken for the same path: not ``..`` taken off (after a link
+it goes up from where the link leads), not two links to one folder. Those are read as given,
+and a task found twice is reported defined twice: loud, never a folder left unread. What is
+compared is the paths as at start: a folder renamed later is followed as the spelling kept.
 
 A root another user may change (its owner, whoever may write it, or a folder on its path:
 ``statedir``'s rule) is warned of once at the start of ``crontask run`` (``checked_roots``):
@@ -61,21 +64,54 @@ def not_given(roots: Sequence[Path], links: Sequence[Path]) -> list[Path]:
 def one_spelling(roots: Sequence[Path]) -> list[Path]:
     """``roots`` in the order given, each spelling once, and each one under another respelled
     with the outermost one's spelling (the walk of that one finds its files so). Spellings are
-    compared as ``Path.absolute`` makes them: the current folder put before a relative one,
-    nothing else changed (``..`` kept, no link followed), so a respelling names the very path
-    given, today and after any link on the way changes."""
-    given: dict[Path, Path] = {}
+    compared as absolute paths, a relative one put under the current folder as the process
+    spells it and as the shell does (``$PWD``, when it names that same folder through links),
+    nothing else changed (``..`` kept, no link followed): two spellings are taken for one path
+    only where they are one as the system reads them at start."""
+    bases = _current_folders()
+    given: dict[Path, Path] = {}  # each absolute spelling of a root: the root as given
+    places: list[tuple[Path, list[Path]]] = []
     for root in roots:
-        given.setdefault(root.absolute(), root)
+        absolute = [root] if root.is_absolute() else [base / root for base in bases]
+        if any(spelling in given for spelling in absolute):
+            continue  # given before, in one of its spellings: read once
+        for spelling in absolute:
+            given[spelling] = root
+        places.append((root, absolute))
     spelled = []
-    for place, root in given.items():
-        outer = min(
-            (other for other in given if other != place and is_within(place, other)),
-            key=lambda other: len(other.parts),
-            default=None,
-        )
-        spelled.append(root if outer is None else given[outer] / place.relative_to(outer))
+    for root, absolute in places:
+        holders = [
+            (outer, place)
+            for place in absolute
+            for outer in given
+            if given[outer] != root and is_within(place, outer)
+        ]
+        if not holders:
+            spelled.append(root)
+            continue
+        outer, place = min(holders, key=lambda held: len(held[0].parts))
+        spelled.append(given[outer] / place.relative_to(outer))
     return spelled
+
+
+def _current_folders() -> list[Path]:
+    """The current folder as the process spells it (every link resolved) and, when it names
+    the same folder, as the shell does (``$PWD``, through the links it was reached by:
+    ``$PWD/tasks`` is what a user types beside ``tasks``)."""
+    here = Path.cwd()
+    shell = os.environ.get("PWD", "")
+    logical = Path(shell)
+    if (
+        not logical.is_absolute()
+        or logical == here
+        or any(part in (".", "..") for part in shell.split("/"))
+    ):
+        return [here]
+    try:
+        same = os.path.samestat(os.stat(logical), os.stat(here))
+    except OSError:
+        return [here]
+    return [here, logical] if same else [here]
 
 
 def checked_roots(roots: Sequence[Path]) -> None:

@@ -9,6 +9,7 @@ link/../elsewhere`` and dropped a task without a word."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -130,3 +131,38 @@ def test_the_respelling_is_the_path_given_in_every_order(here: Path) -> None:
         spelled = one_spelling([Path(r) for r in roots])
         assert sorted(map(str, spelled)) == ["tasks", "tasks/shared"]
         assert [p.absolute() for p in spelled] == [Path(r).absolute() for r in roots]
+
+
+def test_the_shells_current_folder_through_a_link_is_one_spelling(here: Path) -> None:
+    """$PWD names the current folder through a link (a home folder that is one): ``tasks``
+    beside ``$PWD/tasks/shared`` is still one folder and its inner one (the process's own
+    current folder is the real one, which is all ``Path.absolute`` knows)."""
+    (here / "logical").symlink_to(here)
+    shell = here / "logical"
+    inner = str(shell / "tasks/shared")
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler", "validate", "tasks", inner, str(shell / "tasks")],
+        cwd=shell,
+        env={**os.environ, "PWD": str(shell)},
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "ok: 2 files, 2 tasks\n", "")
+
+
+def test_a_stale_shell_folder_is_not_taken_for_the_current_one(
+    here: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """$PWD of another folder (a process that changed folder without the shell) is not used:
+    a root under it is read as given."""
+    (here / "elsewhere" / "tasks").mkdir()
+    monkeypatch.setenv("PWD", str(here / "elsewhere"))
+    roots = [Path("tasks"), here / "elsewhere" / "tasks"]
+    assert one_spelling(roots) == roots
+    monkeypatch.setenv("PWD", str(here / "link" / ".." / "tasks"))  # not a plain spelling
+    assert one_spelling([Path("shared"), here / "tasks" / "shared"]) == [
+        Path("shared"),
+        here / "tasks" / "shared",
+    ]
