@@ -23,7 +23,7 @@ from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 
 from reconciler.controller.active import REPLACED, ActiveRun
-from reconciler.controller.handover import Handover
+from reconciler.controller.handover import Handover, ReplacedElsewhere
 from reconciler.controller.recorder import Recorder
 from reconciler.controller.skips import utc_text
 from reconciler.controller.slots import SlotLedger
@@ -131,6 +131,9 @@ class SlotClaims:
         async def claim() -> bool:
             try:
                 why = await handover.claim(record, policy, REPLACED, self.closing, waiting)
+            except ReplacedElsewhere as replaced:
+                self._skip(record, REPLACED, replaced.why)
+                raise SkippedHere(record.id, record.attempt) from None
             except StoreUnavailable:
                 if record.trigger is Trigger.MANUAL:
                     self._manual_unchecked(record, policy)

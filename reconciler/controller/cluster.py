@@ -336,7 +336,7 @@ class Cluster:
                 log.exception("could not take the new assignment; the next renewal tries again")
                 return
         try:
-            swept = await in_thread(self._housekeep, members)
+            swept = await in_thread(self._housekeep, members, self.dispatcher.going())
         except Exception:
             log.exception("replica housekeeping failed; the next renewal tries again")
             return
@@ -440,9 +440,9 @@ class Cluster:
         oldest = now - timedelta(seconds=max(10 * self.timing.lease_seconds, LONGEST_LEASE))
         return min(max(renewed, oldest), now)
 
-    def _housekeep(self, members: list[Member]) -> Swept:
+    def _housekeep(self, members: list[Member], here: list[str]) -> Swept:
         """In a worker thread: stop requests, our tasks running elsewhere (``sweep``), views."""
-        swept = sweep(self.store, self.me.id, mine=self.reconciler.mine)
+        swept = sweep(self.store, self.me.id, here, mine=self.reconciler.mine)
         self.views.compare(members)
         return swept
 

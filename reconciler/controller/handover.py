@@ -8,8 +8,9 @@ replica can do the same. So under ``Forbid`` and ``Replace`` the first attempt o
 claimed with :meth:`RunStore.claim_exclusive`, which looks for another replica's running run of
 the task and claims in one step (:meth:`Handover.claim`): under ``Forbid`` the slot is skipped
 while one is going; under ``Replace`` the other replica is asked (through the store) to stop it
-and the claim is tried again once it has ended. ``Allow`` checks nothing; a retry holds its slot
-already. Claims made together travel together (one ``claim_exclusive`` per batch, as the
+and the claim is tried again once it has ended, unless a newer run of the task began there
+meanwhile, which goes on (``ReplacedElsewhere``). ``Allow`` checks nothing; a retry holds its
+slot already. Claims made together travel together (one ``claim_exclusive`` per batch, as the
 recorder's ``claim_many``), so a burst of slots costs a few round trips, not one each.
 
 A task *inherited* from another replica (it came here, or another replica runs it now) is
@@ -46,6 +47,21 @@ CLAIM_BATCH: Final = 128
 UNANSWERED_MAX: Final = 1024
 
 _Waiting = list[tuple[RunRecord, "asyncio.Future[ExclusiveClaim]"]]
+
+
+class ReplacedElsewhere(DuplicateRun):
+    """Not claimed (``Replace``): while it waited for a run on another replica to stop, a
+    newer run of its task began there (a manual run asked meanwhile). As on one replica, where
+    a run decided later replaces a run that waits to start, the newer one goes on; this one is
+    recorded skipped (``why``), rather than stopping it."""
+
+    def __init__(self, record: RunRecord, newer: list[RunRecord]) -> None:
+        super().__init__(record.id, record.attempt)
+        runs = ", ".join(f"{r.id} on {r.owner}" for r in newer)
+        self.why = (
+            f"a newer run of the task ({runs}) replaced the run while this run waited for "
+            "another replica's run to stop; it did not start"
+        )
 
 
 class Handover:
@@ -134,10 +150,12 @@ class Handover:
         after ``patience`` the run is claimed as any other slot, unless crontask is
         ``stopping`` meanwhile. ``waiting`` hears when the claim begins to wait for that run
         to end (True), and when it no longer does (False). Raises DuplicateRun if the slot is
-        claimed already (another replica runs it) or is not to be started, StoreUnavailable if
-        the store could not be asked."""
+        claimed already (another replica runs it) or is not to be started, ReplacedElsewhere if
+        a newer run began there while it waited, StoreUnavailable if the store could not be
+        asked."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.patience
+        asked: set[str] = set()  # the runs it waited for
         while True:
             answer = await self._exclusive(record)
             if answer.claimed or (not answer.running and await self.held(record)):
@@ -149,6 +167,9 @@ class Handover:
             ids = ", ".join(f"{r.id} on {r.owner}" for r in answer.running)
             if policy is not ConcurrencyPolicy.REPLACE:
                 return f"previous run still running ({ids}); policy Forbid"
+            if newer := _newer(record, answer.running, asked):
+                raise ReplacedElsewhere(record, newer)
+            asked.update(r.id for r in answer.running)
             if stopping():
                 # Not claimed, not recorded: the task's next owner catches the slot up. Waiting
                 # on would hold the shutdown up to ``patience``, past any grace.
@@ -233,6 +254,15 @@ class Handover:
             if not {r.id for r in await self._foreign(key)} & ids:
                 return
             await asyncio.sleep(self.poll)
+
+
+def _newer(record: RunRecord, running: tuple[RunRecord, ...], asked: set[str]) -> list[RunRecord]:
+    """The runs of ``running`` that began while ``record``'s claim waited for the ones it
+    ``asked`` to stop, asked or scheduled after it: decided after it, they replace it. None
+    at its first look (nothing waited for yet): it replaces whatever runs then."""
+    if not asked:
+        return []
+    return [r for r in running if r.id not in asked and r.scheduled_at > record.scheduled_at]
 
 
 def _fail(answer: asyncio.Future[ExclusiveClaim], err: BaseException) -> None:

@@ -52,6 +52,11 @@ class RunStops:
     _deferred: dict[str, dict[datetime, tuple[asyncio.TimerHandle, Definition]]]
     _undefer: Callable[[str], None]
 
+    def going(self) -> list[str]:
+        """The ids of the runs in flight here: whose stop asked through the store is read
+        whatever their records say (``controller.sweep``). Read on the loop."""
+        return [run for by_id in self._active.values() for run in by_id]
+
     def stop_run(self, run: str, reason: str) -> bool:
         """Stop the running run ``run`` (another replica asked, through the store)."""
         for by_id in self._active.values():

@@ -66,10 +66,13 @@ def interrupt_gone(
         )
 
 
-def sweep(store: RunStore, me: str, *, mine: Callable[[str], bool]) -> Swept:
-    """Blocking. The runs here another replica asked to stop, and the tasks of ours (``mine``,
-    as assigned now) that another replica runs."""
-    stops = [(run, reason) for run, _, reason in store.stop_requests(me)]
+def sweep(store: RunStore, me: str, here: Collection[str], *, mine: Callable[[str], bool]) -> Swept:
+    """Blocking. The runs here (``here``: those going on) another replica asked to stop, and
+    the tasks of ours (``mine``, as assigned now) that another replica runs."""
+    # Those going on here whatever their records say: one asked to stop (a Replace elsewhere)
+    # while this replica was frozen past its lease was marked interrupted since, and the
+    # replica that asked runs its own now; this one's must stop, not run beside it.
+    stops = [(run, reason) for run, _, reason in store.stop_requests(me, here)]
     # A manual run asked there, or a run from before a handover.
     foreign = {r.task for r in store.running() if r.owner != me and mine(r.task)}
     return Swept(stops, foreign)

@@ -340,9 +340,9 @@ class RunStore(Protocol):
         finished ones are left alone. The owner learns of it from :meth:`stop_requests`."""
         ...
 
-    def stop_requests(self, owner: str) -> list[tuple[str, int, str]]:
-        """``(run id, attempt, reason)`` of each running attempt claimed by ``owner`` that
-        someone asked to stop."""
+    def stop_requests(self, owner: str, runs: Collection[str] = ()) -> list[tuple[str, int, str]]:
+        """``(run id, attempt, reason)`` of each attempt claimed by ``owner`` that someone asked to
+        stop: running, or of ``runs`` (going on there) whatever its status (marked interrupted)."""
         ...
 
     def last_slots(self, tasks: Collection[str] | None = None) -> dict[str, datetime]:

@@ -284,13 +284,16 @@ class MemoryRunStore:
                 self._stops[key] = reason
         return len(marked)
 
-    def stop_requests(self, owner: str) -> list[tuple[str, int, str]]:
+    def stop_requests(self, owner: str, runs: Collection[str] = ()) -> list[tuple[str, int, str]]:
+        here = set(runs)
         with self._lock:
             self._check_open()
             return sorted(
                 (r.id, r.attempt, self._stops[key])
                 for key, r in self._records.items()
-                if key in self._stops and r.owner == owner and r.status is RunStatus.RUNNING
+                if key in self._stops
+                and r.owner == owner
+                and (r.status is RunStatus.RUNNING or r.id in here)
             )
 
     def take_over(self, run_id: str, attempt: int, owner: str) -> RunRecord | None:

@@ -366,8 +366,8 @@ class SqlRunStore:
         stmt = sql_running.request_stop(ids, reason)
         return int(self._write(lambda conn: conn.execute(stmt).rowcount))
 
-    def stop_requests(self, owner: str) -> list[tuple[str, int, str]]:
-        stmt = sql_running.stop_requests(owner)
+    def stop_requests(self, owner: str, runs: Collection[str] = ()) -> list[tuple[str, int, str]]:
+        stmt = sql_running.stop_requests(owner, runs)
         with self._tx(write=False) as conn:
             rows = conn.execute(stmt).all()
         return sorted((row[0], row[1], row[2]) for row in rows)

@@ -1,9 +1,10 @@
 """The SQL store's statements on the runs going (``status = running``), and on those whose
 owner went away: the runs going (``running``), a stop asked through the store
-(``request_stop``, ``stop_requests``), a run another owner takes over (``take_over``), the runs
-of owners gone marked interrupted (``mark_interrupted``), and those of them no one has told of
-yet (``untold``, ``take_untold``). Built here, run by
-:class:`~reconciler.store.sql.SqlRunStore` in its transactions.
+(``request_stop``, ``stop_requests``: also of a run its owner runs still, whatever its record
+says), a run another owner takes over (``take_over``), the runs of owners gone marked
+interrupted (``mark_interrupted``), and those of them no one has told of yet (``untold``,
+``take_untold``). Built here, run by :class:`~reconciler.store.sql.SqlRunStore` in its
+transactions.
 
 An UPDATE ... RETURNING marks runs interrupted and takes the untold: a row is reported by
 exactly one caller, and a concurrent ``complete()`` is either before it (the row no longer
@@ -49,11 +50,17 @@ def request_stop(ids: list[str], reason: str) -> sa.Executable:
     )
 
 
-def stop_requests(owner: str) -> sa.Executable:
+def stop_requests(owner: str, runs: Collection[str]) -> sa.Executable:
+    # Read at each renewal: the running attempts through ix_runs_status_scheduled (few), the
+    # runs going on the owner (``runs``) through the primary key, whatever their status, for
+    # one marked interrupted by another replica while the owner was frozen runs on all the same.
+    # Each term has its index (PostgreSQL's BitmapOr, SQLite's MULTI-INDEX OR): no scan of the
+    # history's interrupted rows, nor of all of it.
+    asked = _c.status == RunStatus.RUNNING.value
+    if runs:
+        asked = sa.or_(asked, _c.id.in_(sorted(set(runs))))
     return sa.select(_c.id, _c.attempt, _c.stop_requested).where(
-        _c.status == RunStatus.RUNNING.value,
-        _c.owner == owner,
-        _c.stop_requested.is_not(None),
+        asked, _c.owner == owner, _c.stop_requested.is_not(None)
     )
 
 

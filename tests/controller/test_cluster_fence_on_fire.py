@@ -221,9 +221,9 @@ def test_the_catch_ups_as_the_fence_lifts_run_after_a_slow_renewal(tmp_path: Pat
         world.registry.unreachable.clear()
         housekeep = a.cluster._housekeep
 
-        def slow(members: Any) -> Any:  # the store answers, slowly
+        def slow(members: Any, here: Any) -> Any:  # the store answers, slowly
             world.clocks.advance(10.5)
-            return housekeep(members)
+            return housekeep(members, here)
 
         a.cluster._housekeep = slow  # type: ignore[method-assign]
         assert await a.cluster.tick()

@@ -1,0 +1,111 @@
+"""A ``Replace`` run asked of one replica while the run it replaces goes on another, frozen
+(SIGSTOP) past its lease: once resumed, the frozen replica stops its run, as it was asked to
+through the store.
+
+The replica asked wrote the stop request on the run's row, then, the lease out, marked the run
+interrupted and started its own. The frozen one read only the requests of rows still
+``running``: resumed, it never saw it, its command ran beside the new one until it ended by
+itself, and its record was then written ``succeeded`` over the interrupted one.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from reconciler.core.runs import RunRecord, RunStatus
+from reconciler.store import open_store
+from tests.ha.conftest import Cluster, Replica
+from tests.ha.test_frozen_replica import _TIMING, _stopped
+from tests.ha.test_replicas import members
+from tests.helpers import wait_for
+
+pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
+
+
+def _trigger(replica: Replica) -> dict[str, Any]:
+    response = httpx.post(f"{replica.server}/api/v1/tasks/default/rp/runs", timeout=30)
+    assert response.status_code == 202, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _record(cluster: Cluster, run_id: str) -> RunRecord | None:
+    return next((r for r in cluster.runs("default/rp") if r.id == run_id), None)
+
+
+def _finished(cluster: Cluster, run_id: str) -> RunRecord | None:
+    record = _record(cluster, run_id)
+    return record if record is not None and record.status.finished else None
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+@pytest.mark.slow  # about half a minute: a replica frozen past its lease
+def test_a_run_replaced_while_its_replica_was_frozen_stops_once_resumed(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    pids, gate = tmp_path / "pids", tmp_path / "gate"
+    pids.mkdir()
+    # Each run writes its shell's pid under its run id; it runs until SIGTERM or the gate.
+    script = (
+        f"echo $$ > {pids}/$CRONTASK_RUN_ID.tmp && mv {pids}/$CRONTASK_RUN_ID.tmp "
+        f"{pids}/$CRONTASK_RUN_ID; trap 'exit 3' TERM; "
+        f"while [ ! -e {gate} ]; do sleep 0.1; done"
+    )
+    (cluster.tasks / "rp.yaml").write_text(
+        "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\nmetadata: {name: rp}\n"
+        'spec:\n  schedule: "@yearly"\n  concurrencyPolicy: Replace\n'
+        f"  command: {{args: [sh, -c, {script!r}]}}\n"
+    )
+    frozen = cluster.add("frozen", *_TIMING)
+    other = cluster.add("other", *_TIMING)
+    members(frozen, 2)
+    members(other, 2)
+    store = open_store(cluster.db)
+    try:
+        first = _trigger(frozen)
+        assert first["status"] == "running", first
+        mark = pids / first["id"]
+        wait_for("the first run's command", mark.exists)
+        old = int(mark.read_text())
+        assert frozen.proc is not None
+        frozen.proc.send_signal(signal.SIGSTOP)
+        wait_for("the replica to stop", lambda: _stopped(frozen))
+
+        second = _trigger(other)
+        assert second["status"] == "pending", second  # it waits for the frozen one's run
+        wait_for("the second run's command", (pids / second["id"]).exists, timeout=60)
+        new = int((pids / second["id"]).read_text())
+        # The replica asked marked the frozen one's run interrupted; the request stays on it.
+        marked = _record(cluster, first["id"])
+        assert marked is not None
+        assert marked.status is RunStatus.INTERRUPTED, marked
+        assert marked.owner is not None
+        assert store.stop_requests(marked.owner, [first["id"]]) == [(first["id"], 1, "Replaced")]
+        assert _alive(old)  # both commands run
+
+        frozen.proc.send_signal(signal.SIGCONT)
+        # Its first renewal reads the request: SIGTERM, the command ends at once.
+        wait_for("the replaced run's command to end", lambda: not _alive(old), timeout=20)
+        ended = wait_for(
+            "the replaced run's end record", lambda: _finished(cluster, first["id"]), timeout=20
+        )
+        assert ended.status is RunStatus.FAILED, ended  # not succeeded, nor left interrupted
+        assert ended.reason == "Replaced", ended
+        assert _alive(new)  # the run that replaced it goes on
+        current = _record(cluster, second["id"])
+        assert current is not None
+        assert current.status is RunStatus.RUNNING, current
+        assert "Traceback" not in frozen.log()
+    finally:
+        store.close()
+        gate.touch()  # no command outlives the test (the fixture SIGKILLs the replicas)
+        if frozen.proc is not None and frozen.proc.poll() is None:
+            frozen.proc.send_signal(signal.SIGCONT)
