@@ -24,7 +24,7 @@ restart, or a replica taking the task over, reads its state from them
 newest first at no extra read, and the last success by one seek at the end of the task's
 succeeded range of ``ix_runs_task_status_finished`` before the walk (a task that never
 succeeded is walked to its end: the rows it keeps and deletes, not the table). By age, a row
-tested for either pays a seek or two (``_last_word``), never a read of the task's newer
+tested for either pays a seek or two (``last_word``), never a read of the task's newer
 history (a task failing for long, its success past the max age, made every prune read all of
 its failures, its write lock held 0.8 s), nor one of the table.
 
@@ -48,12 +48,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from reconciler.core.runs import RunStatus
-from reconciler.core.status import SHUTDOWN_REASON
 from reconciler.store.base import RetentionTally, slot_run, tells
 from reconciler.store.retry_window import retry_may_follow
+from reconciler.store.sql_retention_words import last_word, mark
+from reconciler.store.sql_retention_words import place as _place
 from reconciler.store.sql_rows import readable
 from reconciler.store.sql_schema import NEWEST_FIRST, UTCDateTime, runs
-from reconciler.store.sql_summaries import of_scheduled_run
 
 # Rows deleted per transaction: SQLite holds its write lock until the commit, and claims wait
 # behind it (20 000 held it for 1-2 s, and slots started that late during a first prune).
@@ -204,10 +204,6 @@ def _delete_runs(conn: Connection, doomed: Sequence[str]) -> int:
     return deleted
 
 
-def _place(table: sa.FromClause) -> sa.Tuple:
-    return sa.tuple_(table.c.scheduled_at, table.c.id)
-
-
 def _literal(position: _Position) -> sa.Tuple:
     at, run_id = position
     return sa.tuple_(sa.literal(at, UTCDateTime()), sa.literal(run_id, sa.String()))
@@ -336,7 +332,7 @@ class _AgedPrune:
     is: ``Kept.busy`` names only this process's runs waiting for their retry, not another
     replica's, nor another crontask's.
 
-    The task's newest run that tells how it did and its last success (``_last_word``) stay
+    The task's newest run that tells how it did and its last success (``last_word``) stay
     as its mark does."""
 
     cutoff: datetime
@@ -360,7 +356,7 @@ class _AgedPrune:
         # When the attempt ended: one datetime to read a row, not two.
         ended = sa.func.coalesce(old.c.finished_at, old.c.started_at, type_=UTCDateTime())
         ends = (old.c.attempt, old.c.reason, ended.label("ended"))
-        stays = (_mark(old).label("mark"), _last_word(old).label("word"))
+        stays = (mark(old).label("mark"), last_word(old).label("word"))
         found = conn.execute(
             sa.select(*columns, *ends, *stays)
             .where(*window, _not_running_run(old))
@@ -419,84 +415,6 @@ class _Spared:
 
     def __contains__(self, run_id: object) -> bool:
         return run_id in self._unread or run_id in self._busy
-
-
-def _mark(old: sa.FromClause) -> sa.ColumnElement[bool]:
-    """Whether a row of ``old`` is of its task's newest run of a slot: its run is a run of a
-    slot (told by the row: all of a run's attempts are, or none; a retry by a seek in the
-    primary key, to its run's first attempt, never an EXISTS that PostgreSQL may answer by
-    hashing the table, see ``_last_word``) and no run of a slot comes after it (one seek in
-    ``ix_runs_task_scheduled``)."""
-    other = runs.alias("other")
-    scheduled = of_scheduled_run(other)
-    own = of_scheduled_run(old, seek=True)  # NULL for a lone retry: not a slot's (the ELSE)
-    later = (
-        sa.select(other.c.id)
-        .where(other.c.task == old.c.task, other.c.scheduled_at > old.c.scheduled_at, scheduled)
-        .exists()
-    )
-    # CASE, not AND: an AND in a result column may evaluate both sides, and ``later`` of a
-    # manual run reads every newer row of its task (20 000 manual runs: 22 s).
-    return sa.case((own, sa.case((later, sa.false()), else_=sa.true())), else_=sa.false())
-
-
-def _tells(table: sa.FromClause) -> sa.ColumnElement[bool]:
-    """Rows of ``table`` that say how their task did (``base.tells``): succeeded, or failed,
-    timed out, or interrupted but not by crontask's own shutdown (a NULL reason is none)."""
-    reason = table.c.reason
-    return sa.or_(
-        table.c.status.in_([RunStatus.SUCCEEDED.value, *_FAILED_OUTRIGHT]),
-        sa.and_(
-            table.c.status == RunStatus.INTERRUPTED.value,
-            sa.or_(reason.is_(None), reason != SHUTDOWN_REASON),
-        ),
-    )
-
-
-_FAILED_OUTRIGHT: Final = (RunStatus.FAILED.value, RunStatus.TIMED_OUT.value)
-
-
-def _last_word(old: sa.FromClause) -> sa.ColumnElement[bool]:
-    """Whether a row of ``old`` is the task's last success (it succeeded, and no success
-    finished after it: ``base.last_success_order``), or an attempt that says how its task did
-    (``_tells``) of which no later run of the task has one. What a restart reads the task's
-    state from (``base.RetentionTally``), kept however old as the mark is; a run is kept when
-    one of its attempts is either (the caller reads all of them).
-
-    A test of the row's own columns, then, only for a row that passes it, a seek or two: at
-    the row's end in ``ix_runs_task_status_finished`` for a success that finished later, and
-    in ``ix_runs_task_scheduled`` forward to the next row that tells (usually the next). Not
-    an EXISTS on the row's run for its own test: PostgreSQL hashed every succeeded row of the
-    table for it, once a transaction (465 ms, not 65, a window of 2 000 rows of 1 000 000).
-    Nor a read forward to the next success by slot: of a task failing since, all its rows."""
-    said = runs.alias("said")
-    later_said = (
-        sa.select(said.c.id)
-        .where(said.c.task == old.c.task, said.c.scheduled_at > old.c.scheduled_at, _tells(said))
-        .exists()
-    )
-    won = runs.alias("won")
-    ended = old.c.finished_at
-    tie = sa.and_(won.c.finished_at == ended, _place(won) > _place(old))
-    later_won = (
-        sa.select(won.c.id)
-        .where(
-            won.c.task == old.c.task,
-            won.c.status == RunStatus.SUCCEEDED.value,
-            won.c.finished_at >= ended,
-            sa.or_(won.c.finished_at > ended, tie),
-        )
-        .exists()
-    )
-    # CASE, not AND, as in _mark: the seeks only for the rows that pass their own test, and
-    # only the first for the last success (it tells too).
-    success = sa.and_(old.c.status == RunStatus.SUCCEEDED.value, ended.is_not(None))
-    last_said = sa.case((later_said, sa.false()), else_=sa.true())
-    return sa.case(
-        (success, sa.case((later_won, last_said), else_=sa.true())),
-        (_tells(old), last_said),
-        else_=sa.false(),
-    )
 
 
 def _last_success(conn: Connection, task: str) -> str | None:
