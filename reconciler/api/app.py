@@ -65,6 +65,7 @@ from reconciler.api.routing import (
     problem_responses,
     required_role,
 )
+from reconciler.api.singletons import repeated
 from reconciler.api.slashes import SlashRedirect, served_without_slash
 from reconciler.api.webhook_secret import WebhookSecret
 from reconciler.controller.view import RuntimeView
@@ -434,6 +435,10 @@ class RequestLog:
             if _head_bytes(scope) > MAX_HEAD_BYTES:
                 status = 431
                 await problems.send_problem(send, 431, HEAD_TOO_LARGE, str(scope.get("path", "")))
+                return
+            if (twice := repeated(scope)) is not None:  # before any route reads the first
+                status = 400
+                await problems.send_problem(send, 400, twice, str(scope.get("path", "")))
                 return
             await self.app(scope, limited_receive, send_wrapper)
         except ClientDisconnect:

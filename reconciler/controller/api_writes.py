@@ -68,6 +68,7 @@ from reconciler.sources.api import (
 )
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.limits import excerpt
+from reconciler.store import StoreUnavailable
 
 T = TypeVar("T")
 
@@ -214,10 +215,12 @@ class ApiWrites:
                 yield
             except TimeoutError:
                 raise
-            except OSError as err:
-                # The folder of API tasks gone, a full or failing disk: nothing the caller did,
-                # and a retry works once it is back (a 503, not a 500). Not the run store's
-                # StoreUnavailable: that one is fine, and /readyz says so. A pass reads the key
+            except (OSError, StoreUnavailable) as err:
+                # The folder of API tasks gone, a full or failing disk, with replicas the
+                # database of the API's tasks refusing or not answering in time (its calls are
+                # bounded: ``store.api_tasks``): nothing the caller did, and a retry works once
+                # it is back (a 503, not a 500). Said as the API tasks' store, not the run
+                # store's outage (/readyz says whether that one is fine). A pass reads the key
                 # again, so that the API source's error (GET /api/v1/sources, which the answer
                 # points to) says now what it would say only after the next resync; once it
                 # says this very error, not again: while the folder is gone every write came

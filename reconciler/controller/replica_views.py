@@ -23,6 +23,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, wait
 from datetime import UTC, datetime
 
 from reconciler.core.assignment import declaring
@@ -33,6 +34,12 @@ log = logging.getLogger("crontask.cluster")
 # Seconds leaving the replicas waits for the store to withdraw this replica's view: on the stop
 # path (``--ha``), after the membership's leave.
 DROP_WAIT = 5.0
+# Seconds a renewal waits for its view to be published: the publish comes before the renewal
+# (``Cluster.tick``), and a store that took it and never answered held the renewal, its
+# "renewal failed" warnings and the fence's log line for as long as it was silent (a task
+# created just before the store went silent: 25 s and more). Given up, the renewal announces
+# the digest last published, and the publish goes on in its daemon thread.
+PUBLISH_WAIT = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +60,7 @@ class ReplicaViews:
         self._published_from: DesiredState | None = None
         self._digest: str | None = None
         self._republish = False  # publish the whole view again, not only what changed
+        self._publishing: Future[None] | None = None  # the publish last given up on
 
     @property
     def digest(self) -> str | None:
@@ -62,8 +70,12 @@ class ReplicaViews:
     def publish(self, desired: DesiredState) -> None:
         """Publish what changed in ``desired`` since the view last published (all of it after
         :meth:`republish`). A view that could not be published is logged, and tried again at
-        the next call: the digest stays the last one published meanwhile."""
+        the next call: the digest stays the last one published meanwhile. One not answered
+        within ``PUBLISH_WAIT`` is left to its thread (logged once), and the calls made while it
+        is in flight publish nothing: a later one landing first would be overwritten."""
         if desired is self._published_from and not self._republish:
+            return
+        if self._publishing is not None and not self._publishing.done():
             return
         again = self._republish
         current = {key: d.hash for key, d in desired.tasks.items()}
@@ -72,10 +84,17 @@ class ReplicaViews:
         }
         changes.update({k: None for k in self._published.keys() - current.keys()})
         if changes:
-            try:
-                self.views.publish(self.member, changes)
-            except Exception:
-                log.exception("could not publish this replica's view; retrying")
+            sent = _started(lambda: self.views.publish(self.member, changes), "publish")
+            if not wait([sent], timeout=PUBLISH_WAIT).done:
+                self._publishing = sent
+                log.warning(
+                    "this replica's view not published: the store did not answer in time; "
+                    "renewing with the view last published",
+                    extra={"fields": {"member": self.member, "waited_seconds": PUBLISH_WAIT}},
+                )
+                return
+            if (err := sent.exception()) is not None:
+                log.error("could not publish this replica's view; retrying", exc_info=err)
                 return
         self._published, self._published_from = current, desired
         self._republish = False
@@ -131,26 +150,31 @@ class ReplicaViews:
         a store that takes the call and never answers must not hold the stop. Given up, the
         view stays behind, logged: the others read only the views of live members, and the
         store's call goes on in its daemon thread. A store's error is raised here."""
-        failed: list[BaseException] = []
-        done = threading.Event()
-
-        def withdraw() -> None:
-            try:
-                self.views.drop(self.member)
-            except BaseException as err:  # raised in the caller's thread, not lost in this one
-                failed.append(err)
-            finally:
-                done.set()
-
-        threading.Thread(target=withdraw, name="crontask-views-drop", daemon=True).start()
-        if not done.wait(DROP_WAIT):
+        done = _started(lambda: self.views.drop(self.member), "drop")
+        if not wait([done], timeout=DROP_WAIT).done:
             log.warning(
                 "this replica's view not withdrawn: the store did not answer in time",
                 extra={"fields": {"member": self.member, "waited_seconds": DROP_WAIT}},
             )
             return
-        if failed:
-            raise failed[0]
+        done.result()  # a store's error, raised in the caller's thread
+
+
+def _started(call: Callable[[], None], what: str) -> Future[None]:
+    """``call`` begun in a daemon thread of its own (a store that never answers must not hold
+    the caller, nor the exit); its outcome, or its error, in the future."""
+    done: Future[None] = Future()
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as err:  # raised in the caller's thread, not lost in this one
+            done.set_exception(err)
+        else:
+            done.set_result(None)
+
+    threading.Thread(target=run, name=f"crontask-views-{what}", daemon=True).start()
+    return done
 
 
 def read_before_joining(read: Callable[[], object]) -> bool:
