@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 from concurrent.futures.process import BrokenProcessPool
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from reconciler.cli.client import RemoteError, fetch_tasks, request
 from reconciler.cli.client_env import default_token
 from reconciler.cli.collector import rare_collections
-from reconciler.cli.main_helpers import existing_paths
+from reconciler.cli.main_helpers import existing_paths, timestamp
 from reconciler.cli.plan_keeps import (
     adrift,
     defined_by_broken_files,
@@ -340,10 +340,16 @@ def run_next(args: argparse.Namespace, server: str | None = None) -> int:
         for problem in desired.problems:
             print(problem, file=sys.stderr)
         found, failed = list(desired.tasks.values()), bool(desired.problems)
+        waited = None
     else:
-        found, failed = [_task_from_server(server, args.path)], False
+        definition, waited = _task_from_server(server, args.path)
+        found, failed = [definition], False
     definitions = _select(found, args.task)
     start = args.start or datetime.now(UTC)  # bounded by its argument type
+    if args.start is None and waited is not None:
+        # Not before the slot the server waits for: after its clock went back, no slot runs
+        # until it passes that one again (README).
+        start = max(start, waited - timedelta(microseconds=1))
     reports = (_next_report(d, start, args.n) for d in definitions)
     if args.json and server is not None:
         print(json.dumps(next(reports), indent=2))
@@ -363,10 +369,11 @@ def run_next(args: argparse.Namespace, server: str | None = None) -> int:
     return 1 if failed else 0
 
 
-def _task_from_server(server: str, key: str) -> Definition:
+def _task_from_server(server: str, key: str) -> tuple[Definition, datetime | None]:
     """The definition in force of the task ``key`` on ``server``: what it answers to
-    ``GET /api/v1/tasks/{namespace}/{name}``. A task it does not know (404), or any failure,
-    is one line and exit status 1, as for the other client commands."""
+    ``GET /api/v1/tasks/{namespace}/{name}``, and the first of its ``nextRuns`` (the slot it
+    waits for; None without one). A task it does not know (404), or any failure, is one line
+    and exit status 1, as for the other client commands."""
     named = redact_url(server)  # in messages: no password
     namespace, _, name = key.partition("/")
     path = f"/api/v1/tasks/{quote(namespace, safe='')}/{quote(name, safe='')}"
@@ -385,7 +392,13 @@ def _task_from_server(server: str, key: str) -> Definition:
         print(f"{key}: {shown(item['error'])} (the definition in force is shown)", file=sys.stderr)
     source = item.get("source")
     kind = source.get("kind") if isinstance(source, dict) else None
-    return Definition.of(task, Location(printable(str(kind)), named))
+    runs = item.get("nextRuns")
+    first = runs[0] if isinstance(runs, list) and runs else None
+    try:
+        waited = timestamp(first) if isinstance(first, str) else None
+    except argparse.ArgumentTypeError:
+        waited = None  # no time: the slots from now on, as from a file
+    return Definition.of(task, Location(printable(str(kind)), named)), waited
 
 
 def _select(definitions: list[Definition], task: str | None) -> list[Definition]:

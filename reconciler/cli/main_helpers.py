@@ -47,7 +47,10 @@ KEY_PATTERN: Final = f"^{_LABEL}/{_LABEL}$"
 RUN_ID_PATTERN: Final = rf"^{_LABEL}\.{_LABEL}\.[0-9]{{8}}T[0-9]{{6}}(\.[0-9]{{6}})?Z$"
 _MAX_TEXT: Final = 300  # longer than any key, run id or URL these options take
 _EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_RFC3339: Final = re.compile(RFC3339_PATTERN)  # the API's: fromisoformat reads more
+# The API's, with any number of fraction digits (RFC 3339 sets no limit; Go's RFC3339Nano and
+# ``date --rfc-3339=ns`` write 9): fromisoformat reads more shapes than RFC 3339's.
+_RFC3339: Final = re.compile(RFC3339_PATTERN.replace(r"{1,6}", "+", 1))
+_PAST_MICROSECONDS: Final = re.compile(r"(\.[0-9]{6})[0-9]+")
 _LATEST: Final = datetime(9000, 1, 1, tzinfo=UTC)
 
 
@@ -271,9 +274,12 @@ def git_path(text: str) -> str:
 
 def timestamp(text: str) -> datetime:
     """An RFC 3339 time with an offset (``Z`` or ``+01:00``), from 1970 to 9000 (so that the
-    fire times after it never leave the calendar)."""
+    fire times after it never leave the calendar). A fraction past the microsecond is cut
+    there, never rounded into the next second: the slots are whole microseconds, so those
+    strictly after the time given are those strictly after the cut one."""
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        cut = _PAST_MICROSECONDS.sub(r"\1", text, count=1)
+        value = datetime.fromisoformat(cut.replace("Z", "+00:00").replace("z", "+00:00"))
         ok = value.tzinfo is not None and _EARLIEST <= value.astimezone(UTC) < _LATEST
         ok = ok and _RFC3339.fullmatch(text) is not None
     except (ValueError, OverflowError):

@@ -35,7 +35,7 @@ import itertools
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from reconciler.controller.api_writes import ON_LOOP_TIMEOUT, ApiWrites, Reconcile
@@ -70,6 +70,7 @@ T = TypeVar("T")
 
 NEXT_RUNS = 5
 SOURCE_PROBLEMS = 100  # the definition errors a source lists (its count says how many in all)
+_EPSILON = timedelta(microseconds=1)  # fire times are strictly after the instant given
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -93,6 +94,7 @@ class _Entry:
     problem: str | None
     running: tuple[str, ...]
     version: str | None = None  # an API-owned task's: the version of ``definition``
+    after: datetime | None = None  # one this replica schedules: the slot its scheduler waits for
 
 
 class Service:
@@ -408,7 +410,10 @@ class Service:
                     definition, version = stored.definition, stored.version
             problem = definition.error or problems.of(key)
             running = tuple(r.id for r in self._dispatcher.active(key))
-            entries[key] = _Entry(definition, problem, running, version)
+            after = None
+            if scheduled is not None and scheduled.hash == definition.hash:
+                after = self._scheduler.next_fire_time(key)
+            entries[key] = _Entry(definition, problem, running, version, after)
         return entries
 
     def _view(self, entry: _Entry, *, runs: int, last: RunRecord | None) -> TaskView:
@@ -416,7 +421,12 @@ class Service:
         spec = definition.task.spec
         next_runs: tuple[datetime, ...] = ()
         if not spec.suspend:
-            next_runs = tuple(schedule_of(definition).fire_times(datetime.now(UTC), runs))
+            # Not before the slot the scheduler waits for: after the wall clock went back, no
+            # slot runs until it passes that one again (README), and /metrics shows it too.
+            start = datetime.now(UTC)
+            if entry.after is not None:
+                start = max(start, entry.after - _EPSILON)
+            next_runs = tuple(schedule_of(definition).fire_times(start, runs))
         return TaskView(
             key=definition.key,
             resource=definition.task.to_document(),

@@ -36,7 +36,7 @@ no more than a log line):
   the wait from the wall clock, but its timer (``loop.call_later``) counts on the monotonic
   clock, which a wall clock stepped forward leaves behind and a suspended host stops: a slot
   due an hour ahead would come an hour late. A spare wake-up only looks at the head of the job
-  store.
+  store. A step back leaves every job its next slot, and is said once (``wall_clock``).
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ from reconciler.core.plan import Operation, Step
 from reconciler.core.schedule import Schedule
 from reconciler.core.timing import AHEAD_MAX
 from reconciler.scheduling.base import FireCallback, Scheduled, schedule_of
+from reconciler.scheduling.wall_clock import ClockWatch, latest_due
 
 log = logging.getLogger("crontask.scheduler")
 
@@ -307,6 +308,7 @@ class _Scheduler(AsyncIOScheduler):  # type: ignore[misc]
         )
         self._store = store
         self._handoff = executor
+        self._clock = ClockWatch()
 
     def _process_jobs(self) -> float | None:
         if self.state == STATE_PAUSED:
@@ -320,7 +322,7 @@ class _Scheduler(AsyncIOScheduler):  # type: ignore[misc]
                 # dispatcher accounts for the others); a job not due yet, as its next slot.
                 # Coalescing up to the horizon instead would make a slot handed over a little
                 # late give way to the next one whenever the lead is near the interval.
-                slot = _latest_due(job, now)
+                slot = latest_due(job, now)
                 try:
                     self._handoff.submit_job(job, [slot])
                 except Exception:
@@ -334,6 +336,7 @@ class _Scheduler(AsyncIOScheduler):  # type: ignore[misc]
                     job._modify(next_run_time=following)
                     store.update_job(job)
             wake = store.get_next_run_time()
+        self._clock.woke(now, wake)
         if wake is None:
             return None
         wait = wake.timestamp() - store.ahead() - time.time()
@@ -341,21 +344,6 @@ class _Scheduler(AsyncIOScheduler):  # type: ignore[misc]
             time.sleep(0)
             return 0.0
         return min(wait, WAKE_MAX)
-
-
-def _latest_due(job: Any, now: datetime) -> datetime:
-    """The job's latest slot due at ``now``: its next run time or a later slot of its
-    schedule; its next run time when that is not due yet. The slot APScheduler's
-    ``job._get_run_times(now)[-1]`` gives, but that walks every slot since the next run time,
-    one trigger call each: after a freeze (host suspended, process stopped, the clock stepped
-    forward) a per-second task held the loop 3 s per day missed. The schedule looks back from
-    ``now`` instead, at the cost of the slots near it (``Schedule.latest_two``)."""
-    at: datetime = job.next_run_time
-    if at > now:
-        return at
-    latest, _ = job.trigger.schedule.latest_two(at, now)
-    # In UTC, as the trigger answers: the slot is the key of the trigger's caches.
-    return at if latest is None else latest.astimezone(UTC)
 
 
 class ApsScheduler:
@@ -444,7 +432,10 @@ class ApsScheduler:
         return self._owned
 
     def next_fire_time(self, key: str) -> datetime | None:
-        job = self._aps.get_job(JOB_PREFIX + key)
+        # Once started, from the store's index: the task list asks for each task of a page,
+        # on the loop, and get_job (a lock, the pending jobs walked) took 10 times as long.
+        aps, job_id = self._aps, JOB_PREFIX + key
+        job = self._store.lookup_job(job_id) if aps.running else aps.get_job(job_id)
         if job is None or job.next_run_time is None:
             return None
         at: datetime = job.next_run_time
