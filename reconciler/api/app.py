@@ -428,17 +428,9 @@ class RequestLog:
             return message
 
         try:
-            if _declared_length(scope) > limit:
-                status = 413
-                await problems.send_problem(send, 413, too_large, str(scope.get("path", "")))
-                return
-            if _head_bytes(scope) > MAX_HEAD_BYTES:
-                status = 431
-                await problems.send_problem(send, 431, HEAD_TOO_LARGE, str(scope.get("path", "")))
-                return
-            if (twice := repeated(scope)) is not None:  # before any route reads the first
-                status = 400
-                await problems.send_problem(send, 400, twice, str(scope.get("path", "")))
+            if (refused := _refused_at_door(scope, limit, too_large)) is not None:
+                status, detail = refused
+                await problems.send_problem(send, status, detail, str(scope.get("path", "")))
                 return
             await self.app(scope, limited_receive, send_wrapper)
         except ClientDisconnect:
@@ -477,6 +469,18 @@ def _head_bytes(scope: Scope) -> int:
     """The size of a request's head as it came: its path and query, and its headers."""
     headers = sum(len(name) + len(value) + 4 for name, value in scope.get("headers", ()))
     return len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") + headers
+
+
+def _refused_at_door(scope: Scope, limit: int, too_large: str) -> tuple[int, str] | None:
+    """The status and detail of a request refused before any route sees it (a body declared
+    too large, a head too large, a one-value header sent twice); None to go on."""
+    if _declared_length(scope) > limit:
+        return 413, too_large
+    if _head_bytes(scope) > MAX_HEAD_BYTES:
+        return 431, HEAD_TOO_LARGE
+    if (twice := repeated(scope)) is not None:
+        return 400, twice
+    return None
 
 
 def _declared_length(scope: Scope) -> int:
