@@ -69,7 +69,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconciler.sources.gitprocess import GitError
+from reconciler.sources.gitprocess import GitError, MemoryLimitError
 from reconciler.sources.gittree import Stopped
 
 if TYPE_CHECKING:  # gitrepo imports this module
@@ -212,13 +212,13 @@ class CollectionBackoff:
         self.succeeded()
 
 
-def found_damaged(repo: GitRepo) -> bool:
+def found_damaged(repo: GitRepo) -> bool | None:
     """Whether the repository is damaged as this host finds it, whatever a remote said (an ssh
     server's stderr reaches git's unchanged: its "fatal: bad object ..." deleted the mirror, a
     clone at every retry): a loose object of no bytes (what a power loss leaves: git does not
     fsync them by default), or a ref, commit or tree ``git fsck --connectivity-only`` finds
-    wrong or missing (it reads no blob). A check cut short (cancelled, its deadline) finds
-    nothing: only git's own exit says so. Raises nothing."""
+    wrong or missing (it reads no blob). None when the check could not finish (its deadline,
+    its memory limit, a signal, cancelled): only git's own exit says damage. Raises nothing."""
     with contextlib.suppress(OSError), os.scandir(repo.git_dir / "objects") as folders:
         for folder in folders:
             if len(folder.name) == 2 and folder.is_dir(follow_symlinks=False):
@@ -228,8 +228,10 @@ def found_damaged(repo: GitRepo) -> bool:
     try:
         for _ in repo.run_records(list(FSCK), separator=b"\n", max_record=64 * 1024):
             pass  # "missing tree ...", "broken link ...": its exit status says it all
+    except MemoryLimitError:
+        return None  # git's exit status 128 here says nothing of the repository
     except GitError as err:
-        return err.code is not None
+        return None if err.code is None or err.code < 0 else True
     return False
 
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -65,6 +66,9 @@ log = logging.getLogger("crontask.sources.git")
 _DAMAGED = ("bad object", "is corrupt", "did not send all necessary objects", "is empty")
 # How much of an error a warning carries (a path in it may run to 4 KB).
 _MAX_ERROR = 300
+# Seconds before a mirror git says is damaged is checked again, after a check that could not
+# finish (``found_damaged``: a mirror too large for the deadline or the memory limit).
+CHECK_AGAIN = 600.0
 # Beside a worktree: the entries of its revision git never wrote (see the module).
 REFUSED = ".refused"
 
@@ -82,6 +86,7 @@ class Revisions:
         self.applied: str | None = self._read_current()
         self._undeleted: set[str] = set()  # worktrees warned about: once each
         self._made: Path | None = None  # the repository ``prepare`` made, in this sync
+        self._check_after = 0.0  # the monotonic time a damage check may run again
 
     def prepare(self, repo: GitRepo) -> None:
         """Before a fetch: the repository exists, and git keeps no record of a worktree but
@@ -99,8 +104,21 @@ class Revisions:
         The revision in force is a worktree of its own, and stays. Raises nothing."""
         said = error.said if isinstance(error, GitError) else ()
         damaged = any(sign in line for line in said for sign in _DAMAGED)
+        if repo.git_dir == self._made or not damaged or time.monotonic() < self._check_after:
+            return False
         # An ssh server's stderr may say it in git's words: found here too, or kept.
-        if repo.git_dir == self._made or not damaged or not found_damaged(repo):
+        found = found_damaged(repo)
+        if found is None:
+            # Too large to check within the deadline or the memory limit: kept, said, and not
+            # checked again at every sync (each would cost the whole deadline again).
+            self._check_after = time.monotonic() + CHECK_AGAIN
+            fields = {"repository": str(repo.git_dir), "again_in_seconds": CHECK_AGAIN}
+            log.warning(
+                "git says the mirror is damaged; the check of it did not finish: kept (if "
+                "fetches keep failing, delete the repository to clone it anew)",
+                extra={"fields": fields},
+            )
+        if not found:
             return False
         try:
             remove_tree(repo.git_dir)

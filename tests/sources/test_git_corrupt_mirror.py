@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.sources import gitmaintenance
+from reconciler.sources import gitmaintenance, gitrevisions
 from reconciler.sources.git import GitSource
+from reconciler.sources.gitprocess import GitError
 from reconciler.sources.gitrepo import GitRepo, Redactor, git_env
 from tests.sources.test_git import Clock, Remote, doc, isolate_git, schedules, source_for, synced
 
@@ -97,3 +98,39 @@ def test_the_damage_git_tells_of_is_found_in_the_mirror_itself(
         damage(source)
     repo = GitRepo(source.base / "repo.git", env=git_env(remote.url), timeout=60, redact=Redactor())
     assert gitmaintenance.found_damaged(repo) is (damage is not None)
+
+
+def test_a_check_that_cannot_finish_keeps_the_mirror_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """git's words of damage, and a check of the mirror cut short (its deadline here; its
+    memory limit or a signal alike): nothing is found, so the mirror stays (a check out of
+    memory deleted a sound one), it is said once, and not checked again at every sync."""
+    caplog.set_level(logging.INFO, logger="crontask.sources.git")
+    remote = Remote(tmp_path)
+    remote.write("a.yaml", doc("a"))
+    remote.commit()
+    source = source_for(remote, tmp_path / "state", Clock())
+    assert synced(source)
+    remove_tree_object(source)  # a real damage: fsck would find it, had it time to
+    cut_short = GitRepo(
+        source.base / "repo.git", env=git_env(remote.url), timeout=1e-6, redact=Redactor()
+    )
+    assert gitmaintenance.found_damaged(cut_short) is None
+    checks: list[object] = []
+    real = gitmaintenance.found_damaged
+
+    def counted(repo: GitRepo) -> bool | None:
+        checks.append(repo)
+        return real(repo)
+
+    monkeypatch.setattr(gitrevisions, "found_damaged", counted)
+    said = GitError("fetch failed", said=["fatal: bad object 0123456789abcdef"])
+    revisions = source._revisions
+    revisions._made = None  # as at a later sync, which did not make the mirror
+    assert revisions.discard_damaged(cut_short, said) is False
+    assert revisions.discard_damaged(cut_short, said) is False  # not checked again so soon
+    assert len(checks) == 1
+    assert (source.base / "repo.git").is_dir()
+    kept = [r for r in caplog.records if "the check of it did not finish: kept" in r.getMessage()]
+    assert len(kept) == 1
