@@ -347,9 +347,10 @@ def run_next(args: argparse.Namespace, server: str | None = None) -> int:
     definitions = _select(found, args.task)
     start = args.start or datetime.now(UTC)  # bounded by its argument type
     if args.start is None and waited is not None:
-        # Not before the slot the server waits for: after its clock went back, no slot runs
-        # until it passes that one again (README).
-        start = max(start, waited - timedelta(microseconds=1))
+        # From the slot the server waits for, by its clock, not this one's: after its clock
+        # went back no slot runs until it passes that one again (README), and a laptop's
+        # clock ahead of the server's would leave it out.
+        start = waited - timedelta(microseconds=1)
     reports = (_next_report(d, start, args.n) for d in definitions)
     if args.json and server is not None:
         print(json.dumps(next(reports), indent=2))

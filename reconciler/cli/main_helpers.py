@@ -50,6 +50,7 @@ _EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # The API's, with any number of fraction digits (RFC 3339 sets no limit; Go's RFC3339Nano and
 # ``date --rfc-3339=ns`` write 9): fromisoformat reads more shapes than RFC 3339's.
 _RFC3339: Final = re.compile(RFC3339_PATTERN.replace(r"{1,6}", "+", 1))
+assert _RFC3339.pattern != RFC3339_PATTERN, "the API's fraction bound moved: spell it out here"
 _PAST_MICROSECONDS: Final = re.compile(r"(\.[0-9]{6})[0-9]+")
 _LATEST: Final = datetime(9000, 1, 1, tzinfo=UTC)
 

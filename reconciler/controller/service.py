@@ -35,7 +35,7 @@ import itertools
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from reconciler.controller.api_writes import ON_LOOP_TIMEOUT, ApiWrites, Reconcile
@@ -61,6 +61,7 @@ from reconciler.core.model import CronTask
 from reconciler.core.problem_lines import Problem, subject
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.scheduling.base import Scheduler, schedule_of
+from reconciler.scheduling.wall_clock import listed_after
 from reconciler.sinks.metrics import RunStoreState
 from reconciler.sources.api import ApiSource
 from reconciler.sources.base import Source
@@ -70,7 +71,6 @@ T = TypeVar("T")
 
 NEXT_RUNS = 5
 SOURCE_PROBLEMS = 100  # the definition errors a source lists (its count says how many in all)
-_EPSILON = timedelta(microseconds=1)  # fire times are strictly after the instant given
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -423,10 +423,9 @@ class Service:
         if not spec.suspend:
             # Not before the slot the scheduler waits for: after the wall clock went back, no
             # slot runs until it passes that one again (README), and /metrics shows it too.
-            start = datetime.now(UTC)
-            if entry.after is not None:
-                start = max(start, entry.after - _EPSILON)
-            next_runs = tuple(schedule_of(definition).fire_times(start, runs))
+            slots = schedule_of(definition)
+            start = listed_after(slots, datetime.now(UTC), entry.after)
+            next_runs = tuple(slots.fire_times(start, runs))
         return TaskView(
             key=definition.key,
             resource=definition.task.to_document(),

@@ -51,6 +51,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from time import monotonic
 from typing import Any
 
 from apscheduler.executors.base import BaseExecutor
@@ -314,7 +315,7 @@ class _Scheduler(AsyncIOScheduler):  # type: ignore[misc]
         if self.state == STATE_PAUSED:
             return None
         store = self._store
-        now = datetime.now(UTC)
+        now, mono = datetime.now(UTC), monotonic()  # together: a slow hand-off is no step
         with self._jobstores_lock:
             horizon = now + timedelta(seconds=store.ahead())
             for job in store.get_due_jobs(horizon):
@@ -336,7 +337,7 @@ class _Scheduler(AsyncIOScheduler):  # type: ignore[misc]
                     job._modify(next_run_time=following)
                     store.update_job(job)
             wake = store.get_next_run_time()
-        self._clock.woke(now, wake)
+        self._clock.woke(now, mono, wake)
         if wake is None:
             return None
         wait = wake.timestamp() - store.ahead() - time.time()

@@ -11,9 +11,11 @@ operator's ``date -s``, a virtual machine restored) or left behind by a suspende
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
-from time import monotonic
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from reconciler.core.schedule import Schedule
+from reconciler.core.timing import AHEAD_MAX
 
 log = logging.getLogger("crontask.scheduler")
 
@@ -47,10 +49,11 @@ class ClockWatch:
         self._wall: float | None = None  # the last wake-up's, as a timestamp
         self._mono = 0.0
 
-    def woke(self, now: datetime, following: datetime | None) -> None:
-        """A wake-up at ``now`` (the wall clock); ``following``: the first slot of any job
-        after it, which no slot runs before."""
-        wall, mono = now.timestamp(), monotonic()
+    def woke(self, now: datetime, mono: float, following: datetime | None) -> None:
+        """A wake-up at ``now`` (the wall clock) and ``mono`` (the monotonic clock, read with
+        it: a slow hand-off between the two is no step); ``following``: the first slot of any
+        job after it, which no slot runs before."""
+        wall = now.timestamp()
         before, since = self._wall, self._mono
         self._wall, self._mono = wall, mono
         if before is None or following is None:
@@ -61,3 +64,16 @@ class ClockWatch:
                 "the wall clock went back: no slot runs until it reaches the next one",
                 extra={"fields": {"seconds": round(back, 3), "next": following.isoformat()}},
             )
+
+
+def listed_after(schedule: Schedule, now: datetime, waited: datetime | None) -> datetime:
+    """The instant a task's next slots are listed after: ``now``, or just before ``waited``,
+    the slot its job waits for, when that is later (the clock went back: no slot runs before
+    it). Not while a slot falls within ``AHEAD_MAX`` of ``now``: that one may be handed over
+    ahead of its instant (the job then waits for the next) and has not run yet."""
+    if waited is None:
+        return now
+    first = next(iter(schedule.fire_times(now, 1)), None)
+    if first is not None and first - now <= timedelta(seconds=AHEAD_MAX):
+        return now
+    return max(now, waited - timedelta(microseconds=1))

@@ -56,3 +56,12 @@ def test_without_a_time_to_wait_for_the_slots_start_now(
     that is no crontask's): the slots from now on, as from a file."""
     first, _ = _next(hostile, capsys, next_runs)
     assert first < WAITED - timedelta(minutes=30)
+
+
+def test_a_server_behind_this_clock_is_listed_from_its_own_slot(
+    hostile: HostileServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The server's clock went back and this one's is right (an operator's laptop): the slot it
+    waits for is in this clock's past, and still the next it runs."""
+    behind = (datetime.now(UTC) - timedelta(seconds=30)).replace(microsecond=0)
+    assert _next(hostile, capsys, [behind.isoformat()]) == [behind, behind + timedelta(seconds=1)]

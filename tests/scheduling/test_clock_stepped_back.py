@@ -61,7 +61,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[_Clock]]:
         monkeypatch.setattr(module, "datetime", _Clock)
     # The monotonic clock, which no step of the wall clock moves, stands still between the
     # wake-ups: how far the clock went back is then exactly the step.
-    monkeypatch.setattr(wall_clock, "monotonic", lambda: 1000.0)
+    monkeypatch.setattr(aps, "monotonic", lambda: 1000.0)
     _Clock.at = T0
     yield _Clock
     _Clock.at = T0
@@ -193,9 +193,9 @@ def test_a_small_step_back_or_one_forward_is_not_said(
     forward (or a host resumed from suspend) makes no slot wait."""
     caplog.set_level(logging.WARNING, logger="crontask.scheduler")
     watch = wall_clock.ClockWatch()
-    watch.woke(at(100), at(110))
-    watch.woke(at(100 - wall_clock.CLOCK_BACK_SAID), at(110))
-    watch.woke(at(4000), at(4000))
+    watch.woke(at(100), 1000.0, at(110))
+    watch.woke(at(100 - wall_clock.CLOCK_BACK_SAID), 1000.0, at(110))
+    watch.woke(at(4000), 1000.0, at(4000))
     assert [r.getMessage() for r in caplog.records] == []
-    watch.woke(at(10), at(4000))  # 3990 s back: said
+    watch.woke(at(10), 1000.0, at(4000))  # 3990 s back: said
     assert [getattr(r, "fields", {}).get("seconds") for r in caplog.records] == [3990.0]
