@@ -54,16 +54,19 @@ def _no_nul(value: str) -> str:
 
 
 # What a header value may hold, here and in the HTTP action (for values read at run time):
-# printable ASCII and tabs. CR and LF would end the header (and could start another).
-HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+# printable ASCII, spaces and tabs but not at an end (RFC 9110 5.5); a CR or LF ends a header.
+HEADER_VALUE = re.compile(r"(?:[\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?)?")
 
 
-def _header_safe(value: str) -> str:
-    if not HEADER_VALUE.fullmatch(value):
+def _header_safe(value: str, info: ValidationInfo) -> str:
+    if not HEADER_VALUE.fullmatch(value.strip(" \t")):
         raise ValueError(
             "holds a character no header may (CR, LF, another control character, or one that"
             " is not ASCII)"
         )
+    if value != value.strip(" \t"):  # named, not quoted: a space at a value's end is unseen
+        name = info.data.get("name", "")
+        raise ValueError(f"header {name!r}: its value may not start or end with a space or tab")
     return value
 
 

@@ -101,7 +101,8 @@ async def resolve_headers(
                 raise HeaderValueError(
                     f"header {header.name!r}: environment variable {source.env} is not set"
                 )
-            headers[header.name] = environ[source.env]
+            # As a file's: a space or newline at an end is the way it was set, not the value.
+            headers[header.name] = environ[source.env].strip()
             continue
         assert source.file is not None
         try:
@@ -116,12 +117,13 @@ async def resolve_headers(
         # Not ASCII: U+FFFD, which the check below refuses without quoting anything.
         headers[header.name] = data.decode("utf-8", errors="replace").strip()
     for name, value in headers.items():
-        # httpx would refuse it with an error that quotes the value (a newline) or raise
-        # UnicodeEncodeError, whose repr holds the value (non-ASCII): check first, say nothing.
+        # httpx would refuse it with an error that quotes the value (a newline, a space at an
+        # end) or raise UnicodeEncodeError, whose repr holds the value (non-ASCII): check first,
+        # say nothing of it.
         if not HEADER_VALUE.fullmatch(value):
             raise HeaderValueError(
                 f"header {name!r}: the value is not a valid header value "
-                "(printable ASCII, spaces and tabs only)"
+                "(printable ASCII, spaces and tabs only, and neither at an end)"
             )
     return headers
 

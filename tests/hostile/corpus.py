@@ -252,6 +252,17 @@ def build(folder: Path, scratch: Path, only: str | None = None) -> list[Case]:
         "spec.http.headers[0].value: holds a character no header may (CR, LF, another "
         "control character, or one that is not ASCII)",
     )
+    # Accepted, every run failed: the client refuses a space at a value's end (RFC 9110 5.5),
+    # with a message that named no header.
+    text(
+        "header-end-space.yaml",
+        HEAD
+        + "  http:\n    url: https://hooks.example/x\n"
+        + '    headers: [{name: X-Team, value: "ops "}]\n',
+        "8:30",
+        "spec.http.headers[0].value: header 'X-Team': its value may not start or end with a "
+        "space or tab",
+    )
     # Accepted, these could never be sent: every run failed as "ActionError", with a traceback.
     text(
         "bad-ipv4-url.yaml",
@@ -468,6 +479,7 @@ CASES = [
     "nul-escape.yaml",
     "args-past-exec-limit.yaml",
     "header-injection.yaml",
+    "header-end-space.yaml",
     "bad-ipv4-url.yaml",
     "bad-idna-url.yaml",
     *URL_PASSWORDS,
