@@ -6,8 +6,10 @@ the first line and ignored the rest, while a proxy or another server before this
 the last: a bad first credential was a 401 and a good one a 200 whatever followed, and a
 same-origin first ``Origin`` passed the cross-site check with another site's after it. Neither
 reading is the sender's meaning, so neither is taken: the request is refused before any route,
-credential or origin check sees it. (``If-Match`` and ``If-None-Match`` are lists: their lines
-are read together, ``api.params``.)"""
+credential or origin check sees it. Lines whose values are byte-identical are one value said
+again, with no doubt of which is meant (a proxy that adds the header where the client sent it
+already: Istio's ``add``, HAProxy's ``add-header``): they pass. (``If-Match`` and
+``If-None-Match`` are lists: their lines are read together, ``api.params``.)"""
 
 from __future__ import annotations
 
@@ -24,15 +26,17 @@ SINGLETONS: Final = {
 
 
 def repeated(scope: Scope) -> str | None:
-    """Why the request is refused, if it sends one of :data:`SINGLETONS` more than once."""
-    seen: dict[bytes, int] = {}
-    for name, _ in scope.get("headers") or ():
+    """Why the request is refused, if it sends one of :data:`SINGLETONS` more than once with
+    values that differ."""
+    seen: dict[bytes, list[bytes]] = {}
+    for name, value in scope.get("headers") or ():
         if name in SINGLETONS:
-            seen[name] = seen.get(name, 0) + 1
-    for name, count in seen.items():
-        if count > 1:
+            seen.setdefault(name, []).append(value)
+    for name, values in seen.items():
+        if len(set(values)) > 1:
             return (
-                f"the {SINGLETONS[name]} header was sent {count} times: it holds one value, "
-                "not a list, so which line is meant cannot be told; send it once"
+                f"the {SINGLETONS[name]} header was sent {len(values)} times with different "
+                "values: it holds one value, not a list, so which line is meant cannot be "
+                "told; send it once"
             )
     return None

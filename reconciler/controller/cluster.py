@@ -440,7 +440,7 @@ class Cluster:
         oldest = now - timedelta(seconds=max(10 * self.timing.lease_seconds, LONGEST_LEASE))
         return min(max(renewed, oldest), now)
 
-    def _housekeep(self, members: list[Member], here: list[str]) -> Swept:
+    def _housekeep(self, members: list[Member], here: list[tuple[str, int]]) -> Swept:
         """In a worker thread: stop requests, our tasks running elsewhere (``sweep``), views."""
         swept = sweep(self.store, self.me.id, here, mine=self.reconciler.mine)
         self.views.compare(members)

@@ -60,7 +60,8 @@ class ReplicaViews:
         self._published_from: DesiredState | None = None
         self._digest: str | None = None
         self._republish = False  # publish the whole view again, not only what changed
-        self._publishing: Future[None] | None = None  # the publish last given up on
+        # The publish last given up on, with the view it sends and the desired state read.
+        self._publishing: tuple[Future[None], dict[str, str], DesiredState] | None = None
 
     @property
     def digest(self) -> str | None:
@@ -72,10 +73,12 @@ class ReplicaViews:
         :meth:`republish`). A view that could not be published is logged, and tried again at
         the next call: the digest stays the last one published meanwhile. One not answered
         within ``PUBLISH_WAIT`` is left to its thread (logged once), and the calls made while it
-        is in flight publish nothing: a later one landing first would be overwritten."""
-        if desired is self._published_from and not self._republish:
+        is in flight publish nothing: a later one landing first would be overwritten. Once it
+        has ended, what it sent counts as published if it landed (the store holds it: the next
+        changes are worked out against it), else its error is logged."""
+        if self._publishing is not None and not self._landed(*self._publishing):
             return
-        if self._publishing is not None and not self._publishing.done():
+        if desired is self._published_from and not self._republish:
             return
         again = self._republish
         current = {key: d.hash for key, d in desired.tasks.items()}
@@ -86,7 +89,7 @@ class ReplicaViews:
         if changes:
             sent = _started(lambda: self.views.publish(self.member, changes), "publish")
             if not wait([sent], timeout=PUBLISH_WAIT).done:
-                self._publishing = sent
+                self._publishing = (sent, current, desired)
                 log.warning(
                     "this replica's view not published: the store did not answer in time; "
                     "renewing with the view last published",
@@ -99,6 +102,19 @@ class ReplicaViews:
         self._published, self._published_from = current, desired
         self._republish = False
         self._digest = _digest(current)
+
+    def _landed(self, late: Future[None], view: dict[str, str], read: DesiredState) -> bool:
+        """Whether the publish given up on (of ``view``, from ``read``) has ended; if it landed,
+        its view is the one published from now on, and its digest the one announced."""
+        if not late.done():
+            return False
+        self._publishing = None
+        if (err := late.exception()) is not None:
+            log.error("could not publish this replica's view (given up on); retrying", exc_info=err)
+            return True
+        self._published, self._published_from = view, read
+        self._digest = _digest(view)
+        return True
 
     def republish(self) -> None:
         """The next :meth:`publish` sends the whole view: the published one may be forgotten

@@ -22,7 +22,7 @@ from reconciler.controller.active import SHUTDOWN, ActiveRun
 from reconciler.controller.bounds import RunBounds
 from reconciler.controller.recorder import Recorder
 from reconciler.core.desired import Definition
-from reconciler.core.runs import RunRecord
+from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.runner.command import CommandRun
 
 log = logging.getLogger("crontask")
@@ -52,10 +52,16 @@ class RunStops:
     _deferred: dict[str, dict[datetime, tuple[asyncio.TimerHandle, Definition]]]
     _undefer: Callable[[str], None]
 
-    def going(self) -> list[str]:
-        """The ids of the runs in flight here: whose stop asked through the store is read
-        whatever their records say (``controller.sweep``). Read on the loop."""
-        return [run for by_id in self._active.values() for run in by_id]
+    def going(self) -> list[tuple[str, int]]:
+        """The runs in flight here, ``(run id, attempt)``: whose stop asked through the store
+        is read whatever their records say (``controller.sweep``). A run whose attempt has
+        ended waits for its retry: the attempt in flight is that one, not the ended one (a stop
+        asked of the ended attempt is not the retry's). Read on the loop."""
+        return [
+            (run, a.record.attempt + (a.record.status is not RunStatus.RUNNING))
+            for by_id in self._active.values()
+            for run, a in by_id.items()
+        ]
 
     def stop_run(self, run: str, reason: str) -> bool:
         """Stop the running run ``run`` (another replica asked, through the store)."""

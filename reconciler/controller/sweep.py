@@ -66,9 +66,12 @@ def interrupt_gone(
         )
 
 
-def sweep(store: RunStore, me: str, here: Collection[str], *, mine: Callable[[str], bool]) -> Swept:
-    """Blocking. The runs here (``here``: those going on) another replica asked to stop, and
-    the tasks of ours (``mine``, as assigned now) that another replica runs."""
+def sweep(
+    store: RunStore, me: str, here: Collection[tuple[str, int]], *, mine: Callable[[str], bool]
+) -> Swept:
+    """Blocking. The runs here (``here``: the attempts going on, ``(run id, attempt)``) another
+    replica asked to stop, and the tasks of ours (``mine``, as assigned now) that another
+    replica runs."""
     # Those going on here whatever their records say: one asked to stop (a Replace elsewhere)
     # while this replica was frozen past its lease was marked interrupted since, and the
     # replica that asked runs its own now; this one's must stop, not run beside it.

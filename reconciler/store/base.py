@@ -314,8 +314,7 @@ class RunStore(Protocol):
 
         At most ``q.limit`` items. ``next_cursor`` is set iff more matching records follow;
         walking pages with it visits every matching record exactly once (absent concurrent
-        deletes). Each attempt is its own item.
-        """
+        deletes). Each attempt is its own item."""
         ...
 
     def latest(self, task: str) -> RunRecord | None:
@@ -340,9 +339,11 @@ class RunStore(Protocol):
         finished ones are left alone. The owner learns of it from :meth:`stop_requests`."""
         ...
 
-    def stop_requests(self, owner: str, runs: Collection[str] = ()) -> list[tuple[str, int, str]]:
-        """``(run id, attempt, reason)`` of each attempt claimed by ``owner`` that someone asked to
-        stop: running, or of ``runs`` (going on there) whatever its status (marked interrupted)."""
+    def stop_requests(
+        self, owner: str, runs: Collection[tuple[str, int]] = ()
+    ) -> list[tuple[str, int, str]]:
+        """``(run id, attempt, reason)`` of each attempt of ``owner`` asked to stop: running, or
+        one of ``runs`` (``(id, attempt)`` going on there) whatever its status (interrupted)."""
         ...
 
     def last_slots(self, tasks: Collection[str] | None = None) -> dict[str, datetime]:
@@ -383,8 +384,7 @@ class RunStore(Protocol):
 
         Returns the record as it is after the call, ``None`` if there is no such record. Its
         owner changes only while it is running: a finished record is returned unchanged, which
-        tells the caller that someone else recorded the end already.
-        """
+        tells the caller that someone else recorded the end already."""
         ...
 
     def mark_interrupted(

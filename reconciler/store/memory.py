@@ -284,7 +284,9 @@ class MemoryRunStore:
                 self._stops[key] = reason
         return len(marked)
 
-    def stop_requests(self, owner: str, runs: Collection[str] = ()) -> list[tuple[str, int, str]]:
+    def stop_requests(
+        self, owner: str, runs: Collection[tuple[str, int]] = ()
+    ) -> list[tuple[str, int, str]]:
         here = set(runs)
         with self._lock:
             self._check_open()
@@ -293,7 +295,7 @@ class MemoryRunStore:
                 for key, r in self._records.items()
                 if key in self._stops
                 and r.owner == owner
-                and (r.status is RunStatus.RUNNING or r.id in here)
+                and (r.status is RunStatus.RUNNING or key in here)
             )
 
     def take_over(self, run_id: str, attempt: int, owner: str) -> RunRecord | None:

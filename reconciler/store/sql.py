@@ -366,11 +366,13 @@ class SqlRunStore:
         stmt = sql_running.request_stop(ids, reason)
         return int(self._write(lambda conn: conn.execute(stmt).rowcount))
 
-    def stop_requests(self, owner: str, runs: Collection[str] = ()) -> list[tuple[str, int, str]]:
-        stmt = sql_running.stop_requests(owner, runs)
-        with self._tx(write=False) as conn:
-            rows = conn.execute(stmt).all()
-        return sorted((row[0], row[1], row[2]) for row in rows)
+    def stop_requests(
+        self, owner: str, runs: Collection[tuple[str, int]] = ()
+    ) -> list[tuple[str, int, str]]:
+        reads = sql_running.stop_requests_chunked(owner, {run for run, _ in runs})
+        with self._tx(write=False) as conn:  # the chunks in one read transaction
+            rows = [row for stmt in reads for row in conn.execute(stmt)]
+        return sql_running.asked_to_stop(rows, runs)
 
     def take_over(self, run_id: str, attempt: int, owner: str) -> RunRecord | None:
         update, read = sql_running.take_over(run_id, attempt, owner)

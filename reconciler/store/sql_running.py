@@ -1,7 +1,7 @@
 """The SQL store's statements on the runs going (``status = running``), and on those whose
 owner went away: the runs going (``running``), a stop asked through the store
-(``request_stop``, ``stop_requests``: also of a run its owner runs still, whatever its record
-says), a run another owner takes over (``take_over``), the runs of owners gone marked
+(``request_stop``, ``stop_requests``: also of an attempt its owner runs still, whatever its
+record says), a run another owner takes over (``take_over``), the runs of owners gone marked
 interrupted (``mark_interrupted``), and those of them no one has told of yet (``untold``,
 ``take_untold``). Built here, run by :class:`~reconciler.store.sql.SqlRunStore` in its
 transactions.
@@ -13,8 +13,9 @@ matches) or after it.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
+from typing import Any, Final
 
 import sqlalchemy as sa
 
@@ -33,6 +34,8 @@ _UNTOLD = (
     _c.message.endswith(UNTOLD, autoescape=True),
 )
 _OLDEST_FIRST = (_c.scheduled_at, _c.id, _c.attempt)
+# The run ids one read of ``stop_requests_chunked`` names at most.
+STOP_IDS_AT_ONCE: Final = 500
 
 
 def running(task: str | None) -> sa.Executable:
@@ -50,17 +53,41 @@ def request_stop(ids: list[str], reason: str) -> sa.Executable:
     )
 
 
-def stop_requests(owner: str, runs: Collection[str]) -> sa.Executable:
-    # Read at each renewal: the running attempts through ix_runs_status_scheduled (few), the
-    # runs going on the owner (``runs``) through the primary key, whatever their status, for
-    # one marked interrupted by another replica while the owner was frozen runs on all the same.
+def stop_requests(owner: str, runs: Collection[str], *, running: bool = True) -> sa.Executable:
+    # Read at each renewal: the running attempts (unless not ``running``: a later chunk of the
+    # ids, ``SqlRunStore.stop_requests``) through ix_runs_status_scheduled (few), the runs going
+    # on the owner (``runs``, by id) through the primary key, whatever their status, for one
+    # marked interrupted by another replica while the owner was frozen runs on all the same.
     # Each term has its index (PostgreSQL's BitmapOr, SQLite's MULTI-INDEX OR): no scan of the
-    # history's interrupted rows, nor of all of it.
-    asked = _c.status == RunStatus.RUNNING.value
+    # history's interrupted rows, nor of all of it. Every attempt of those ids is read: the
+    # caller keeps the ones going (a stop asked of an ended attempt is not its retry's).
+    terms = [_c.status == RunStatus.RUNNING.value] if running else []
     if runs:
-        asked = sa.or_(asked, _c.id.in_(sorted(set(runs))))
-    return sa.select(_c.id, _c.attempt, _c.stop_requested).where(
-        asked, _c.owner == owner, _c.stop_requested.is_not(None)
+        terms.append(_c.id.in_(sorted(set(runs))))
+    return sa.select(_c.id, _c.attempt, _c.stop_requested, _c.status).where(
+        sa.or_(*terms), _c.owner == owner, _c.stop_requested.is_not(None)
+    )
+
+
+def stop_requests_chunked(owner: str, runs: Collection[str]) -> list[sa.Executable]:
+    """The reads of :func:`stop_requests`, ``STOP_IDS_AT_ONCE`` ids each: one IN list as long
+    as the runs in flight turned PostgreSQL's plan into a scan of the table past ~1 500 ids,
+    and failed outright past 65 535 parameters. The first reads the running attempts too."""
+    ids = sorted(set(runs))
+    chunks = [ids[at : at + STOP_IDS_AT_ONCE] for at in range(0, len(ids), STOP_IDS_AT_ONCE)]
+    return [stop_requests(owner, chunk, running=i == 0) for i, chunk in enumerate(chunks or [[]])]
+
+
+def asked_to_stop(
+    rows: Iterable[Sequence[Any]], going: Collection[tuple[str, int]]
+) -> list[tuple[str, int, str]]:
+    """Of the rows :func:`stop_requests_chunked` read, ``(id, attempt, reason)`` of the running
+    attempts and of those ``going`` (``(id, attempt)``): not another attempt of those runs."""
+    here = set(going)
+    return sorted(
+        (row[0], row[1], row[2])
+        for row in rows
+        if row[3] == RunStatus.RUNNING.value or (row[0], row[1]) in here
     )
 
 

@@ -88,7 +88,9 @@ def test_a_run_replaced_while_its_replica_was_frozen_stops_once_resumed(
         assert marked is not None
         assert marked.status is RunStatus.INTERRUPTED, marked
         assert marked.owner is not None
-        assert store.stop_requests(marked.owner, [first["id"]]) == [(first["id"], 1, "Replaced")]
+        assert store.stop_requests(marked.owner, [(first["id"], 1)]) == [
+            (first["id"], 1, "Replaced")
+        ]
         assert _alive(old)  # both commands run
 
         frozen.proc.send_signal(signal.SIGCONT)

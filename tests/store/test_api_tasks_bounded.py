@@ -8,6 +8,7 @@ is refused at once (it could land first, and lose to the one given up on)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -22,7 +23,7 @@ from tests.helpers import task_doc, wait_for
 
 pytestmark = pytest.mark.postgres
 
-WAIT = 0.5  # the store's wait here (5 s in use)
+WAIT = 0.5  # the store's wait around the calls meant to hang (5 s in use, and for the rest)
 
 
 def text(name: str, schedule: str = "* * * * *") -> str:
@@ -30,12 +31,24 @@ def text(name: str, schedule: str = "* * * * *") -> str:
 
 
 @pytest.fixture
-def store(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[SqlApiTasks]:
-    monkeypatch.setattr(store_api_tasks, "CALL_WAIT", WAIT, raising=False)
+def store(pg_url: str) -> Iterator[SqlApiTasks]:
     open_store(pg_url).close()
     made = SqlApiTasks.open(pg_url)
     yield made
     made.engine.dispose()
+
+
+@contextmanager
+def hanging(store: SqlApiTasks) -> Iterator[None]:
+    """The calls made within wait ``WAIT``: only those meant to hang (the set-up's, a first
+    connection included, and the others keep the wait in use: a loaded machine must not give
+    them up)."""
+    assert store._wait == store_api_tasks.CALL_WAIT
+    store._wait = WAIT
+    try:
+        yield
+    finally:
+        store._wait = store_api_tasks.CALL_WAIT
 
 
 def test_a_write_the_database_holds_is_given_up_and_its_key_refused_meanwhile(
@@ -46,8 +59,11 @@ def test_a_write_the_database_holds_is_given_up_and_its_key_refused_meanwhile(
     with store.engine.connect() as holder:
         locking = holder.begin()
         holder.execute(sa.select(api_tasks).where(api_tasks.c.key == "default/a").with_for_update())
-        with pytest.raises(
-            StoreUnavailable, match=r"did not answer within 0\.5s.*may yet be stored"
+        with (
+            hanging(store),
+            pytest.raises(
+                StoreUnavailable, match=r"did not answer within 0\.5s.*may yet be stored"
+            ),
         ):
             store.write("default/a", text("a", "@hourly"), expect=first)
         with pytest.raises(StoreUnavailable, match="earlier write of default/a still waits"):
@@ -68,7 +84,7 @@ def test_calls_given_up_on_are_bounded(store: SqlApiTasks) -> None:
         locking = holder.begin()
         holder.execute(sa.select(api_tasks).with_for_update())
         for i in range(4):  # each holds a thread and a connection until the lock goes
-            with pytest.raises(StoreUnavailable, match="did not answer"):
+            with hanging(store), pytest.raises(StoreUnavailable, match="did not answer"):
                 store.write(f"default/t{i}", text(f"t{i}", "@hourly"))
         with pytest.raises(StoreUnavailable, match="4 calls still wait for the database"):
             store.versions()  # refused at once, without a call to the database
