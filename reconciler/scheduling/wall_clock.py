@@ -69,11 +69,13 @@ class ClockWatch:
 def listed_after(schedule: Schedule, now: datetime, waited: datetime | None) -> datetime:
     """The instant a task's next slots are listed after: ``now``, or just before ``waited``,
     the slot its job waits for, when that is later (the clock went back: no slot runs before
-    it). Not while a slot falls within ``AHEAD_MAX`` of ``now``: that one may be handed over
-    ahead of its instant (the job then waits for the next) and has not run yet."""
+    it). Not when the job waits for the slot right after one within ``AHEAD_MAX`` of ``now``:
+    that one was handed over ahead of its instant, and has not run yet."""
     if waited is None:
         return now
     first = next(iter(schedule.fire_times(now, 1)), None)
     if first is not None and first - now <= timedelta(seconds=AHEAD_MAX):
-        return now
+        following = next(iter(schedule.fire_times(first, 1)), None)
+        if following is None or waited <= following:
+            return now
     return max(now, waited - timedelta(microseconds=1))

@@ -34,3 +34,15 @@ def test_after_a_step_back_the_slot_waited_for_comes_first() -> None:
 def test_with_nothing_waited_for_the_slots_start_now() -> None:
     now = SLOT - timedelta(seconds=2.5)
     assert listed_after(EVERY_5S, now, waited=None) == now
+
+
+def test_a_slot_near_now_but_before_the_one_waited_for_is_not_listed() -> None:
+    """After a step back a slot within AHEAD_MAX of now was not handed over (the job waits for
+    a later one): it does not run. An every-second task always has one that near."""
+    every_second = schedule_of(definition("a", schedule="* * * * * *"))
+    now = SLOT - timedelta(hours=1, seconds=0.5)
+    assert every_second.fire_times(listed_after(every_second, now, waited=SLOT), 1) == [SLOT]
+    every_minute = schedule_of(definition("a", schedule="* * * * *"))
+    waited = datetime(2027, 1, 1, 13, 0, tzinfo=UTC)
+    now = datetime(2027, 1, 1, 12, 0, tzinfo=UTC) - timedelta(seconds=0.5)
+    assert every_minute.fire_times(listed_after(every_minute, now, waited), 1) == [waited]
