@@ -122,7 +122,10 @@ class ReplaceWaits(RunExecution):
                 break
             names = ", ".join(sorted(r.job.name if r.job else r.id for r in standing))
             if not (deleting := deletes_tried(r.job.uid for r in standing if r.job)):
-                return REPLACE_BLOCKED, _blocked(names, "its delete was refused")
+                # Refused for good, or answered while a finalizer holds the Job, its pods
+                # running (``JobWatch.live``): no retry to wait for either way.
+                why = "its delete was refused, or a finalizer holds it (Terminating)"
+                return REPLACE_BLOCKED, _blocked(names, why)
             late = (self.clock() - record.scheduled_at).total_seconds()
             # Still waiting at the deadline, it cannot start by it: skipped then, naming the
             # Job, rather than waiting on until ``WAIT_MAX`` or a newer slot replaces it.

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from reconciler.core.desired import Definition, SourceKind
-from reconciler.core.jobs import DEADLINE_MARGIN, job_name, job_namespace, run_in
+from reconciler.core.jobs import DEADLINE_MARGIN, is_deleting, job_name, job_namespace, run_in
 from reconciler.core.runs import JobDetails, RunRecord, RunStatus
 from reconciler.core.status import ObjectRef, parse_time
 from reconciler.runner.job_attempt import JobCluster, JobRun, PodReads, Progress
@@ -202,7 +202,9 @@ class JobRunner:
         for job in self.cluster.live(task):
             run = run_in(job, task, namespace, owner_uid)
             meta = job.get("metadata") or {}
-            if run is None or meta.get("uid") in self._over:
+            # A Job over for this process that the watch shows being deleted, its pods still
+            # running (a finalizer holds it, ``JobWatch.live``), is no lagging cache: it runs.
+            if run is None or (meta.get("uid") in self._over and not is_deleting(job)):
                 continue
             found.append(
                 RunRecord(

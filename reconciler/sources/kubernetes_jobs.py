@@ -12,7 +12,8 @@ Contract:
   Job of a task (as :meth:`jobs_of` judges them): the bound is on the namespaces in use, not
   on every namespace a definition ever named.
 - Reads happen on the event loop, from the cache: :meth:`live` (the Jobs of a task that are
-  neither finished nor being deleted), :meth:`jobs_of`, :meth:`cached`. A Job is a task's
+  not finished and not being deleted, or being deleted with pods still active: a finalizer
+  holds it), :meth:`jobs_of`, :meth:`cached`. A Job is a task's
   (:meth:`jobs_of`, :meth:`live`) only as the ``home`` given to :meth:`trust` says
   (``core.jobs.run_in``: the task's Job namespace, the name of one of its slots, its
   CronTask's uid), never by its annotations alone; before :meth:`trust`, no Job is. For
@@ -84,6 +85,12 @@ DELETE_TIMEOUT: Final = (10.0, 15.0)
 STOP_READ_TIMEOUT: Final = (10.0, 15.0)  # each of the reads at a run's end (``stop_reads``)
 MAX_NAMESPACES = 64  # namespaces with a watch of their own (not with one cluster-wide watch)
 ENDED_KEPT = 1024  # the last terminal states of Jobs, for runs whose Job is gone at once
+
+
+def held(job: dict[str, Any]) -> bool:
+    """Whether a Job being deleted still has pods running, a finalizer keeping it: it runs."""
+    active = (job.get("status") or {}).get("active")
+    return is_deleting(job) and isinstance(active, int) and active > 0
 
 
 class JobWatch(Answers):
@@ -350,10 +357,12 @@ class JobWatch(Answers):
         return {task for task, jobs in self._by_task.items() if jobs}
 
     def live(self, task: str) -> list[dict[str, Any]]:
-        """The Jobs of ``task`` that still run, in its Job namespace: not finished, not being
-        deleted."""
+        """The Jobs of ``task`` that still run, in its Job namespace: not finished, and not being
+        deleted unless its pods still run (``status.active``): a finalizer (a backup operator's)
+        holds a deleted Job Terminating while the garbage collector leaves its pods be, and
+        the policies must not start another beside it."""
         jobs = self._mine(task, everywhere=False)
-        return [j for j in jobs if finished(j) is None and not is_deleting(j)]
+        return [j for j in jobs if finished(j) is None and (not is_deleting(j) or held(j))]
 
     def when_changed(self, namespace: str, name: str) -> asyncio.Future[None]:
         """Set when the cached Job ``namespace/name`` next changes (or appears, or goes),

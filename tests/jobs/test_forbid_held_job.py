@@ -1,0 +1,115 @@
+"""A Job crontask deleted at its timeout while a finalizer holds it (Terminating), its pod still
+running, holds the task's slot: Forbid skips, Replace starts no Job beside it, until it is gone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from reconciler.core.runs import RunRecord, RunStatus
+from tests.helpers import wait_for
+from tests.jobs.conftest import Crontask, Gate, jobs, write_task
+from tests.k8s.emulator import Emulator
+from tests.k8s.emulator.fixtures import Kubectl
+
+HOLD = "example.com/hold"  # e.g. a backup operator's
+
+
+@pytest.mark.slow
+def test_forbid_skips_while_a_deleted_job_is_held(
+    crontask: Callable[..., Crontask], emulator: Emulator, kubectl: Kubectl
+) -> None:
+    instance = crontask()
+    gate = Gate(instance.tasks.parent)
+    # timeoutSeconds 1 with a longer activeDeadlineSeconds: crontask's backstop deletes the
+    # Job (timeoutSeconds + DEADLINE_MARGIN after its creation), not the Job controller.
+    write_task(
+        instance.tasks,
+        "held",
+        gate.wait(),
+        schedule="*/2 * * * * *",
+        timeoutSeconds=1,
+        job={"spec": {"activeDeadlineSeconds": 600}},
+    )
+    (first,) = wait_for("the first Job", lambda: jobs(emulator, "default.held"))
+    name = first["metadata"]["name"]
+    kubectl(
+        "patch", "job", name, "--type=merge", "-p", f'{{"metadata":{{"finalizers":["{HOLD}"]}}}}'
+    )
+    (timed_out,) = wait_for(
+        "the run timed out",
+        lambda: [r for r in instance.runs("default/held") if r.status is RunStatus.TIMED_OUT],
+        timeout=60,
+    )
+    assert timed_out.job is not None
+    assert timed_out.job.name == name
+    (job,) = wait_for(
+        "the Job Terminating",
+        lambda: [
+            j for j in jobs(emulator, "default.held") if j["metadata"].get("deletionTimestamp")
+        ],
+    )
+    assert job["status"]["active"] == 1  # its pod still runs: the finalizer holds the Job
+    since = timed_out.finished_at
+    assert since is not None
+
+    def skips() -> list[RunRecord]:
+        runs = instance.runs("default/held")
+        return [r for r in runs if r.reason == "ConcurrencyForbid" and r.scheduled_at > since]
+
+    wait_for("two slots skipped after the timeout", lambda: skips()[1:], timeout=15)
+    skipped = skips()
+    assert [j["metadata"]["name"] for j in jobs(emulator, "default.held")] == [name]
+    assert all(f"still running ({timed_out.id})" in (r.message or "") for r in skipped)
+    # The finalizer lifted, the Job goes (its pod with it): the next slot runs.
+    kubectl("patch", "job", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+    wait_for(
+        "a second Job once the first is gone",
+        lambda: [j for j in jobs(emulator, "default.held") if j["metadata"]["name"] != name],
+        timeout=15,
+    )
+    gate.open()
+
+
+@pytest.mark.slow
+def test_replace_starts_no_job_beside_a_deleted_job_that_is_held(
+    crontask: Callable[..., Crontask], emulator: Emulator, kubectl: Kubectl
+) -> None:
+    instance = crontask()
+    gate = Gate(instance.tasks.parent)
+    write_task(
+        instance.tasks,
+        "swap",
+        gate.wait(),
+        schedule="*/2 * * * * *",
+        concurrencyPolicy="Replace",
+        timeoutSeconds=1,
+        job={"spec": {"activeDeadlineSeconds": 600}},
+    )
+    (first,) = wait_for("the first Job", lambda: jobs(emulator, "default.swap"))
+    name = first["metadata"]["name"]
+    kubectl(
+        "patch", "job", name, "--type=merge", "-p", f'{{"metadata":{{"finalizers":["{HOLD}"]}}}}'
+    )
+    # The next slot replaces the first run: its delete is answered, the finalizer holds the Job.
+    wait_for(
+        "the Job Terminating",
+        lambda: [
+            j for j in jobs(emulator, "default.swap") if j["metadata"].get("deletionTimestamp")
+        ],
+    )
+    blocked = wait_for(
+        "two slots blocked",
+        lambda: [r for r in instance.runs("default/swap") if r.reason == "ReplaceBlocked"][1:],
+        timeout=15,
+    )
+    assert [j["metadata"]["name"] for j in jobs(emulator, "default.swap")] == [name]
+    assert all(name in (r.message or "") and "finalizer" in (r.message or "") for r in blocked)
+    kubectl("patch", "job", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+    wait_for(
+        "a second Job once the first is gone",
+        lambda: [j for j in jobs(emulator, "default.swap") if j["metadata"]["name"] != name],
+        timeout=15,
+    )
+    gate.open()
