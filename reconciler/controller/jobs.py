@@ -390,8 +390,10 @@ async def release_jobs(
     deleted and logged once; ``said``: those whose refused delete was logged, the same way
     (and, as ``get:UID``, those whose refused read was: such a Job is not handled). Both
     drop, at each pass, the Jobs the watch no longer lists live for ``tasks`` (gone, ended,
-    being deleted, or of a task no longer here): they are looked at no more, and a Job
-    deleted by someone else would otherwise stay there for the life of the process.
+    being deleted with no pod running, or of a task no longer here; one a finalizer holds with
+    its pods running is listed, read once and found being deleted): they are looked at no
+    more, and a Job deleted by someone else would otherwise stay there for the life of the
+    process.
     A run followed here, or ``running`` in the store, holds its Job; no record (pruned, or
     never written while the store was away) says nothing: left alone. Returns how many went."""
     running = {(r.id, r.attempt) for r in await dispatcher.recorder.call(store.running)}
