@@ -30,6 +30,7 @@ from reconciler.controller.not_started import NotStarted, what
 from reconciler.controller.recorder import Recorder
 from reconciler.controller.skips import SlotSkips
 from reconciler.core.desired import Definition
+from reconciler.core.jobs import TERMINATING
 from reconciler.core.runs import JOB_DELETED, RetriedAttempt, RunRecord, RunStatus
 from reconciler.core.timing import retry_delay
 from reconciler.runner.base import TOO_LATE, Actions, Outcome, Resumable, failed, starts_at
@@ -242,7 +243,9 @@ class RunExecution(NotStarted, LateStarts, SlotSkips):
             stored = None
         fields = {"task": record.task, "run": record.id, "attempt": record.attempt}
         if stored is not None and stored.status.finished:
-            if stored.reason in _STOPPED_FOR_GOOD:
+            # One being deleted already (a finalizer holds it): its delete was answered, and
+            # sending it again at every slot it holds only said so again (``Forbid`` counts it).
+            if stored.reason in _STOPPED_FOR_GOOD and record.reason != TERMINATING:
                 # Recorded stopped, yet its work lives: the delete that stopped it was refused
                 # until the crontask that asked went (``runner.job_attempt``). Stopped now; its
                 # record stays as it is. Its Job holds the task's slot meanwhile (Forbid).

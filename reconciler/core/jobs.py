@@ -368,6 +368,9 @@ def termination_grace(job: Mapping[str, Any]) -> float:
     return float(grace)
 
 
+TERMINATING = "Terminating"  # a running record's reason: its Job is being deleted, held
+
+
 def is_deleting(job: Mapping[str, Any]) -> bool:
     return bool((job.get("metadata") or {}).get("deletionTimestamp"))
 

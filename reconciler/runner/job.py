@@ -28,7 +28,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from reconciler.core.desired import Definition, SourceKind
-from reconciler.core.jobs import DEADLINE_MARGIN, is_deleting, job_name, job_namespace, run_in
+from reconciler.core.jobs import (
+    DEADLINE_MARGIN,
+    TERMINATING,
+    is_deleting,
+    job_name,
+    job_namespace,
+    run_in,
+)
 from reconciler.core.runs import JobDetails, RunRecord, RunStatus
 from reconciler.core.status import ObjectRef, parse_time
 from reconciler.runner.job_attempt import JobCluster, JobRun, PodReads, Progress
@@ -213,6 +220,7 @@ class JobRunner:
                     scheduled_at=run.scheduled_at,
                     trigger=run.trigger,
                     status=RunStatus.RUNNING,
+                    reason=TERMINATING if is_deleting(job) else None,
                     attempt=run.attempt,
                     started_at=parse_time(meta.get("creationTimestamp")),
                     job=JobDetails(
