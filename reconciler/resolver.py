@@ -19,6 +19,7 @@ import contextlib
 import socket
 import threading
 from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
 from typing import Any, Final, TypeVar
 
 T = TypeVar("T")
@@ -58,6 +59,26 @@ def abandonable(fn: Callable[[], T], name: str = "crontask-resolver") -> asyncio
         # A closed loop: nobody is waiting for the answer any more.
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=call, name=name, daemon=True).start()
+    return done
+
+
+def in_own_thread(fn: Callable[[], T], name: str) -> Future[T]:
+    """``fn()`` begun in a daemon thread of its own (named ``name``), its result or error in
+    the future: for a blocking call (a store that may never answer) whose caller waits with a
+    deadline (``future.result(timeout)``, ``concurrent.futures.wait``) and may give up on it;
+    nothing joins the thread, not even the interpreter at exit. :func:`abandonable` is the
+    same for a caller on the event loop."""
+    done: Future[T] = Future()
+
+    def call() -> None:
+        try:
+            result = fn()
+        except BaseException as err:  # raised in the caller's thread, not lost in this one
+            done.set_exception(err)
+        else:
+            done.set_result(result)
 
     threading.Thread(target=call, name=name, daemon=True).start()
     return done

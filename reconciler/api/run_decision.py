@@ -9,10 +9,8 @@ scheduler did not take the trigger in time but has it: look before asking again)
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Final
 
 from reconciler.api.problems import ProblemError
@@ -21,6 +19,7 @@ from reconciler.controller.replace_wait import WAIT_MAX
 from reconciler.controller.view import RuntimeView, Triggered
 from reconciler.core.model import ConcurrencyPolicy
 from reconciler.core.runs import NOT_STARTED, RunRecord, RunStatus
+from reconciler.resolver import in_own_thread
 from reconciler.store import RunStore, StoreUnavailable
 
 # With replicas, how long a manual run's answer waits for the store's decision, and the least
@@ -207,15 +206,7 @@ def _read(store: RunStore, record: RunRecord, wait: float) -> RunRecord | None:
     """``store.get`` of ``record``, for ``wait`` seconds at most (then TimeoutError): a store
     that never answers holds a call for the driver's timeouts (PostgreSQL's connect_timeout
     alone is 10 s), in a daemon thread of its own: not the endpoint, nor the exit."""
-    read: Future[RunRecord | None] = Future()
-
-    def get() -> None:
-        try:
-            read.set_result(store.get(record.id, record.attempt))
-        except BaseException as err:
-            read.set_exception(err)
-
-    threading.Thread(target=get, name="crontask-run-decision", daemon=True).start()
+    read = in_own_thread(lambda: store.get(record.id, record.attempt), "crontask-run-decision")
     return read.result(timeout=wait)
 
 

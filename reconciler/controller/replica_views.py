@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, wait
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from datetime import UTC, datetime
 from reconciler.core.assignment import declaring
 from reconciler.core.desired import DesiredState
 from reconciler.membership.base import Difference, Member, Views
+from reconciler.resolver import in_own_thread
 
 log = logging.getLogger("crontask.cluster")
 # Seconds leaving the replicas waits for the store to withdraw this replica's view: on the stop
@@ -87,7 +87,9 @@ class ReplicaViews:
         }
         changes.update({k: None for k in self._published.keys() - current.keys()})
         if changes:
-            sent = _started(lambda: self.views.publish(self.member, changes), "publish")
+            sent = in_own_thread(
+                lambda: self.views.publish(self.member, changes), "crontask-views-publish"
+            )
             if not wait([sent], timeout=PUBLISH_WAIT).done:
                 self._publishing = (sent, current, desired)
                 log.warning(
@@ -166,7 +168,7 @@ class ReplicaViews:
         a store that takes the call and never answers must not hold the stop. Given up, the
         view stays behind, logged: the others read only the views of live members, and the
         store's call goes on in its daemon thread. A store's error is raised here."""
-        done = _started(lambda: self.views.drop(self.member), "drop")
+        done = in_own_thread(lambda: self.views.drop(self.member), "crontask-views-drop")
         if not wait([done], timeout=DROP_WAIT).done:
             log.warning(
                 "this replica's view not withdrawn: the store did not answer in time",
@@ -174,23 +176,6 @@ class ReplicaViews:
             )
             return
         done.result()  # a store's error, raised in the caller's thread
-
-
-def _started(call: Callable[[], None], what: str) -> Future[None]:
-    """``call`` begun in a daemon thread of its own (a store that never answers must not hold
-    the caller, nor the exit); its outcome, or its error, in the future."""
-    done: Future[None] = Future()
-
-    def run() -> None:
-        try:
-            call()
-        except BaseException as err:  # raised in the caller's thread, not lost in this one
-            done.set_exception(err)
-        else:
-            done.set_result(None)
-
-    threading.Thread(target=run, name=f"crontask-views-{what}", daemon=True).start()
-    return done
 
 
 def read_before_joining(read: Callable[[], object]) -> bool:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Collection
-from concurrent.futures import Future
 from concurrent.futures import wait as _wait
 from datetime import UTC, datetime
 from typing import Final, TypeVar
@@ -35,6 +34,7 @@ from reconciler.core.api_tasks import (
     check_key,
     version_of,
 )
+from reconciler.resolver import in_own_thread
 from reconciler.store.base import StoreUnavailable
 from reconciler.store.sql_errors import translated_errors
 from reconciler.store.sql_schema import api_tasks, create_engine
@@ -101,15 +101,7 @@ class SqlApiTasks:
                 )
             if len(self._late) >= LATE_MAX:
                 raise StoreUnavailable(f"{len(self._late)} calls still wait for the database")
-        done: Future[T] = Future()
-
-        def run() -> None:
-            try:
-                done.set_result(call())
-            except BaseException as err:
-                done.set_exception(err)
-
-        threading.Thread(target=run, name="crontask-api-tasks", daemon=True).start()
+        done = in_own_thread(call, "crontask-api-tasks")
         if _wait([done], timeout=waited).done:
             return done.result()
         token = object()
