@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import difflib
+import math
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, get_args, get_origin
@@ -35,6 +36,12 @@ Loc = tuple[str | int, ...]
 _RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
 _CHOICE_ERRORS = frozenset({"enum", "literal_error"})
 _KEY = "[key]"  # what pydantic's location adds after a mapping key that failed
+# What a strict number or switch field wants, by pydantic's error type (its own words, "Input
+# should be a valid integer", say nothing of the "30" in quotes that is not one).
+_NOT_A = {"int_type": "a whole number", "float_type": "a number", "bool_type": "true or false"}
+_SWITCH_WORDS = {"true": True, "yes": True, "on": True, "y": True}
+_SWITCH_WORDS |= {"false": False, "no": False, "off": False, "n": False}
+_PLAIN_NUMBER = re.compile(r"[-+]?[0-9]+(\.[0-9]*)?")
 _DNS_LABEL = (
     "a DNS-1123 label (lower-case letters, digits and '-', starting and ending with a letter "
     "or digit)"
@@ -130,6 +137,8 @@ def message(item: Any) -> str:
         return "unknown field" + _suggestion(loc)
     if kind == "string_type":
         return _not_a_string(item["input"])
+    if kind in _NOT_A:
+        return _not_a(kind, item["input"])
     if kind == "model_type" and not loc and _lfs_pointer(item["input"]):
         return LFS_POINTER
     if kind == "model_type":  # pydantic's words name the class ("instance of CommandAction")
@@ -337,6 +346,36 @@ def _not_a_string(value: Any) -> str:
     if isinstance(value, dict):
         return f"a string, not a map (in YAML, an unquoted ': ' makes one): {quote}"
     return f"a string, not {_shape(value)}"
+
+
+def _not_a(kind: str, value: Any) -> str:
+    """``a whole number, not the string '30': write it without quotes``: what a strict number
+    or switch field got, and, when the text means a value of the field, how to write that (in
+    words that hold for a JSON body too). YAML 1.1 reads ``1e3`` (no '.') as text."""
+    wanted = _NOT_A[kind]
+    if isinstance(value, bool):
+        spellings = "yes, on or true" if value else "no, off or false"
+        return f"{wanted}, not {_shape(value)} (in YAML, an unquoted {spellings})"
+    if not isinstance(value, str):
+        return f"{wanted}, not {_shape(value)}"
+    said = f"{wanted}, not the string '{excerpt(value)}'"
+    if kind == "bool_type":
+        switch = _SWITCH_WORDS.get(value.strip().casefold())
+        return said if switch is None else f"{said}: write {'true' if switch else 'false'}"
+    return said + _number_hint(value, whole=kind == "int_type")
+
+
+def _number_hint(text: str, whole: bool) -> str:
+    """``: write it as 1000`` for a text that is a number of the field; else nothing."""
+    try:
+        number = float(text)
+    except ValueError:
+        return ""
+    if not math.isfinite(number) or (whole and not number.is_integer()):
+        return ""
+    if _PLAIN_NUMBER.fullmatch(text.strip()):
+        return ": write it without quotes"
+    return f": write it as {excerpt(str(int(number) if whole else number))}"
 
 
 def _such_as(loc: Loc) -> str:

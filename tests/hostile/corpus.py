@@ -197,7 +197,7 @@ def build(folder: Path, scratch: Path, only: str | None = None) -> list[Case]:
         "quoted-switch.yaml",
         HEAD + '  suspend: "off"\n  retry: {limit: true}\n  timeoutSeconds: "30"\n' + TAIL,
         "6:3",
-        "spec.suspend: Input should be a valid boolean",
+        "spec.suspend: true or false, not the string 'off': write false",
         lines=3,
     )
     text(
