@@ -33,7 +33,6 @@ import dataclasses
 import enum
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import secrets
@@ -49,6 +48,7 @@ from pydantic import model_validator as _model_validator
 from pydantic.alias_generators import to_camel
 
 from reconciler.api.jwtkeys import holds_private_key, public_bytes
+from reconciler.api.loopback import is_loopback as is_loopback  # check_listen; its old home
 from reconciler.secretfile import MAX_SECRET_FILE_BYTES, read_secret_file
 from reconciler.sinks.refusals import RefusalLog
 
@@ -489,12 +489,3 @@ def check_listen(host: str, auth: AuthConfig | None, insecure_no_auth: bool) -> 
         "(tokens or jwt), listen on 127.0.0.1, or pass --insecure-no-auth if something in "
         "front of crontask already authenticates every request."
     )
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False

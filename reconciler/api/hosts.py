@@ -52,7 +52,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reconciler.api import problems
-from reconciler.api.auth import is_loopback
+from reconciler.api.loopback import is_loopback
 from reconciler.hostnames import ANY_NAME, normal_name
 from reconciler.logs import bounded
 
@@ -108,12 +108,10 @@ def _name_of(header: str) -> str | None:
 
 
 def is_loopback_name(name: str) -> bool:
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+    """Whether a ``Host`` header's name (:func:`host_name`) is a loopback one: ``localhost``
+    or a loopback address, as ``--listen``'s (``api.loopback``: ``127.1`` and
+    ``::ffff:127.0.0.1`` too, which no page can own, as it can a name)."""
+    return is_loopback(name)
 
 
 def is_address(name: str) -> bool:
