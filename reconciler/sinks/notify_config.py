@@ -348,7 +348,18 @@ def load(path: str | Path, *, warn: Warn | None = None) -> Notifications:
         raw = read_secret_file(path, MAX_FILE_BYTES)
     except ValueError as exc:
         raise NotificationConfigError(f"{path}: {exc}") from None
-    return parse(raw.decode("utf-8", "replace"), str(path), path.parent, warn=warn)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        # Refused, as a task's file is: read with each such byte replaced, a URL holding one
+        # (a file saved as Latin-1) was another URL, and every delivery failed. The byte is not
+        # said: it may be one of a secret URL's.
+        line = raw.count(b"\n", 0, err.start) + 1
+        column = err.start - raw.rfind(b"\n", 0, err.start)
+        raise NotificationConfigError(
+            f"{path}:{line}:{column}: not UTF-8 text: save the file as UTF-8"
+        ) from None
+    return parse(text, str(path), path.parent, warn=warn)
 
 
 def parse(text: str, source: str, base: Path, *, warn: Warn | None = None) -> Notifications:
