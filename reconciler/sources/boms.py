@@ -1,4 +1,4 @@
-"""Byte order marks at the start of a later YAML document.
+"""Byte order marks: at the start of a later YAML document, and of a text in another encoding.
 
 A file saved by an editor that writes one (Notepad) and joined to another (``cat a.yaml
 b.yaml``, a ``---`` between them) has a U+FEFF where its document starts. YAML allows one at the
@@ -13,6 +13,7 @@ mark is not counted (as libyaml counts the one at the start of a text).
 
 from __future__ import annotations
 
+import codecs
 import re
 
 BOM = "\ufeff"
@@ -21,6 +22,25 @@ _LINE = re.compile(f"^({BOM}+)([^\\r\\n]*)", re.MULTILINE)
 # A document marker alone on its line (a comment may follow): the next line starts a document.
 _MARKER = re.compile(r"(?:---|\.\.\.)(?:[ \t]+(?:#.*)?)?\r?")
 _STARTS_MARKER = re.compile(r"(?:---|\.\.\.)(?:[ \t]|$)")
+# The marks of the encodings YAML allows besides UTF-8; UTF-32's first (UTF-16 LE's is its start).
+_ENCODINGS = {
+    codecs.BOM_UTF32_LE: "UTF-32 (little-endian",
+    codecs.BOM_UTF32_BE: "UTF-32 (big-endian",
+    codecs.BOM_UTF16_LE: "UTF-16 (little-endian",
+    codecs.BOM_UTF16_BE: "UTF-16 (big-endian",
+}
+
+
+def not_utf8(data: bytes, err: UnicodeDecodeError) -> tuple[int, int, str]:
+    """The line and column where ``data`` stops being UTF-8 (``err``: decoding it), and the
+    message: a text that starts with the byte order mark of UTF-16 or UTF-32 (Windows
+    PowerShell 5 writes one; YAML allows it, crontask reads only UTF-8) is named so, at 1:1."""
+    for mark, encoding in _ENCODINGS.items():
+        if data.startswith(mark):
+            return 1, 1, f"not UTF-8 but {encoding}; its byte order mark says so): save it as UTF-8"
+    line = data.count(b"\n", 0, err.start) + 1
+    column = err.start - data.rfind(b"\n", 0, err.start)
+    return line, column, f"not UTF-8: byte 0x{data[err.start]:02x}"
 
 
 def document_boms(text: str) -> str:

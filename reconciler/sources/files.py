@@ -59,6 +59,7 @@ from reconciler.aio import ended, first_of
 from reconciler.core.desired import Definition, DefinitionError, ErrorKind, Location, SourceKind
 from reconciler.sources.adrift import Adrift
 from reconciler.sources.base import Notify, Ready, SourceState
+from reconciler.sources.boms import not_utf8
 from reconciler.sources.documents import ParsedText, PlainText, parse_text, plain_definitions
 from reconciler.sources.filehints import known_path, says_more, too_deep, within_bound
 from reconciler.sources.filestate import FileState, Signature, signature_of
@@ -453,10 +454,8 @@ class DirectorySource:
         try:
             return signature, data.decode("utf-8")
         except UnicodeDecodeError as err:
-            line = data.count(b"\n", 0, err.start) + 1
-            column = err.start - data.rfind(b"\n", 0, err.start)
-            where = Location(self.kind, shown, line, column, revision)
-            error = DefinitionError(where, f"not UTF-8: byte 0x{data[err.start]:02x}")
+            line, column, why = not_utf8(data, err)
+            error = DefinitionError(Location(self.kind, shown, line, column, revision), why)
             return FileState(signature, None, (error,), revision=revision)
 
     def plain_state(self, path: Path, signature: Signature, plain: PlainText) -> FileState | None:

@@ -1,0 +1,51 @@
+"""A task file saved as UTF-16 or UTF-32 (Windows PowerShell 5's ``>`` and ``Out-File`` write
+UTF-16 with a byte order mark; so does Notepad's "Unicode") is refused as not UTF-8, as
+before, and the message says which encoding it is and what to do: "not UTF-8: byte 0xff" at
+1:1 named a byte the user's editor does not show. Through ``crontask validate`` on real files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+TASK = """apiVersion: crontask.dev/v1alpha1
+kind: CronTask
+metadata: {name: NAME}
+spec:
+  schedule: "0 2 * * *"
+  command: {args: ["true"]}
+"""
+
+
+def test_a_utf16_or_utf32_file_is_named_so(tmp_path: Path) -> None:
+    codecs = {
+        "a16le": "utf-16-le",
+        "b16be": "utf-16-be",
+        "c32le": "utf-32-le",
+        "d32be": "utf-32-be",
+    }
+    for name, codec in codecs.items():
+        text = "\ufeff" + TASK.replace("NAME", name)
+        (tmp_path / f"{name}.yaml").write_bytes(text.encode(codec))
+    (tmp_path / "e.yaml").write_bytes(TASK.replace("NAME", "e").encode() + b"\xff\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler", "validate", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    save = "save it as UTF-8"
+    assert done.stdout.splitlines() == [
+        f"{tmp_path}/a16le.yaml:1:1: not UTF-8 but UTF-16 (little-endian; its byte order "
+        f"mark says so): {save}",
+        f"{tmp_path}/b16be.yaml:1:1: not UTF-8 but UTF-16 (big-endian; its byte order "
+        f"mark says so): {save}",
+        f"{tmp_path}/c32le.yaml:1:1: not UTF-8 but UTF-32 (little-endian; its byte order "
+        f"mark says so): {save}",
+        f"{tmp_path}/d32be.yaml:1:1: not UTF-8 but UTF-32 (big-endian; its byte order "
+        f"mark says so): {save}",
+        # Any other byte that is no UTF-8 is named as before, at its place.
+        f"{tmp_path}/e.yaml:7:1: not UTF-8: byte 0xff",
+    ]
