@@ -28,6 +28,7 @@ from reconciler.core.runs import DNS1123_LABEL
 
 MAX_VALUES: Final = 10_000
 MAX_DEPTH: Final = 20
+MERGE: Final = "tag:yaml.org,2002:merge"  # the ``<<`` key's tag
 
 Mark = tuple[int, int]  # 1-based line and column
 # Where an alias (``*a``) stands: (id of the collection node holding it, its index in a
@@ -78,16 +79,26 @@ class Builder:
         self.marks[path] = mark
         if isinstance(node, yaml.MappingNode):
             data: dict[str, Any] = {}
+            merged: list[tuple[yaml.Node, yaml.Node, Mark | None]] = []
             for key_node, value_node in node.value:
                 key_mark = alias or _mark(key_node)
                 if not isinstance(key_node, yaml.ScalarNode):
                     raise NotificationConfigError(f"{_at(key_mark)}: a key must be a string")
+                used = alias or self._aliases.get((id(node), id(key_node)))
+                if key_node.tag == MERGE:
+                    merged.extend(self._merged(value_node, path, used, key_mark, (id(node),)))
+                    continue
                 key = str(key_node.value)
                 self.key_marks[(*path, key)] = key_mark
                 if key in data:
                     raise NotificationConfigError(f"{_at(key_mark)}: {key!r} is given twice")
-                used = alias or self._aliases.get((id(node), id(key_node)))
                 data[key] = self.build(value_node, (*path, key), used)
+            # What the mapping writes itself wins; of the mappings merged, the first.
+            for key_node, value_node, used in merged:
+                key = str(key_node.value)
+                if key not in data:
+                    self.key_marks[(*path, key)] = used or _mark(key_node)
+                    data[key] = self.build(value_node, (*path, key), used)
             return data
         if isinstance(node, yaml.SequenceNode):
             return [
@@ -108,6 +119,51 @@ class Builder:
             raise NotificationConfigError(
                 f"{_at(mark)}: {_dotted(path) or '(top level)'}: {problem}"
             ) from None
+
+    def _merged(
+        self,
+        value: yaml.Node,
+        path: tuple[str | int, ...],
+        alias: Mark | None,
+        mark: Mark,
+        within: tuple[int, ...],
+    ) -> list[tuple[yaml.Node, yaml.Node, Mark | None]]:
+        """The pairs a merge key (``<<``, at ``mark``) with ``value`` brings, with the mark of
+        the alias each came through (``alias``: the merge's value's, if one), their own merges
+        followed: a mapping's, or each of a list of mappings', in order (the first that has a
+        key wins). ``within``: the mappings whose merges led here (one merging one of them
+        merges itself). Each mapping merged counts as a value of the file's bound: merges of
+        merges of an empty mapping would otherwise be no values and endless work."""
+        if isinstance(value, yaml.SequenceNode):
+            sources = [
+                (item, alias or self._aliases.get((id(value), i)), alias or _mark(item))
+                for i, item in enumerate(value.value)
+            ]
+        else:
+            sources = [(value, alias, alias or _mark(value))]
+        pairs: list[tuple[yaml.Node, yaml.Node, Mark | None]] = []
+        for source, used, at in sources:
+            if not isinstance(source, yaml.MappingNode):
+                raise NotificationConfigError(
+                    f"{_at(at)}: {_dotted(path) or '(top level)'}: a merge key (<<) takes a "
+                    "mapping or a list of mappings"
+                )
+            if id(source) in within:
+                raise NotificationConfigError(f"{_at(mark)}: a mapping that merges itself")
+            self.values += 1
+            if self.values > MAX_VALUES or len(pairs) > MAX_VALUES:
+                raise NotificationConfigError(f"{_at(mark)}: the file is too large or too deep")
+            for key_node, value_node in source.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise NotificationConfigError(
+                        f"{_at(used or _mark(key_node))}: a key must be a string"
+                    )
+                if key_node.tag == MERGE:
+                    deeper = (*within, id(source))
+                    pairs.extend(self._merged(value_node, path, used, mark, deeper))
+                else:
+                    pairs.append((key_node, value_node, used))
+        return pairs
 
 
 _UNREADABLE: Final = {
