@@ -9,7 +9,10 @@ Contract:
   YAML, an empty file, a key that is not a string or is given twice, a tag, a scalar that
   cannot be read, and a file of more than :data:`MAX_VALUES` values (an alias counted each
   time it is used) or nested deeper than :data:`MAX_DEPTH`. What an alias repeats is placed
-  where the alias stands: that is the place of that occurrence.
+  where the alias stands: that is the place of that occurrence. A merge key (``<<``) is read
+  as PyYAML's constructor reads it for a task's file (the mapping's own keys win, then the
+  first mapping merged); a merge of what is no mapping, or of a mapping into itself, is an
+  error at its place.
 - :func:`describe` says pydantic's errors of that data, the first 20, one line each,
   ``file:line:col: field.path: message``, at the field, or at the nearest value around it that
   is written (:func:`nearest`: a missing field is said at the mapping that lacks it).
