@@ -22,6 +22,9 @@ REPLACED = "Replaced"
 TASK_REMOVED = "TaskRemoved"
 TASK_CHANGED = "TaskChanged"
 HANDED_OVER = "HandedOver"
+# Its record was ended by another replica while this one's membership had lapsed: stopped, and
+# its end is not recorded here (``controller.disowned``).
+DISOWNED = "Disowned"
 
 
 @dataclasses.dataclass(eq=False)
@@ -37,6 +40,8 @@ class ActiveRun:
     # changed meanwhile: ``Dispatcher.cancel_retries``); the attempt itself goes on.
     no_retry: str | None = None
     waiting: bool = False  # between two attempts: nothing is running
+    # Its record as another replica ended it, the one that stands: see DISOWNED.
+    disowned: RunRecord | None = None
     begun: bool = False  # the current attempt's work began (``RunExecution._begin``)
     # The attempt's claim, when it was sent before: as the slot fired, or a retry's that
     # looks for another replica's run first (``SlotClaims._claim_retry``).

@@ -18,9 +18,9 @@ The :class:`Cluster` component keeps this replica's membership record renewed ev
   (``on_renewal``). What follows a renewal may wait on the run store: renewals go on meanwhile.
   A renewal that finds this replica's membership *lapsed* meanwhile (its record had expired,
   or a lease's time had passed since the last renewal: a process paused by SIGSTOP, a VM
-  frozen) treats every task it owns as handed away and back: retries waiting or held are
-  recorded ``HandedOver`` (a running attempt's run does not retry), and the next run of each
-  task looks in the store first for a run of another replica (``controller.handover``).
+  frozen) treats every task it owns as handed away and back (retries recorded ``HandedOver``;
+  each task's next run looks for a run of another replica first: ``controller.handover``), and
+  stops its runs another replica recorded ``interrupted`` meanwhile (``controller.disowned``).
 - **Unchecked claims.** A slot whose claim could not be checked is not run here; once the
   store answers again, the tasks still here catch them up (``controller.claims``).
 - **Dead replicas' runs.** Running records whose owner is no live member (a ``kill -9``, a lost
@@ -54,6 +54,7 @@ from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
 
 from reconciler.aio import first_of, in_thread, retrieved
+from reconciler.controller.disowned import Disowned
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.lapse import UNREAD, Lapse
 from reconciler.controller.manager import Ready
@@ -142,6 +143,7 @@ class Cluster:
         self.lapse = Lapse(
             dispatcher, reconciler.catch_up_unstarted, monotonic, timing.renew_deadline
         )
+        self.disowned = Disowned(dispatcher, self.me.id, timing.lease_seconds, monotonic)
 
     @property
     def disagreement(self) -> Disagreement | None:
@@ -169,9 +171,8 @@ class Cluster:
             await self._leave()
 
     def _until_next_tick(self) -> float:
-        """An interval, or less: the fence must come at the renew deadline, not at the first
-        tick after it (renewals that fail at once would otherwise leave this replica starting
-        runs until up to an interval later, when the lease may have run out)."""
+        """An interval, or less: the fence comes at the renew deadline, not at the first tick
+        after it (renewals failing at once left runs starting up to an interval past it)."""
         if self.dispatcher.paused is not None:
             return self.timing.renew_interval
         left = self._last_renewal + self.timing.renew_deadline - self._monotonic()
@@ -227,8 +228,7 @@ class Cluster:
 
     async def _follow_renewing(self, members: list[Member]) -> None:
         """``_follow``, renewing once an interval while it waits on the run store (a lock on
-        ``runs`` fenced and lapsed every replica); a lapse (past the lease, a record made anew)
-        is left to the next tick."""
+        ``runs`` fenced and lapsed every replica); a lapse (past the lease) is the next tick's."""
         following = asyncio.ensure_future(self._follow(members))
         next_try = self._last_renewal + self.timing.renew_interval
         try:
@@ -300,6 +300,7 @@ class Cluster:
     # -- what a renewal leads to ------------------------------------------------------------
 
     async def _follow(self, members: list[Member]) -> None:
+        await self.disowned.look(self.store)  # first: two runs of a task may be going
         # Whether this replica drains is its own state (stopping), never what its record says:
         # anyone may write a Lease (a draining annotation on each stopped every task).
         draining = {m.id for m in members if m.draining and m.id != self.me.id}
@@ -354,9 +355,8 @@ class Cluster:
                 log.info("run stopped at another replica's request", extra={"fields": {"run": run}})
 
     def _lapsed(self, members: list[Member], gap: float) -> bool:
-        """Whether this replica's membership lapsed before this renewal (``gap``: seconds
-        since the last one began): its record was created again (a new ``since``), or a
-        lease's time passed (a Lease keeps its ``since`` through an expiry)."""
+        """Whether this replica's membership lapsed before this renewal (``gap``: seconds since
+        the last began): its record made anew, or a lease's time passed (a Lease keeps since)."""
         me = next((m for m in members if m.id == self.me.id), None)
         since, self._since = self._since, me.since if me is not None else None
         if since is None:
@@ -364,15 +364,16 @@ class Cluster:
         return me is None or me.since != since or gap >= self.timing.lease_seconds
 
     def _handed_back(self) -> None:
-        """The others may have taken this replica's tasks while its membership had lapsed, and
-        run them, though the members it sees are the same (they may have come back too): each
-        task it owns is handled as one handed away and back (``controller.lapse``)."""
+        """The others may have taken this replica's tasks and runs while its membership had
+        lapsed, though the members it sees are the same (they may have come back too): its tasks
+        are handed away and back (``controller.lapse``), its runs looked at (``disowned``)."""
         keys = sorted(self.reconciler.scheduler.owned())
         log.warning(
             "membership had lapsed: its tasks may have run elsewhere meanwhile",
             extra={"fields": {"tasks": len(keys)}},
         )
         self.lapse.hand_back(keys)
+        self.disowned.lapsed()
 
     async def _reassign(
         self, active: tuple[str, ...], published: tuple[tuple[str, str | None], ...]
@@ -431,8 +432,7 @@ class Cluster:
 
     def _stopped_at(self, member: str) -> datetime:
         """About when a member that left the assignment stopped scheduling: its last renewal
-        seen while it did, within what a live record allows: its own lease (up to
-        LONGEST_LEASE), which may be longer than ours."""
+        seen while it did, within its own lease (up to LONGEST_LEASE, maybe longer than ours)."""
         now = self.reconciler.clock()
         renewed = self._scheduling_since.get(member)
         if renewed is None:  # not seen since joining: as late as it can have been alive

@@ -290,6 +290,13 @@ class RunExecution(NotStarted, LateStarts, SlotSkips):
                 extra={"fields": {"task": record.task, "run": record.id, "why": outcome.reason}},
             )
             return None
+        if active.disowned is not None:  # the record another replica wrote stands (disowned.py)
+            log.info(
+                "run ended here, not recorded: another replica recorded its end",
+                extra={"fields": {"task": record.task, "run": record.id, "reason": outcome.reason}},
+            )
+            self._notify(active.disowned)
+            return None
         status = RunStatus.INTERRUPTED if outcome.reason == SHUTDOWN else outcome.status
         if not active.begun:
             # Its work never began (stopped first, or it could not start): it has no start,

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from reconciler.aio import ended, first_of
-from reconciler.controller.active import SHUTDOWN, ActiveRun
+from reconciler.controller.active import DISOWNED, SHUTDOWN, ActiveRun
 from reconciler.controller.bounds import RunBounds
 from reconciler.controller.recorder import Recorder
 from reconciler.core.desired import Definition
@@ -62,6 +62,31 @@ class RunStops:
             for by_id in self._active.values()
             for run, a in by_id.items()
         ]
+
+    def begun(self) -> list[tuple[str, int]]:
+        """The attempts whose work began here and goes on, ``(run id, attempt)``, not those
+        disowned already (``controller.disowned``). Read on the loop."""
+        return [
+            (run, a.record.attempt)
+            for by_id in self._active.values()
+            for run, a in by_id.items()
+            if a.begun and a.record.status is RunStatus.RUNNING and not a.waiting
+            if a.disowned is None
+        ]
+
+    def disown(self, ended: RunRecord) -> bool:
+        """Stop the attempt ``ended`` is the record of, which another replica ended while this
+        one's membership had lapsed: its end is not recorded here, nor does it retry; the
+        listeners hear ``ended``, the record that stands (``controller.disowned``). False if it
+        is not going here (or was disowned already)."""
+        for by_id in self._active.values():
+            active = by_id.get(ended.id)
+            if active is None or active.record.attempt != ended.attempt or active.disowned:
+                continue
+            active.disowned = ended
+            active.stop(DISOWNED)
+            return True
+        return False
 
     def stop_run(self, run: str, reason: str) -> bool:
         """Stop the running run ``run`` (another replica asked, through the store)."""

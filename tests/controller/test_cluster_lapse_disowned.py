@@ -1,0 +1,126 @@
+"""A replica paused past its lease (SIGSTOP, a frozen VM) whose run another replica marked
+``interrupted`` meanwhile: once it renews again, it stops that run and leaves its record as
+the other wrote it (``controller.disowned``). A replica that renewed in time never does. On the
+in-memory twins and the fake clocks of ``test_cluster`` (renew deadline 10 s, lease 15 s)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from reconciler.controller.disowned import DISOWNED
+from reconciler.controller.sweep import interrupt_gone
+from reconciler.core.runs import PROCESS_DIED, RunRecord, RunStatus
+from reconciler.runner.base import Actions
+from reconciler.runner.memory import ScriptedAction
+from reconciler.store.base import RunQuery
+from tests.controller.test_cluster import Replica, World, settle
+from tests.controller.test_cluster_lapse import IDS, KEY, SLOT, a_records, world_with
+from tests.controller.test_policies import until
+
+
+async def running_on_a(a: Replica) -> tuple[ScriptedAction, list[RunRecord]]:
+    """A run of KEY going on a, and the records a's listeners hear from now on."""
+    heard: list[RunRecord] = []
+    a.dispatcher.subscribe(heard.append)
+    action = ScriptedAction()
+    a.dispatcher.actions = Actions([action])
+    a.dispatcher.fire(a.scheduler.owned()[KEY], SLOT)
+    await until(lambda: len(action.running()) == 1)
+    return action, heard
+
+
+def a_run(world: World) -> RunRecord:
+    (record,) = [r for r in world.store.query(RunQuery(task=KEY, limit=10)).items]
+    assert record.owner == IDS["a"]
+    return record
+
+
+def said(caplog: pytest.LogCaptureFixture) -> int:
+    return sum(r.getMessage() == DISOWNED for r in caplog.records)
+
+
+def test_a_run_marked_during_the_lapse_is_stopped_and_its_record_left_as_marked(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    world = world_with(tmp_path, "{limit: 1, backoffSeconds: 0}")
+
+    async def main() -> RunRecord:
+        a, b = world.replicas("a", "b")
+        await settle([a, b])
+        action, heard = await running_on_a(a)
+        world.clocks.advance(20)  # a is paused past its lease (SIGSTOP, then SIGCONT)
+        await b.step()  # a has expired: b marks its run interrupted and takes the task
+        marked = a_run(world)
+        assert marked.status is RunStatus.INTERRUPTED
+        assert await a.step()
+        assert action.attempts[0].stopped == "Disowned"  # its command is stopped
+        assert await a.dispatcher.drain(5)
+        assert await a.step()
+        assert len(action.attempts) == 1  # not retried
+        assert heard[-1] == marked  # its listeners hear the record that stands
+        return marked
+
+    marked = asyncio.run(main())
+    assert a_run(world) == marked  # not written over
+    assert a_records(world) == [(1, RunStatus.INTERRUPTED, PROCESS_DIED)]
+    assert said(caplog) == 1  # once, not at each renewal
+
+
+def test_a_run_marked_just_after_the_renewal_that_found_the_lapse_is_stopped_too(
+    tmp_path: Path,
+) -> None:
+    """b read the members while a's membership had lapsed, and marks a's run only after a
+    renewed again: a's next renewal, within a lease, finds it."""
+    world = world_with(tmp_path, "{limit: 1, backoffSeconds: 0}")
+
+    async def main() -> None:
+        a, b = world.replicas("a", "b")
+        await settle([a, b])
+        action, _ = await running_on_a(a)
+        world.clocks.advance(20)
+        assert await a.step()  # lapsed; nothing marked yet: the run goes on
+        assert len(action.running()) == 1
+        interrupt_gone(world.store, IDS["b"], {IDS["b"]}, None, outlives=lambda r: False)
+        world.clocks.advance(2)
+        assert await a.step()
+        assert action.attempts[0].stopped == "Disowned"
+        assert await a.dispatcher.drain(5)
+
+    asyncio.run(main())
+    assert a_records(world) == [(1, RunStatus.INTERRUPTED, PROCESS_DIED)]
+
+
+@pytest.mark.parametrize("lapsed", [False, True], ids=["slow", "window-over"])
+def test_a_replica_that_renewed_in_time_keeps_its_run_whatever_its_record_says(
+    tmp_path: Path, lapsed: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fenced but renewed within the lease (slow, not lapsed), or a lease after a lapse: the
+    others judged it live, and a record that says otherwise does not stop its run."""
+    world = world_with(tmp_path, "{limit: 1, backoffSeconds: 0}")
+
+    async def main() -> None:
+        a, b = world.replicas("a", "b")
+        await settle([a, b])
+        action, _ = await running_on_a(a)
+        if lapsed:
+            world.clocks.advance(20)
+            assert await a.step()
+            for _ in range(8):  # renewals for 16 s: past the lease after the lapse
+                world.clocks.advance(2)
+                assert await a.step()
+        else:
+            world.clocks.advance(11)  # past the renew deadline, within the lease
+        now = datetime.now(UTC)
+        assert world.store.mark_interrupted([IDS["a"]], now)  # a record that says otherwise
+        assert await a.step()
+        assert len(action.running()) == 1  # its command goes on
+        action.attempts[0].finish()
+        assert await a.dispatcher.drain(5)
+
+    asyncio.run(main())
+    assert a_records(world) == [(1, RunStatus.SUCCEEDED, None)]  # its end, as before
+    assert said(caplog) == 0

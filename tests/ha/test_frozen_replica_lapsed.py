@@ -1,0 +1,91 @@
+"""A replica frozen (SIGSTOP) past its lease while one of its runs goes on, with no stop asked:
+once resumed, it stops that run, whose record the others wrote, and leaves that record as it is.
+
+The other replica found the lease lapsed, marked the run interrupted and took the task (here a
+run asked of it under ``Forbid``, which the interrupted record no longer holds back). The frozen
+one, resumed, let its command run to its end beside the new one, then wrote its end over the
+interrupted record.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from reconciler.core.runs import PROCESS_DIED, RunStatus
+from tests.ha.conftest import Cluster
+from tests.ha.test_frozen_replica import _TIMING, _stopped
+from tests.ha.test_frozen_replica_replaced import _alive, _record, _trigger
+from tests.ha.test_replicas import members
+from tests.helpers import wait_for
+
+pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
+
+DISOWNED_LOG = "run stopped: this replica's membership had lapsed"
+
+
+@pytest.mark.slow  # about half a minute: a replica frozen past its lease
+def test_a_run_marked_interrupted_while_its_replica_was_frozen_stops_once_resumed(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    pids, gate = tmp_path / "pids", tmp_path / "gate"
+    pids.mkdir()
+    # Each run writes its shell's pid under its run id; it runs until SIGTERM or the gate.
+    script = (
+        f"echo $$ > {pids}/$CRONTASK_RUN_ID.tmp && mv {pids}/$CRONTASK_RUN_ID.tmp "
+        f"{pids}/$CRONTASK_RUN_ID; trap 'exit 3' TERM; "
+        f"while [ ! -e {gate} ]; do sleep 0.1; done"
+    )
+    (cluster.tasks / "rp.yaml").write_text(
+        "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\nmetadata: {name: rp}\n"
+        'spec:\n  schedule: "@yearly"\n  concurrencyPolicy: Forbid\n'
+        f"  command: {{args: [sh, -c, {script!r}]}}\n"
+    )
+    frozen = cluster.add("frozen", *_TIMING)
+    other = cluster.add("other", *_TIMING)
+    members(frozen, 2)
+    members(other, 2)
+    try:
+        first = _trigger(frozen)
+        assert first["status"] == "running", first
+        mark = pids / first["id"]
+        wait_for("the first run's command", mark.exists)
+        old = int(mark.read_text())
+        assert frozen.proc is not None
+        frozen.proc.send_signal(signal.SIGSTOP)
+        wait_for("the replica to stop", lambda: _stopped(frozen))
+
+        def interrupted() -> bool:
+            record = _record(cluster, first["id"])
+            return record is not None and record.status is RunStatus.INTERRUPTED
+
+        wait_for("the other replica to mark the run interrupted", interrupted, timeout=30)
+        marked = _record(cluster, first["id"])
+        second = _trigger(other)  # Forbid: nothing holds the task back any more
+        assert second["status"] == "running", second
+        wait_for("the second run's command", (pids / second["id"]).exists)
+        new = int((pids / second["id"]).read_text())
+        assert _alive(old)  # both commands run
+
+        frozen.proc.send_signal(signal.SIGCONT)
+        # Its first renewal finds the run is no longer its own: SIGTERM, the command ends.
+        wait_for("the lapsed run's command to end", lambda: not _alive(old), timeout=20)
+        frozen.wait_log("run ended here, not recorded", timeout=20)
+        kept = _record(cluster, first["id"])
+        assert kept == marked, kept  # the other replica's record stands, as it wrote it
+        assert kept is not None
+        assert kept.reason == PROCESS_DIED
+        assert _alive(new)  # the run that took over goes on
+        current = _record(cluster, second["id"])
+        assert current is not None
+        assert current.status is RunStatus.RUNNING, current
+        log = frozen.log()
+        assert log.count(DISOWNED_LOG) == 1, log  # said once, not at each renewal
+        assert "Traceback" not in log
+        assert frozen.proc.poll() is None  # it goes on as a member
+    finally:
+        gate.touch()  # no command outlives the test (the fixture SIGKILLs the replicas)
+        if frozen.proc is not None and frozen.proc.poll() is None:
+            frozen.proc.send_signal(signal.SIGCONT)
