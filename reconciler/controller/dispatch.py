@@ -274,8 +274,10 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
         slot decided within it is not refused later for its wait for the runs it replaces
         (``_waited``): as a CronJob's, a slot that replaces a run runs."""
         if record.trigger is Trigger.MANUAL:
-            going = (a.record for runs in self._active.values() for a in runs.values())
-            if (why := too_many_manual(going, record.task)) is not None:
+            going = [a for runs in self._active.values() for a in runs.values()]
+            replaced = {a.record.id for a in going if a.stop_reason == REPLACED}
+            why = too_many_manual((a.record for a in going), record.task, replaced)
+            if why is not None:
                 return self._skip(record, "TooManyManualRuns", why)
             return None
         late = (now - record.scheduled_at).total_seconds()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -127,12 +127,18 @@ MANUAL_MAX: Final = 10  # of one task
 MANUAL_MAX_TOTAL: Final = 100  # of all tasks
 
 
-def too_many_manual(going: Iterable[RunRecord], key: str) -> str | None:
+def too_many_manual(
+    going: Iterable[RunRecord], key: str, replaced: Collection[str] = ()
+) -> str | None:
     """Why another manual run of ``key`` may not start beside the runs ``going``, if it may
     not. A manual slot is never a whole second (:func:`manual_slot`), whatever its attempt's
-    trigger: a retry of a manual run still counts."""
+    trigger: a retry of a manual run still counts. ``replaced``: the ids of those stopped for a
+    newer run of their task (``Replace``): they count toward all tasks' bound (each holds its
+    place until it has ended), not toward their task's: under Replace one of its runs goes at a
+    time, however many it replaced (each waits for those it replaced to end, and those waiting
+    to begin never do)."""
     manual = [r for r in going if r.scheduled_at.microsecond]
-    mine = sum(r.task == key for r in manual)
+    mine = sum(r.task == key and r.id not in replaced for r in manual)
     if mine < MANUAL_MAX and len(manual) < MANUAL_MAX_TOTAL:
         return None
     why = f"{mine} of this task" if mine >= MANUAL_MAX else f"{len(manual)} in all"
