@@ -78,6 +78,8 @@ _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 DEFAULT_LIMITS = YamlLimits()
 # Bounds of what a message quotes: a key, a field path, a message of the model or the parser.
 _MESSAGE = MESSAGE
+# PyYAML's words for what its constructor refuses, where they tell a user little.
+_CONSTRUCTOR_WORDS = {"found unhashable key": "a list or a map as a key: a key is a name (text)"}
 # Texts longer than this are first counted from their events (see yamlwalk.prescan): a task
 # file of ten CronTasks is some 4 KB, and the pass would only slow those down.
 PRESCAN_LENGTH = 64 * 1024
@@ -325,7 +327,8 @@ def _document(
             return room.values, room.text
         except yaml.MarkedYAMLError as err:  # e.g. a merge key (<<) of something not a map
             where = err.problem_mark or err.context_mark or node.start_mark
-            message = excerpt(err.problem or err.context or "invalid YAML", _MESSAGE)
+            said = err.problem or err.context or "invalid YAML"
+            message = excerpt(_CONSTRUCTOR_WORDS.get(said, said), _MESSAGE)
             found.error(at(*found.lines.place(where)), message, key_of_node(node))
             return used
     if data is None:  # an empty document between two `---`

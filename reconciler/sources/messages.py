@@ -36,6 +36,7 @@ Loc = tuple[str | int, ...]
 _RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
 _CHOICE_ERRORS = frozenset({"enum", "literal_error"})
 _KEY = "[key]"  # what pydantic's location adds after a mapping key that failed
+_FIELD_NAME = "invalid_key"  # pydantic's "Keys should be strings", of a model's own fields
 # What a strict number or switch field wants, by pydantic's error type (its own words, "Input
 # should be a valid integer", say nothing of the "30" in quotes that is not one).
 _NOT_A = {"int_type": "a whole number", "float_type": "a number", "bool_type": "true or false"}
@@ -135,6 +136,8 @@ def message(item: Any) -> str:
         return f"required field is empty (null): give it {_fixed(loc) or 'a value'}"
     if kind == "extra_forbidden":
         return "unknown field" + _suggestion(loc)
+    if kind == _FIELD_NAME:  # no field's name is a number, a switch or a date
+        return f"unknown field (YAML read its name as {_shape(item['input'])})"
     if kind == "string_type":
         return _not_a_string(item["input"])
     if kind in _NOT_A:
@@ -211,12 +214,18 @@ def located(item: Any) -> Loc:
     """The location of one pydantic error, a mapping key that failed as YAML read it: pydantic
     has the key of an unquoted ``yes`` as 1, of a ``~`` as 'None'; its input is the key."""
     loc: Loc = tuple(item["loc"])
+    if item["type"] == _FIELD_NAME and loc:  # a key of the resource's own fields: no [key]
+        return (*loc[:-1], _as_read(item["input"]))
     if len(loc) < 2 or loc[-1] != _KEY:
         return loc
-    key = item["input"]
+    return (*loc[:-2], _as_read(item["input"]), _KEY)
+
+
+def _as_read(key: Any) -> str:
+    """A mapping key as YAML read it: ``true`` for an unquoted ``yes``, ``null`` for ``~``."""
     if isinstance(key, bool):
-        return (*loc[:-2], "true" if key else "false", _KEY)
-    return (*loc[:-2], "null" if key is None else str(key), _KEY)
+        return "true" if key else "false"
+    return "null" if key is None else str(key)
 
 
 def _field(loc: Loc) -> tuple[type[BaseModel], Any] | None:

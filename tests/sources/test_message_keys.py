@@ -63,3 +63,37 @@ def test_the_api_names_such_a_key_the_same_way() -> None:
 def test_a_list_index_stays_an_index() -> None:
     assert dotted(("spec", "command", "args", 0)) == "spec.command.args[0]"
     assert dotted(("spec", "command", "env", 8080, "[key]")) == "spec.command.env.8080"
+
+
+@pytest.mark.parametrize(
+    ("written", "at", "expected"),
+    [
+        # pydantic's words: "[1]: Keys should be strings", "None: ...", "datetime.date(...)".
+        ("8080: x\n", "12:1", "8080: unknown field (YAML read its name as the number 8080)"),
+        ("~: x\n", "12:1", "null: unknown field (YAML read its name as null)"),
+        ("  yes: x\n", "12:3", "spec.true: unknown field (YAML read its name as the boolean true)"),
+        (
+            "  2024-01-01: x\n",
+            "12:3",
+            "spec.2024-01-01: unknown field (YAML read its name as the date 2024-01-01)",
+        ),
+    ],
+)
+def test_a_field_name_that_is_no_string_is_an_unknown_field(
+    written: str, at: str, expected: str
+) -> None:
+    """Where the resource's own fields are (not a map of names such as ``env``), such a key is
+    a field no CronTask has, named as YAML read it, at its place."""
+    text = HEAD.replace("spec:\n", "spec:\n  suspend: false\n") + written
+    (error,) = parse_text(text, "t.yaml").errors
+    assert str(error) == f"t.yaml:{at}: {expected}"
+
+
+@pytest.mark.parametrize(
+    ("written", "at"), [("? [a, b]\n: c\n", "12:3"), ("  ? {a: b}\n  : c\n", "12:5")]
+)
+def test_a_list_or_map_as_a_key_is_worded(written: str, at: str) -> None:
+    """PyYAML's words were "found unhashable key"."""
+    text = HEAD.replace("spec:\n", "spec:\n  suspend: false\n") + written
+    (error,) = parse_text(text, "t.yaml").errors
+    assert str(error) == f"t.yaml:{at}: a list or a map as a key: a key is a name (text)"
