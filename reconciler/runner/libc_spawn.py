@@ -214,7 +214,10 @@ class LibcSpawn:
     def _remember(self, key: tuple[str, str | None, str | None], path: bytes) -> None:
         now = self._clock()
         if len(self._found) >= _FOUND_MAX:  # tasks' PATHs and folders come and go
-            self._found = {k: v for k, v in self._found.items() if v[1] > now}
+            # From a copy, taken at once: the pool's other threads add and forget theirs
+            # meanwhile, and a dict changed under its iteration raises, here after a start.
+            found = list(self._found.items())
+            self._found = {k: v for k, v in found if v[1] > now}
             if len(self._found) >= _FOUND_MAX:
                 self._found = {}
         self._found[key] = (path, now + _TRUSTED_FOR)
