@@ -215,7 +215,8 @@ class Notifications:
         assert receiver.url_file is not None
         path = self.path(receiver.url_file)
         try:
-            url = _read_small(path, "urlFile").decode().strip()
+            # A byte order mark first (a Windows editor's) is no part of the URL.
+            url = _read_small(path, "urlFile").decode("utf-8-sig").strip()
         except UnicodeDecodeError:
             # Python's own words name neither the file nor what to do, and place a byte inside
             # the secret the file holds.
