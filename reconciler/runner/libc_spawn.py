@@ -253,6 +253,19 @@ def _environment(env: Mapping[str, str]) -> list[bytes]:
     return items
 
 
+def interpreter_not_found(
+    command: str, env: Mapping[str, str], cwd: str | None
+) -> InterpreterNotFound | None:
+    """What an exec of ``command`` that said ENOENT meant, if the program is there (where its
+    path names it, or on the ``PATH`` of ``env``; from ``cwd``): what runs it was not found.
+    None if it is not there. For ``subprocess.Popen``'s errors, which say only ENOENT."""
+    for path in _executables(command, env):
+        program = _seen_from(path, cwd)
+        if os.path.isfile(program):
+            return InterpreterNotFound(command, _missing_interpreter(program, cwd))
+    return None
+
+
 def _missing_interpreter(program: bytes, cwd: str | None) -> str | None:
     """The interpreter ``program``'s ``#!`` line names, if that file does not exist; None if
     the line cannot be read (at most what the kernel reads of it) or names one that exists.

@@ -173,15 +173,21 @@ Submitted = tuple[Started, int, float]  # and the instant it started (``time.mon
 
 
 def _popen(args: Sequence[str], env: Mapping[str, str], cwd: str | None, output_fd: int) -> Started:
-    process = subprocess.Popen(
-        args,
-        stdin=subprocess.DEVNULL,
-        stdout=output_fd,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=cwd,
-        start_new_session=True,
-    )
+    try:
+        process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=output_fd,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    except FileNotFoundError as error:
+        # Not the working directory (Popen names it then): the program, or what runs it.
+        if error.filename != args[0]:
+            raise
+        raise libc_spawn.interpreter_not_found(args[0], env, cwd) or error from None
     return process.pid, process
 
 

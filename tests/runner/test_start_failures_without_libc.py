@@ -1,0 +1,102 @@
+"""Where the C library's spawn cannot be used (glibc older than 2.34: Ubuntu 20.04, RHEL 8; or
+not glibc), commands start through ``subprocess.Popen``: a start that fails there says why as
+the C library's path says it. exec answers ENOENT alike for a missing program and for a missing
+interpreter of a script that is there, and "command not found" sent users looking for the
+wrong file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.runner import process
+from reconciler.runner.base import Outcome
+from reconciler.runner.command import CommandRun
+
+ENV = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C.UTF-8"}
+
+
+@pytest.fixture(params=["popen", "libc"])
+def spawner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Each test runs with the spawner crontask has where glibc is too old, and with the C
+    library's where there is one: both say the same."""
+    starter = process.Spawner(use_libc=request.param == "libc")
+    if request.param == "libc" and not starter.parallel:
+        pytest.skip("no C library spawn here")
+    monkeypatch.setattr(process, "_spawner", starter)
+    yield str(request.param)
+    for pool in (starter._pool, starter._waiting_pool):
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
+def run(args: list[str], env: dict[str, str] = ENV, working_dir: str | None = None) -> Outcome:
+    return asyncio.run(CommandRun(args, env=env, working_dir=working_dir, timeout=30).run())
+
+
+@pytest.mark.parametrize(
+    ("first_line", "said"),
+    [
+        pytest.param(
+            "#!/no/such/interpreter -e\n",
+            "interpreter not found: /no/such/interpreter (the #! line of {script})",
+            id="missing",
+        ),
+        pytest.param(
+            "#!/bin/sh\r\n",
+            "interpreter not found: '/bin/sh\\r' (the #! line of {script} ends with CR:"
+            " Windows line endings?)",
+            id="CR LF",
+        ),
+    ],
+)
+def test_a_script_whose_interpreter_is_missing_says_so(
+    spawner: str, tmp_path: Path, first_line: str, said: str
+) -> None:
+    script = tmp_path / "crontask-test-script"
+    script.write_text(f"{first_line}echo hi\n")
+    script.chmod(0o755)
+    for args, env, working_dir in [
+        ([str(script)], ENV, None),
+        ([script.name], {**ENV, "PATH": f"{tmp_path}:{ENV['PATH']}"}, None),  # on the PATH
+        ([f"./{script.name}"], ENV, str(tmp_path)),  # from the working directory
+    ]:
+        outcome = run(args, env, working_dir)
+        assert (outcome.reason, outcome.message) == ("StartFailed", said.format(script=args[0]))
+
+
+def test_a_program_that_is_there_but_cannot_be_run_is_not_reported_missing(
+    spawner: str, tmp_path: Path
+) -> None:
+    interpreter = tmp_path / "interp"
+    interpreter.write_text("#!/no/such/interpreter\n")
+    interpreter.chmod(0o755)
+    script = tmp_path / "script"
+    script.write_text(f"#!{interpreter}\n")
+    script.chmod(0o755)
+    outcome = run([str(script)])
+    assert outcome.message == (
+        f"cannot start {script}: it is there, but what runs it was not found"
+        " (the interpreter of its #! line, or its ELF loader)"
+    )
+
+
+def test_a_missing_program_or_working_directory_is_still_told_as_such(
+    spawner: str, tmp_path: Path
+) -> None:
+    assert run(["crontask-no-such-program"]).message == (
+        "command not found: crontask-no-such-program"
+    )
+    assert run([str(tmp_path / "gone")]).message == f"command not found: {tmp_path / 'gone'}"
+    missing = tmp_path / "no-such-folder"
+    assert run(["true"], working_dir=str(missing)).message == (
+        f"cannot use working directory {missing}: No such file or directory"
+    )
+    # A folder where the program is named: not a program, not "not found" either.
+    (tmp_path / "folder").mkdir()
+    outcome = run(["folder"], {**ENV, "PATH": str(tmp_path)})
+    assert outcome.message == "permission denied: folder"
