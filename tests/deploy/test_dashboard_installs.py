@@ -72,6 +72,7 @@ def test_the_table_has_a_row_for_the_task_of_each_install(tmp_path: Path) -> Non
         "crontask_task_last_run_duration_seconds": (5, 7),
         "crontask_task_running_since_timestamp_seconds": (30, 60),
         "crontask_task_last_failure_timestamp_seconds": (200, 400),
+        "crontask_running_runs": (1, 2),
     }
     series = [
         {"series": f'{name}{{{of(team, 1)},task="{TASK}"}}', "values": f"{value}x10"}
@@ -86,6 +87,7 @@ def test_the_table_has_a_row_for_the_task_of_each_install(tmp_path: Path) -> Non
         "D": (5, 7),
         "E": (time - 200, time - 400),
         "F": (time - 30, time - 60),
+        "G": (1, 2),
     }
     queries = table()
     assert queries.keys() == expected.keys()

@@ -142,6 +142,6 @@ def test_the_tasks_table_reads_no_range_of_samples_per_task() -> None:
     dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
     (panel,) = [p for p in dashboard["panels"] if p["title"] == "Tasks"]
     exprs = [t["expr"] for t in panel["targets"]]
-    assert len(exprs) == 6
+    assert len(exprs) == 7
     ranges = [e for e in exprs if re.search(r"\[[^\]]+\]", e)]
     assert not ranges, ranges

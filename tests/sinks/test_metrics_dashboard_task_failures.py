@@ -130,6 +130,7 @@ def test_the_table_shows_a_task_once_while_two_replicas_export_it(tmp_path: Path
         "crontask_task_last_run_duration_seconds": (5, 7),
         "crontask_task_running_since_timestamp_seconds": (30, 60),
         "crontask_task_last_failure_timestamp_seconds": (90, 80),
+        "crontask_running_runs": (1, 1),  # the run going on at the old owner, read by the new
     }
     series = [
         {"series": f'{name}{{job="crontask",instance="{pod}",task="{A}"}}', "values": f"{v}x5"}
@@ -144,6 +145,7 @@ def test_the_table_shows_a_task_once_while_two_replicas_export_it(tmp_path: Path
         "D": 7,
         "E": time - 90,  # since the later last failure
         "F": time - 30,  # the oldest attempt in progress
+        "G": 1,  # that one run, not two
     }
     queries = table()
     assert queries.keys() == expected.keys()
