@@ -63,10 +63,11 @@ from reconciler.controller.late_starts import MISSED_DEADLINE, TurnedAway, misse
 from reconciler.controller.periods import RanPeriods, not_run, not_run_message
 from reconciler.controller.recorder import Recorder
 from reconciler.controller.replace_wait import ReplaceWaits
-from reconciler.controller.skips import PERIOD_RAN
+from reconciler.controller.skips import PERIOD_RAN, forbidden
 from reconciler.controller.slots import SlotLedger
 from reconciler.controller.stops import RunStops
 from reconciler.core.desired import Definition
+from reconciler.core.jobs import TERMINATING
 from reconciler.core.model import ConcurrencyPolicy
 from reconciler.core.runs import (
     NOT_STARTED,
@@ -229,9 +230,9 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
             # Only the latest missed slot runs: one of this task decided ahead before this
             # process was away (SIGSTOP) and not begun does not, nor counts for the policy.
             self.supersede_ahead(definition, scheduled_at)
-        if self.resumable is not None:
-            for live in self.resumable.running(key):  # the task's Jobs, from the watch
-                self.adopt(definition, live)
+        live = self.resumable.running(key) if self.resumable is not None else []
+        for run in live:  # the task's Jobs, from the watch
+            self.adopt(definition, run)
         running = self._active.get(key, {})
         if (same := running.get(record.id)) is not None:
             # The same slot again while it runs here (two manual runs asked in one microsecond,
@@ -242,13 +243,8 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
             return same.record
         policy = spec.concurrency_policy
         if running and policy is ConcurrencyPolicy.FORBID:
-            ids = ", ".join(sorted(running))
-            going = "still running"
-            if all(a.claiming and a.record.attempt == 1 for a in running.values()):
-                going = "not started yet, its claim waiting for the run store"
-            return self.turn_away(
-                definition, record, running, f"previous run {going} ({ids}); policy Forbid"
-            )
+            deleting = {r.id for r in live if r.reason == TERMINATING}
+            return self.turn_away(definition, record, running, forbidden(running, deleting))
         if (why := self.bounds.refused(definition, len(running))) is not None:
             return self._skip(record, TOO_MANY_RUNS, why)  # before it replaces anything
         replaced = list(running.values()) if policy is ConcurrencyPolicy.REPLACE else []

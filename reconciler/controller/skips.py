@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 
 from reconciler.controller.active import ActiveRun
@@ -120,3 +120,22 @@ def skip_of(record: RunRecord, reason: str, message: str) -> RunRecord:
 def utc_text(at: datetime) -> str:
     """``at`` as the run messages and warnings write a time: UTC, RFC 3339, ``Z``."""
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def forbidden(running: Mapping[str, ActiveRun], deleting: Collection[str]) -> str:
+    """Why ``Forbid`` turns a slot away for the runs ``running`` (by id), of which those in
+    ``deleting`` are Jobs being deleted that a finalizer holds, their pods still running
+    (``core.jobs.TERMINATING``): said so, that an operator looks at what holds them rather
+    than for a run that is slow."""
+    said = []
+    if going := sorted(i for i in running if i not in deleting):
+        how = "still running"
+        if all(running[i].claiming and running[i].record.attempt == 1 for i in going):
+            how = "not started yet, its claim waiting for the run store"
+        said.append(f"previous run {how} ({', '.join(going)})")
+    if held := sorted(i for i in running if i in deleting):
+        said.append(
+            f"previous run's Job is being deleted ({', '.join(held)}): Terminating, held by a "
+            "finalizer while its pods run"
+        )
+    return "; ".join([*said, "policy Forbid"])
