@@ -156,16 +156,20 @@ class Builder:
             self.values += 1
             if self.values > MAX_VALUES or len(pairs) > MAX_VALUES:
                 raise NotificationConfigError(f"{_at(mark)}: the file is too large or too deep")
+            # The mapping's own keys first: they win over what it merges itself.
+            merges = []
             for key_node, value_node in source.value:
                 if not isinstance(key_node, yaml.ScalarNode):
                     raise NotificationConfigError(
                         f"{_at(used or _mark(key_node))}: a key must be a string"
                     )
                 if key_node.tag == MERGE:
-                    deeper = (*within, id(source))
-                    pairs.extend(self._merged(value_node, path, used, mark, deeper))
+                    merges.append(value_node)
                 else:
                     pairs.append((key_node, value_node, used))
+            for value_node in merges:
+                deeper = (*within, id(source))
+                pairs.extend(self._merged(value_node, path, used, mark, deeper))
         return pairs
 
 

@@ -123,3 +123,18 @@ def test_merges_of_merges_of_an_empty_mapping_are_bounded(tmp_path: Path) -> Non
         load(path)
 
     assert str(caught.value).endswith(": the file is too large or too deep")
+
+
+def test_a_merged_mapping_s_own_keys_win_over_what_it_merges(tmp_path: Path) -> None:
+    """As PyYAML's constructor reads a task's file: each mapping merged is flattened first."""
+    path = loaded(
+        tmp_path,
+        "receivers:\n"
+        "  - &base {name: a, type: generic, url: 'https://hooks.example/base'}\n"
+        "  - &mid {<<: *base, name: b, url: 'https://hooks.example/mid'}\n"
+        "  - {<<: *mid, name: c}\n"
+        "routes:\n  - {receiver: a, events: [failed]}\n"
+        "  - {receiver: b, events: [failed]}\n  - {receiver: c, events: [failed]}\n",
+    )
+
+    assert load(path).config.receivers[2].url == "https://hooks.example/mid"
