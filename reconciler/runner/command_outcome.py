@@ -7,7 +7,7 @@ the main process's exit status, how its start failed) in, one Outcome out; no I/
 * Reasons: ``DeadlineExceeded`` (status ``TIMED_OUT``), the reason given to ``stop()``,
   ``Cancelled``, ``NonZeroExit``, ``Signaled``, ``StartFailed``; None on success.
 * A start that failed says why in the user's words: the working directory, a command not
-  found, an interpreter (a ``#!`` line) not found, a permission denied.
+  found, an interpreter (a ``#!`` line) not found or none named, a permission denied.
 """
 
 from __future__ import annotations
@@ -153,6 +153,12 @@ def start_failed(exc: BaseException, *, command: str, working_dir: str | None) -
             message = f"command not found: {command}"
         elif exc.errno == errno.EACCES:
             message = f"permission denied: {command}"
+        elif exc.errno == errno.ENOEXEC:
+            # A shell would run it as a script of its own (cron, through ``sh -c``, did).
+            message = (
+                f"cannot start {command}: {detail} (not a program: a script needs a first line"
+                " such as #!/bin/sh)"
+            )
         else:
             message = f"cannot start {command}: {detail}"
     else:

@@ -100,3 +100,17 @@ def test_a_missing_program_or_working_directory_is_still_told_as_such(
     (tmp_path / "folder").mkdir()
     outcome = run(["folder"], {**ENV, "PATH": str(tmp_path)})
     assert outcome.message == "permission denied: folder"
+
+
+def test_a_script_without_a_hash_bang_line_says_what_it_lacks(spawner: str, tmp_path: Path) -> None:
+    """A shell runs such a file as a script of its own (so cron, through ``sh -c``, did);
+    exec does not, and "Exec format error" alone did not say what to change."""
+    script = tmp_path / "backup.sh"
+    script.write_text("echo hi\n")
+    script.chmod(0o755)
+    outcome = run([str(script)])
+    assert (outcome.reason, outcome.message) == (
+        "StartFailed",
+        f"cannot start {script}: Exec format error (not a program: a script needs a first line"
+        " such as #!/bin/sh)",
+    )
