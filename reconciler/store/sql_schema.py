@@ -28,6 +28,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from reconciler import statedir
 from reconciler.core.runs import Trigger
 from reconciler.core.urls import looks_like_path
+from reconciler.store import DB_FILENAME
 from reconciler.store.records import utc
 from reconciler.store.sql_errors import pg_on_error, sqlite_on_error
 from reconciler.store.sql_sqlite_contents import refuse_foreign
@@ -233,6 +234,26 @@ api_tasks = sa.Table(
 )
 
 
+def _warn_if_in_another_state_dir(database: Path) -> None:
+    """Warn a writer whose SQLite file is the ``runs.db`` of a state directory this process
+    does not hold (its ``lock`` file is there): the crontask of that state directory, started
+    without ``--db``, prunes and recovers that store as its alone, so the runs and missed-slot
+    marks of the tasks it does not declare go by age (``controller.components``, ``_owner``),
+    and this crontask loses what it counts its missed slots from."""
+    folder = database.parent
+    if database.name != DB_FILENAME or statedir.holds(folder):
+        return
+    if not os.path.lexists(folder / statedir.LOCK_FILE):
+        return
+    log.warning(
+        "run store is another crontask's state directory's own runs.db, which that crontask "
+        "prunes as its alone: the runs of tasks it does not declare, and the marks this "
+        "crontask counts its missed slots from, go by its --history-max-age; give the "
+        "crontasks that share a run store the same --db outside any state directory",
+        extra={"fields": {"store": str(database.absolute()), "state_dir": str(folder.absolute())}},
+    )
+
+
 def create_engine(url: str, *, existing: bool = False) -> Engine:
     """An engine for a run store URL, configured as the module docs describe (no migration).
 
@@ -251,6 +272,7 @@ def create_engine(url: str, *, existing: bool = False) -> Engine:
         check_sqlite()
         if not existing:
             statedir.prepare_db(database, refuse_foreign)
+            _warn_if_in_another_state_dir(database)
         elif database.is_dir():  # a usage error, as a writer's refusal of it
             raise ValueError(f"{database} is a directory, not a SQLite file")
         elif not database.is_file():
