@@ -207,9 +207,11 @@ class Notifications:
     def path(self, value: Path) -> Path:
         return value if value.is_absolute() else self.base / value
 
-    def url_of(self, receiver: Receiver) -> str:
+    def url_of(self, receiver: Receiver, *, named: bool = False) -> str:
         """The receiver's URL (read from ``urlFile`` now). ValueError if it is unusable; the
-        message never contains the URL."""
+        message never contains the URL. It names the file (``urlFile: PATH: ...``) if it
+        cannot be read or is empty, and, ``named``, if what it holds is no usable URL (a
+        delivery's line has no place of the file to say it)."""
         if receiver.url is not None:
             return receiver.url
         assert receiver.url_file is not None
@@ -221,7 +223,12 @@ class Notifications:
             # Python's own words name neither the file nor what to do, and place a byte inside
             # the secret the file holds.
             raise ValueError(f"urlFile: {path}: not UTF-8 text{_HOLD_THE_URL}") from None
-        check_url(url, instead=_HOLD_THE_URL)
+        if not url:
+            raise ValueError(f"urlFile: {path}: the file is empty")
+        try:
+            check_url(url, instead=_HOLD_THE_URL)
+        except ValueError as err:
+            raise ValueError(f"urlFile: {path}: {err}" if named else str(err)) from None
         return url
 
     def secret_of(self, receiver: Receiver) -> bytes:

@@ -326,7 +326,7 @@ class Delivery:
     def _credentials(self, receiver: Receiver) -> tuple[str, bytes | None]:
         """The receiver's URL and, for a signing receiver, its secret, read from their files
         now (they may be rotated). ValueError if one is unusable."""
-        url = self.notifications.url_of(receiver)
+        url = self.notifications.url_of(receiver, named=True)
         secret = self.notifications.secret_of(receiver) if receiver.type == "generic-hmac" else None
         return url, secret
 

@@ -103,4 +103,4 @@ def test_a_file_that_stays_unusable_fails_the_message_after_its_attempts(
     ) + ["notification failed"]
     assert said[-1].levelno == logging.ERROR  # a broken file is the operator's to mend
     (error,) = {r.__dict__["fields"]["error"] for r in said}
-    assert error.startswith("the URL must start with http://")
+    assert error == f"urlFile: {tmp_path / 'url'}: the file is empty"
