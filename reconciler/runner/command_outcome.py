@@ -154,10 +154,11 @@ def start_failed(exc: BaseException, *, command: str, working_dir: str | None) -
         elif exc.errno == errno.EACCES:
             message = f"permission denied: {command}"
         elif exc.errno == errno.ENOEXEC:
-            # A shell would run it as a script of its own (cron, through ``sh -c``, did).
+            # A shell would run a script without a #! line as one of its own (cron, through
+            # ``sh -c``, did); or a program built for another machine (an arm64 binary).
             message = (
-                f"cannot start {command}: {detail} (not a program: a script needs a first line"
-                " such as #!/bin/sh)"
+                f"cannot start {command}: {detail} (neither a program for this machine nor a"
+                " script with a first line such as #!/bin/sh)"
             )
         else:
             message = f"cannot start {command}: {detail}"

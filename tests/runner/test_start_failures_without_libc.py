@@ -104,13 +104,14 @@ def test_a_missing_program_or_working_directory_is_still_told_as_such(
 
 def test_a_script_without_a_hash_bang_line_says_what_it_lacks(spawner: str, tmp_path: Path) -> None:
     """A shell runs such a file as a script of its own (so cron, through ``sh -c``, did);
-    exec does not, and "Exec format error" alone did not say what to change."""
+    exec does not, and "Exec format error" alone did not say what to change. (A program built
+    for another machine gets the same error, hence the same words.)"""
     script = tmp_path / "backup.sh"
     script.write_text("echo hi\n")
     script.chmod(0o755)
     outcome = run([str(script)])
     assert (outcome.reason, outcome.message) == (
         "StartFailed",
-        f"cannot start {script}: Exec format error (not a program: a script needs a first line"
-        " such as #!/bin/sh)",
+        f"cannot start {script}: Exec format error (neither a program for this machine nor a"
+        " script with a first line such as #!/bin/sh)",
     )
