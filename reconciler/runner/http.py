@@ -17,7 +17,10 @@ hidden parts and the proxy's credentials (its ``Proxy-Authorization``) replaced 
 (``http_secrets``), for a receiver or a proxy may echo the request.
 ``timeout`` bounds the whole attempt, the body included: a server sending a byte now and then
 cannot hold it for longer. A response whose body is not complete by then times out with its
-status kept as the exit code.
+status kept as the exit code. What had come by then is taken all the same, even if crontask
+could not read it in time (stopped by SIGSTOP, a frozen VM, a loop held up): only a wait for
+what has not come is cut (``http_deadline``), so such an answer is not retried, its request
+not sent again.
 
 A ``valueFrom.file`` is read in a thread, with the secret-file rules (a regular file of at most
 a header value's 32 KiB; a FIFO or a device is refused unopened), within the attempt's
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import os
 import ssl
 import weakref
@@ -55,7 +59,7 @@ from reconciler.core.fields import MAX_TEXT
 from reconciler.core.runs import RunRecord, RunStatus, truncation_marker
 from reconciler.core.urls import redact_request_url
 from reconciler.resolver import abandonable
-from reconciler.runner import http_text
+from reconciler.runner import http_deadline, http_text
 from reconciler.runner.base import Outcome, run_environment
 from reconciler.runner.base import failed as _failed
 from reconciler.runner.http_secrets import Secrets, header_secrets, proxy_secrets, url_secrets
@@ -224,12 +228,15 @@ class HttpRun:
             return headers
         secrets, body = self._secrets, self._body
         try:
-            # httpx's timeout is per read: asyncio's is for the whole request and its body.
+            # The deadline is for the whole request and its body (httpx's timeout is per
+            # read), and takes an answer that came while crontask was stopped (http_deadline).
             async with (
-                asyncio.timeout_at(deadline),
+                http_deadline.Deadline(deadline) as cut,
                 httpclient.async_client(
                     verify=_verifying_context(),
-                    timeout=self.timeout,
+                    # None of httpx's own: its read timeout, whose timer runs in the same
+                    # round as the deadline's, would cut the answer the deadline takes.
+                    timeout=math.inf,
                     # The body is kept as sent, so ask for it uncompressed (a task's own
                     # Accept-Encoding header wins).
                     headers={"Accept-Encoding": "identity"},
@@ -240,6 +247,7 @@ class HttpRun:
                     action.url,
                     headers=headers,
                     content=action.body.encode() if action.body is not None else None,
+                    extensions={"trace": cut.trace},
                 ) as response,
             ):
                 self._response = response
