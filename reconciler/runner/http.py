@@ -214,7 +214,11 @@ class HttpRun:
             if reason is None:
                 raise  # cancelled from outside: propagate
             if self._response is None:
-                return _failed(reason, f"stopped: {reason}")
+                # As every outcome of a request: what it was to, the URL as shown (no
+                # credentials, no path, no query values) and the proxy it went through.
+                action, via = self.action, http_text.through(self._sent)
+                shown = f"{action.method} {redact_request_url(action.url)}"
+                return _failed(reason, f"{shown}: no response, stopped: {reason}{via}")
             # As a timeout: the status and what came of the body are kept.
             what = f"not complete, stopped: {reason}"
             return self._incomplete(self._response, self._body, RunStatus.FAILED, reason, what)

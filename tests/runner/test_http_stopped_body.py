@@ -54,3 +54,36 @@ def test_a_run_stopped_in_its_body_keeps_its_status_and_what_came(
     assert outcome.exit_code == 200
     assert outcome.output == "abc"
     assert outcome.message.endswith("HTTP 200 OK; response body not complete, stopped: Replaced")
+
+
+async def _hold(writer: asyncio.StreamWriter) -> None:
+    await asyncio.Event().wait()  # no answer
+
+
+def test_a_run_stopped_before_its_answer_names_its_request() -> None:
+    """As a timeout's message does: the method and the URL as shown (no credentials, no
+    path, no query values)."""
+
+    async def scenario() -> tuple[Outcome, str]:
+        async with serving(_hold) as server:
+            host = server.url.removeprefix("http://")
+            url = f"http://user:pw@{host}/hooks/s3cr3t-path?token=s3cr3tvalue&plain=1"
+            action = HttpAction.model_validate({"method": "PUT", "url": url, "timeoutSeconds": 60})
+            attempt = HttpRun(action, env={})
+            running = asyncio.ensure_future(attempt.run())
+            async with asyncio.timeout(BOUND):
+                while not server.requests:  # the request has come; no answer will
+                    await asyncio.sleep(0.01)
+            attempt.stop("Replaced")
+            return await asyncio.wait_for(running, BOUND), host
+
+    outcome, host = asyncio.run(scenario())
+    assert (outcome.status, outcome.reason, outcome.exit_code) == (
+        RunStatus.FAILED,
+        "Replaced",
+        None,
+    )
+    assert (
+        outcome.message
+        == f"PUT http://{host}/***?token=***&plain=***: no response, stopped: Replaced"
+    )
