@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
@@ -200,6 +200,14 @@ def check_readable(path: Path) -> None:
     malformed", or rows torn without a word)."""
     shm = path.with_name(f"{path.name}-shm")
     if not os.access(path.parent, os.W_OK) and not shm.exists():
+        if os.statvfs(path.parent).f_flag & os.ST_RDONLY:  # no user may write there
+            # Quoted for SQLite's URI, then for SQLAlchemy's URL, each of which decodes %XX.
+            uri = quote(f"{path}", safe="/").replace("%", "%25")
+            raise StoreUnavailable(
+                f"cannot read {path}: its file system is read-only, and SQLite needs to make"
+                f" {shm.name} beside it while crontask is stopped: read it with"
+                f" --db 'sqlite:///file:{uri}?uri=true&immutable=1'"
+            )
         raise StoreUnavailable(
             f"cannot read {path}: SQLite needs write access to its folder for {shm.name} while"
             " crontask is stopped: read it as crontask's user, or while crontask runs"
