@@ -79,7 +79,8 @@ class ActiveRun:
 
     def woken(self) -> asyncio.Future[None]:
         """A future done once the run is stopped (at once if it was): what waits for its
-        claim's answer waits for it too (``controller.not_started``)."""
+        claim's answer waits for it too (``controller.not_started``), as does an end held
+        after a lapse (``controller.disowned``)."""
         woken = self._woken = asyncio.get_running_loop().create_future()
         if self.stop_reason is not None:
             woken.set_result(None)

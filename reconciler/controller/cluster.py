@@ -143,7 +143,7 @@ class Cluster:
         self.lapse = Lapse(
             dispatcher, reconciler.catch_up_unstarted, monotonic, timing.renew_deadline
         )
-        self.disowned = Disowned(dispatcher, self.me.id, timing.lease_seconds, monotonic)
+        self.disowned = Disowned(dispatcher, me.id, timing, monotonic, lambda: self._last_renewal)
 
     @property
     def disagreement(self) -> Disagreement | None:

@@ -79,6 +79,8 @@ class RunExecution(NotStarted, LateStarts, SlotSkips):
     fence: Callable[[], None]
     _let_go: Callable[[ActiveRun], None]
     _save_end: Callable[[ActiveRun, RunRecord, bool], Coroutine[Any, Any, None]]  # RunStops
+    # What an attempt's end waits for before it is recorded (``controller.disowned``).
+    before_end: Callable[[ActiveRun], Coroutine[Any, Any, None]] | None = None
 
     # -- one run ---------------------------------------------------------------------------
 
@@ -290,6 +292,8 @@ class RunExecution(NotStarted, LateStarts, SlotSkips):
                 extra={"fields": {"task": record.task, "run": record.id, "why": outcome.reason}},
             )
             return None
+        if self.before_end is not None:
+            await self.before_end(active)  # after a lapse: whether it is still this replica's
         if active.disowned is not None:  # the record another replica wrote stands (disowned.py)
             log.info(
                 "run ended here, not recorded: another replica recorded its end",

@@ -124,3 +124,52 @@ def test_a_replica_that_renewed_in_time_keeps_its_run_whatever_its_record_says(
     asyncio.run(main())
     assert a_records(world) == [(1, RunStatus.SUCCEEDED, None)]  # its end, as before
     assert said(caplog) == 0
+
+
+@pytest.mark.parametrize("marked", [True, False], ids=["marked", "unmarked"])
+def test_a_command_that_ended_during_the_lapse_waits_for_the_renewal_to_be_recorded(
+    tmp_path: Path, marked: bool
+) -> None:
+    """Its exit is heard as a resumes, before its renewal: the end waits for that renewal's
+    look, and is not written over a record b marked; one nobody marked is written then."""
+    world = world_with(tmp_path, "{limit: 1, backoffSeconds: 0}")
+
+    async def main() -> RunRecord | None:
+        a, b = world.replicas("a", "b")
+        await settle([a, b])
+        action, heard = await running_on_a(a)
+        world.clocks.advance(20)  # a is paused past its lease; its command ends meanwhile
+        if marked:
+            await b.step()
+        stored = a_run(world)
+        action.attempts[0].finish()
+        assert not await a.dispatcher.drain(0.2)  # its end waits for the renewal
+        assert a_run(world) == stored
+        assert await a.step()
+        assert await a.dispatcher.drain(5)
+        assert len(action.attempts) == 1
+        return heard[-1]
+
+    last = asyncio.run(main())
+    if marked:
+        assert a_records(world) == [(1, RunStatus.INTERRUPTED, PROCESS_DIED)]
+        assert last == a_run(world)  # the listeners heard the record that stands
+    else:
+        assert a_records(world) == [(1, RunStatus.SUCCEEDED, None)]
+
+
+def test_an_end_after_a_renewal_in_time_is_recorded_at_once(tmp_path: Path) -> None:
+    """Fenced (past the renew deadline) but within the lease: nobody can have taken the run,
+    and its end is written without waiting for a renewal."""
+    world = world_with(tmp_path, "{limit: 1, backoffSeconds: 0}")
+
+    async def main() -> None:
+        a, b = world.replicas("a", "b")
+        await settle([a, b])
+        action, _ = await running_on_a(a)
+        world.clocks.advance(11)
+        action.attempts[0].finish()
+        assert await a.dispatcher.drain(5)
+
+    asyncio.run(main())
+    assert a_records(world) == [(1, RunStatus.SUCCEEDED, None)]

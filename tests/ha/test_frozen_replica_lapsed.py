@@ -4,7 +4,7 @@ once resumed, it stops that run, whose record the others wrote, and leaves that 
 The other replica found the lease lapsed, marked the run interrupted and took the task (here a
 run asked of it under ``Forbid``, which the interrupted record no longer holds back). The frozen
 one, resumed, let its command run to its end beside the new one, then wrote its end over the
-interrupted record.
+interrupted record; a command that ended during the freeze had its end written over it at once.
 """
 
 from __future__ import annotations
@@ -24,19 +24,26 @@ from tests.helpers import wait_for
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 
 DISOWNED_LOG = "run stopped: this replica's membership had lapsed"
+NOT_RECORDED_LOG = "run ended here, not recorded"
+
+
+def _zombie(pid: int) -> bool:
+    """Its command exited, unheard: its parent (the replica) is frozen."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
 
 
 @pytest.mark.slow  # about half a minute: a replica frozen past its lease
-def test_a_run_marked_interrupted_while_its_replica_was_frozen_stops_once_resumed(
-    cluster: Cluster, tmp_path: Path
+@pytest.mark.parametrize("ended", [False, True], ids=["running", "ended-while-frozen"])
+def test_a_run_marked_interrupted_while_its_replica_was_frozen_is_not_its_own_once_resumed(
+    cluster: Cluster, tmp_path: Path, ended: bool
 ) -> None:
     pids, gate = tmp_path / "pids", tmp_path / "gate"
     pids.mkdir()
-    # Each run writes its shell's pid under its run id; it runs until SIGTERM or the gate.
+    # Each run writes its shell's pid under its run id; it runs until SIGTERM or its gate.
     script = (
         f"echo $$ > {pids}/$CRONTASK_RUN_ID.tmp && mv {pids}/$CRONTASK_RUN_ID.tmp "
         f"{pids}/$CRONTASK_RUN_ID; trap 'exit 3' TERM; "
-        f"while [ ! -e {gate} ]; do sleep 0.1; done"
+        f"while [ ! -e {gate} ] && [ ! -e {gate}.$CRONTASK_RUN_ID ]; do sleep 0.1; done"
     )
     (cluster.tasks / "rp.yaml").write_text(
         "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\nmetadata: {name: rp}\n"
@@ -63,16 +70,19 @@ def test_a_run_marked_interrupted_while_its_replica_was_frozen_stops_once_resume
 
         wait_for("the other replica to mark the run interrupted", interrupted, timeout=30)
         marked = _record(cluster, first["id"])
+        if ended:
+            (tmp_path / f"gate.{first['id']}").touch()
+            wait_for("the first run's command to exit", lambda: _zombie(old))
         second = _trigger(other)  # Forbid: nothing holds the task back any more
         assert second["status"] == "running", second
         wait_for("the second run's command", (pids / second["id"]).exists)
         new = int((pids / second["id"]).read_text())
-        assert _alive(old)  # both commands run
+        assert _alive(old)  # both commands run (or, ended, wait to be heard of)
 
         frozen.proc.send_signal(signal.SIGCONT)
         # Its first renewal finds the run is no longer its own: SIGTERM, the command ends.
         wait_for("the lapsed run's command to end", lambda: not _alive(old), timeout=20)
-        frozen.wait_log("run ended here, not recorded", timeout=20)
+        frozen.wait_log(NOT_RECORDED_LOG, timeout=20)
         kept = _record(cluster, first["id"])
         assert kept == marked, kept  # the other replica's record stands, as it wrote it
         assert kept is not None
@@ -83,6 +93,7 @@ def test_a_run_marked_interrupted_while_its_replica_was_frozen_stops_once_resume
         assert current.status is RunStatus.RUNNING, current
         log = frozen.log()
         assert log.count(DISOWNED_LOG) == 1, log  # said once, not at each renewal
+        assert log.count(NOT_RECORDED_LOG) == 1, log
         assert "Traceback" not in log
         assert frozen.proc.poll() is None  # it goes on as a member
     finally:
