@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, NoReturn
 from urllib.parse import urlsplit
 
 from reconciler import logs, resolver
+from reconciler.cli import state_place
 from reconciler.cli.collector import start_up_collector
 from reconciler.cli.main_helpers import UsageError, existing_paths
 from reconciler.cli.serve import unmet_need
@@ -67,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     if git is not None:
         _check_git(git)
     _check_ha(args)
+    if (inside := state_place.read_as_tasks(args.paths, args.state_dir)) is not None:
+        usage_error(state_place.refusal(inside, args.state_dir))
     paths = existing_paths(args.paths)
     notified = notifications(args)
     page = page_url(args)

@@ -143,11 +143,12 @@ def test_the_context_option_reaches_the_connection(
     env = {**os.environ, "KUBECONFIG": joined(*two_files)}
     env.pop("KUBERNETES_SERVICE_HOST", None)
     state = ("--state-dir", str(tmp_path / "state"), "--listen", "off")
-    for where in (("--kubernetes",), (str(tmp_path), "--kubeconfig", str(two_files[0]))):
+    (tasks := tmp_path / "tasks").mkdir()  # not the folder of the state dir (cli.state_place)
+    for where in (("--kubernetes",), (str(tasks), "--kubeconfig", str(two_files[0]))):
         done = crontask_cli("run", *where, "--context", "nosuch", *state, env=env)
         assert done.returncode == 1, done.stderr
         assert "Expected object with name nosuch in" in done.stderr, done.stderr
-    done = crontask_cli("run", str(tmp_path), "--context", "staging", *state, env=env)
+    done = crontask_cli("run", str(tasks), "--context", "staging", *state, env=env)
     assert done.returncode == 2, done.stderr
     assert "--context needs --kubernetes or --kubeconfig" in done.stderr
 

@@ -1,0 +1,31 @@
+"""Where ``crontask run``'s state directory may be: not where the folders it reads as task
+files would read it. The tasks the API stores (``api-tasks/NS/NAME.yaml``), the git checkout and
+the kept files are YAML: read as task files of a folder too, each API task was a conflict of
+two sources (its ``POST`` answered ``409 ... defined by file source``) and dropped. A hidden
+folder on the way (the default ``.crontask``) is not read; nor is a linked folder (the walk does
+not enter one), so paths are compared resolved."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def read_as_tasks(paths: list[str], state_dir: Path) -> str | None:
+    """The first of ``paths`` whose folder walk would reach ``state_dir``; None if none would."""
+    state = Path(os.path.realpath(state_dir))
+    for path in paths:
+        root = Path(os.path.realpath(path))
+        if state != root and root not in state.parents:
+            continue
+        if not any(part.startswith(".") for part in state.relative_to(root).parts):
+            return path
+    return None
+
+
+def refusal(path: str, state_dir: Path) -> str:
+    return (
+        f"--state-dir {state_dir} is inside {path}, a folder crontask reads task files from: "
+        "the tasks the API stores in it would be read as task files too; give a state dir "
+        "outside it, or a hidden one (a name starting with '.', as the default .crontask)"
+    )

@@ -1,0 +1,68 @@
+"""A ``--state-dir`` inside a folder ``crontask run`` reads as task files is refused at start:
+the tasks the API stores there (``api-tasks/NS/NAME.yaml``), and the git checkout, were read
+as task files of that folder too. A ``POST /api/v1/tasks`` was answered ``409 ... is defined
+by file source tasks/state/api-tasks/x/api1.yaml; change it there`` (a file the user never
+wrote) and the task was dropped. A hidden state dir (the default ``.crontask``) is not read, so
+it may be anywhere; so may one a link leads to (a linked folder is not entered)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import NEVER_DUE, crontask_cli, wait_for
+
+
+@pytest.mark.parametrize(
+    ("paths", "state", "shown"),
+    [
+        (["tasks"], "tasks/state", "tasks"),
+        (["tasks"], "tasks", "tasks"),
+        (["."], "state", "."),
+        (["other", "tasks/../tasks"], "tasks/deep/state", "tasks/../tasks"),
+    ],
+)
+def test_a_state_dir_read_as_task_files_is_refused(
+    tmp_path: Path, paths: list[str], state: str, shown: str
+) -> None:
+    for folder in ("tasks", "other"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "t.yaml").write_text(NEVER_DUE.replace("name: t", f"name: {folder}"))
+    argv = ["run", *paths, "--state-dir", state, "--listen", "off"]
+    done = crontask_cli(*argv, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("usage: crontask run ")
+    said = done.stderr.splitlines()[-1]
+    assert said == (
+        f"crontask run: error: --state-dir {state} is inside {shown}, a folder crontask reads "
+        "task files from: the tasks the API stores in it would be read as task files too; "
+        "give a state dir outside it, or a hidden one (a name starting with '.', as the "
+        "default .crontask)"
+    )
+    assert not (tmp_path / state).exists() or state == "tasks"  # refused before it is made
+
+
+def test_a_hidden_or_linked_state_dir_inside_is_used(tmp_path: Path) -> None:
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "t.yaml").write_text(NEVER_DUE)
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink("../elsewhere", tmp_path / "tasks" / "link")
+    for state in ("tasks/.state", "tasks/link/state"):
+        log = tmp_path / f"log-{state.replace('/', '-')}"
+        argv = ["run", "tasks", "--state-dir", state, "--listen", "off"]
+        with log.open("w") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "reconciler", *argv], cwd=tmp_path, stdout=out, stderr=out
+            )
+        try:
+            wait_for("the first pass", lambda: "msg=reconciled" in log.read_text() or None)  # noqa: B023
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0, log.read_text()
+        assert "api-tasks" not in log.read_text()
+        assert (tmp_path / state / "runs.db").exists()
