@@ -27,11 +27,19 @@ def is_loopback(host: str) -> bool:
     module says; ``False`` for any other name or text."""
     if host.lower() == "localhost":
         return True
-    address = _address(host.removeprefix("[").removesuffix("]"))
-    if address is None:
-        return False
-    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-    return (mapped or address).is_loopback
+    address = numeric_address(host.removeprefix("[").removesuffix("]"))
+    return address is not None and address.is_loopback
+
+
+def numeric_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address ``host`` (an IPv6 one without brackets) is as the system reads it without
+    a lookup (see the module), an IPv4-mapped one as the IPv4 address it maps; ``None`` for a
+    name or other text, ``127.0.0.1.`` too. The client's reading of ``--server`` too
+    (``cli.credentials``): what it connects to is read so."""
+    address = _address(host)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

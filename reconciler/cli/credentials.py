@@ -1,7 +1,7 @@
 """Whose credentials the client commands (:mod:`~reconciler.cli.client`) send, and where.
 
 ``$CRONTASK_TOKEN`` is sent as a bearer token. A loopback server (:func:`is_loopback`: however
-this machine is spelled, ``127.1`` and ``127.0.0.1.`` too, but not ``localhost.``, which DNS
+this machine is spelled, ``127.1`` too, but not ``localhost.`` nor ``127.0.0.1.``, which DNS
 resolves) is asked directly, never through a proxy the environment names, so that the token
 stays on the machine.
 A user name in the server's URL and the token together are warned of (httpx sends the URL's
@@ -12,13 +12,11 @@ private network), but anyone on the way can read it.
 
 from __future__ import annotations
 
-import ipaddress
-import re
-import socket
 import sys
 from typing import Final
 from urllib.parse import urlsplit
 
+from reconciler.api.loopback import numeric_address
 from reconciler.cli.terminal import printable
 
 TOKEN_ENV: Final = "CRONTASK_TOKEN"  # noqa: S105 - the name of a variable
@@ -27,41 +25,17 @@ TOKEN_ENV: Final = "CRONTASK_TOKEN"  # noqa: S105 - the name of a variable
 def is_loopback(server: str) -> bool:
     """Whether ``server``'s host is this machine: ``localhost`` or a loopback address
     (``127.0.0.0/8``, ``::1``, ``::ffff:127.0.0.1``), the hosts Go's ``ProxyFromEnvironment``
-    never proxies, and the other spellings a connection takes to this machine: an address's
-    trailing dot (``127.0.0.1.``; not ``localhost.``, which DNS resolves), an IPv4 address
-    as ``inet_aton`` reads it and so the system's resolver (``127.1``, ``0x7f.1``,
+    never proxies, and the other spellings a connection takes to this machine: an IPv4
+    address as the system's resolver reads it before any lookup (``127.1``, ``0x7f.1``,
     ``2130706433``), and the unspecified address (``0.0.0.0``, ``::``). Those went through
-    ``$HTTP_PROXY`` with the token. No name is resolved."""
+    ``$HTTP_PROXY`` with the token. No name is resolved, and a name is not this machine:
+    ``localhost.`` and ``127.0.0.1.`` are looked up in DNS, not in /etc/hosts, and may be
+    another machine. Read as the API reads ``--listen`` (``api.loopback``)."""
     host = urlsplit(server).hostname or ""
     if host == "localhost":
         return True
-    # An address's trailing dot is the same address; ``localhost.``, a name with the root's
-    # dot, is looked up in DNS, not in /etc/hosts, and may be another machine: not this one.
-    if host.endswith(".") and not host.endswith(".."):
-        host = host[:-1]
-    try:
-        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
-    except ValueError:
-        if (ipv4 := _inet_aton(host)) is None:
-            return False
-        address = ipv4
-    mapped = getattr(address, "ipv4_mapped", None)
-    return any(a is not None and (a.is_loopback or a.is_unspecified) for a in (address, mapped))
-
-
-def _inet_aton(host: str) -> ipaddress.IPv4Address | None:
-    """``host`` as ``inet_aton`` reads an IPv4 address (one to four numbers, decimal, octal
-    or hex: ``127.1``), as the resolver does before any lookup; ``None`` if it is none.
-    ``inet_aton`` also takes anything after a space: only digits and dots are given it."""
-    if not _AS_NUMBERS.fullmatch(host):
-        return None
-    try:
-        return ipaddress.IPv4Address(socket.inet_aton(host))
-    except OSError:
-        return None
-
-
-_AS_NUMBERS: Final = re.compile(r"[0-9a-fA-FxX.]+")
+    address = numeric_address(host)
+    return address is not None and (address.is_loopback or address.is_unspecified)
 
 
 def check_credentials(server: str, token: str | None) -> None:
