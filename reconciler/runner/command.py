@@ -413,7 +413,7 @@ class CommandRun:
         except (OSError, ValueError, RuntimeError, subprocess.SubprocessError) as exc:
             self._exited = True
             self.started.set()
-            return start_failed(exc, command=self._args[0], working_dir=self._working_dir)
+            return start_failed(exc, self._args[0], self._working_dir, self._env.get("PATH"))
         except BaseException:
             self.started.set()
             raise

@@ -138,7 +138,10 @@ def given_up(
     return Outcome(status, None, reason, f"{message}: {why}", "", pid=None)
 
 
-def start_failed(exc: BaseException, *, command: str, working_dir: str | None) -> Outcome:
+def start_failed(
+    exc: BaseException, command: str, working_dir: str | None, path: str | None = None
+) -> Outcome:
+    """``path``: the ``PATH`` of the command's environment (None: it has none)."""
     if isinstance(exc, OSError):
         detail = exc.strerror or str(exc)
         # subprocess names the working directory as the failing file when chdir() failed.
@@ -150,7 +153,7 @@ def start_failed(exc: BaseException, *, command: str, working_dir: str | None) -
         elif isinstance(exc, InterpreterNotFound):
             message = _interpreter_not_found(command, exc.interpreter)
         elif exc.errno == errno.ENOENT:
-            message = f"command not found: {command}"
+            message = f"command not found: {command}{_looked_for_in(command, path)}"
         elif exc.errno == errno.EACCES:
             message = f"permission denied: {command}"
         elif exc.errno == errno.ENOEXEC:
@@ -172,6 +175,23 @@ def start_failed(exc: BaseException, *, command: str, working_dir: str | None) -
         output="",
         pid=None,
     )
+
+
+# How much of a PATH a message shows: enough for any usual one, not a 32 KiB value whole.
+_PATH_SHOWN = 300
+
+
+def _looked_for_in(command: str, path: str | None) -> str:
+    """Where a program named without a "/" was looked for: a command's PATH is crontask's (a
+    service's, often shorter than a login shell's) or its task's, and which one is what a
+    "not found" is about."""
+    if "/" in command:
+        return ""  # a path: looked for there alone
+    if path is None:
+        return f" (looked for in {os.defpath}: no PATH)"
+    if len(path) > _PATH_SHOWN:
+        path = f"{path[:_PATH_SHOWN]}... [{len(path) - _PATH_SHOWN} more characters]"
+    return f" (looked for in PATH={path})"
 
 
 def _interpreter_not_found(command: str, interpreter: str | None) -> str:

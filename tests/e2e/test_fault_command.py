@@ -14,6 +14,7 @@ milliseconds.
 from __future__ import annotations
 
 import itertools
+import os
 import stat
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -148,7 +149,8 @@ def test_a_missing_or_unexecutable_program_is_a_failed_run(
     noexec = wait_for("a failed run of noexec", failed("noexec"))[0]
     assert (missing.reason, missing.message) == (
         "StartFailed",
-        "command not found: no-such-program-for-crontask",
+        "command not found: no-such-program-for-crontask (looked for in"
+        f" PATH={os.environ.get('PATH', os.defpath)})",
     )
     assert (noexec.reason, noexec.message) == ("StartFailed", f"permission denied: {script}")
     assert missing.exit_code is None

@@ -527,7 +527,8 @@ def test_missing_binary_is_a_start_failure() -> None:
         status=RunStatus.FAILED,
         exit_code=None,
         reason="StartFailed",
-        message="command not found: no-such-command-for-crontask",
+        message="command not found: no-such-command-for-crontask"
+        f" (looked for in PATH={ENV['PATH']})",
         output="",
         pid=None,
     )

@@ -88,8 +88,19 @@ def test_a_program_that_is_there_but_cannot_be_run_is_not_reported_missing(
 def test_a_missing_program_or_working_directory_is_still_told_as_such(
     spawner: str, tmp_path: Path
 ) -> None:
+    # Named without a "/": the PATH it was looked for on is said, as a command's PATH is
+    # crontask's (a service's, often shorter than a login shell's) or the task's own.
     assert run(["crontask-no-such-program"]).message == (
-        "command not found: crontask-no-such-program"
+        f"command not found: crontask-no-such-program (looked for in PATH={ENV['PATH']})"
+    )
+    assert run(["crontask-no-such-program"], {"LC_ALL": "C"}).message == (
+        f"command not found: crontask-no-such-program (looked for in {os.defpath}: no PATH)"
+    )
+    long_path = ":".join(f"/opt/tool-{n}/bin" for n in range(100))
+    said = run(["crontask-no-such-program"], {"PATH": long_path}).message
+    assert said == (
+        f"command not found: crontask-no-such-program (looked for in PATH={long_path[:300]}"
+        f"... [{len(long_path) - 300} more characters])"
     )
     assert run([str(tmp_path / "gone")]).message == f"command not found: {tmp_path / 'gone'}"
     missing = tmp_path / "no-such-folder"
