@@ -17,7 +17,8 @@ Unknown fields are errors, as everywhere in crontask. URLs and secrets may come 
 (relative paths are relative to this file); those files are checked when the file is read and
 read again at each delivery, so they can be rotated; their contents never reach a log line.
 ``crontask validate`` may run where they are not (CI): one it cannot read is a warning there.
-A URL's host is a host name or an IP address: httpx would send to any it reads (``${X}``).
+A URL's host is a host name or an IP address (``notify_url``): httpx would send to any it
+reads (``${X}``).
 Every problem is said at once: the fields', and what the valid parts refer to (a route's
 receiver, a receiver's files), not the latter only once the former are fixed.
 Reading is bounded: the file at most 256 KiB, at most 10 000 values, 50 receivers, 200 routes.
@@ -34,13 +35,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
-import ipaddress
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, TypeVar
 
-import httpx
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -61,8 +60,11 @@ from reconciler.sinks.notify_config_yaml import Builder, describe, nearest, read
 # Re-exported: the error of load and parse, part of this module's contract.
 from reconciler.sinks.notify_config_yaml import NotificationConfigError as NotificationConfigError
 
+# Re-exported: what a receiver's URL may be, part of this module's contract (and --external-url's).
+from reconciler.sinks.notify_url import MAX_URL as MAX_URL
+from reconciler.sinks.notify_url import check_url as check_url
+
 MAX_FILE_BYTES: Final = 256 * 1024
-MAX_URL: Final = 2048
 MAX_SECRET_BYTES: Final = 4096
 MAX_RECEIVERS: Final = 50
 MAX_ROUTES: Final = 200
@@ -240,70 +242,8 @@ class Notifications:
         return secret
 
 
-def check_url(url: str, *, instead: str = "") -> None:
-    """ValueError unless ``url`` is an http(s) URL of bounded length that httpx can send to
-    (a host, a port in 1-65535), whose host is a host name or an IP address. The message does
-    not repeat the URL: a webhook's URL is often its secret (Slack's are). ``instead`` follows
-    the words for an environment variable left unexpanded: what to write in its place."""
-    if len(url) > MAX_URL:
-        raise ValueError(f"the URL is longer than {MAX_URL} characters")
-    # ${HOOK_URL} or $HOOK_URL, as a shell or a Compose file would expand it: nothing here does,
-    # and the host httpx reads in it ("${hook_url}") would only fail each delivery's lookup.
-    if re.search(r"^\$|\$\{", url):
-        raise ValueError(_NOT_EXPANDED + instead)
-    # The scheme is case-insensitive (RFC 3986 §3.1): httpx sends HTTPS://h/ as https://h/.
-    if not re.match(r"^https?://[^\s/?#]+", url, re.IGNORECASE) or any(c.isspace() for c in url):
-        raise ValueError("the URL must start with http:// or https:// and hold no spaces")
-    # What the regular expression lets through may still be no URL to httpx (``[::1``,
-    # ``h:abc``) or one it fails on only when sending (``h:99999``): refused here, where the
-    # error has a place, not at each delivery. httpx's own message quotes the URL: not kept.
-    try:
-        parsed = httpx.URL(url)
-        # Read here, in the try: httpx decodes an IDNA host (xn--...) only when asked, and
-        # idna's error (a ValueError) quotes it.
-        host = parsed.host
-    except (httpx.InvalidURL, ValueError):
-        raise ValueError("the URL is not valid (its host or port cannot be read)") from None
-    if not host:
-        raise ValueError("the URL has no host")
-    if parsed.port is not None and not 1 <= parsed.port <= 65535:
-        raise ValueError("the URL's port must be between 1 and 65535")
-    if any(c in host for c in "${}"):
-        raise ValueError(_NOT_EXPANDED + instead)
-    if (problem := _host_problem(parsed.raw_host.decode("ascii"))) is not None:
-        raise ValueError(problem)
-
-
-_NOT_EXPANDED: Final = "environment variables are not expanded here"
 # What a urlFile that holds something other than a URL is told, after its problem.
 _HOLD_THE_URL: Final = ": the file must hold the URL itself"
-# RFC 1123's labels, and '_', which resolvers look up as written (a Docker Compose service's
-# name, as the http action's URL may have it): httpx sends to any host it reads ("a b" as
-# "a%20b", 'h"<>'), and such a one is a mistake that each delivery would find out again.
-_LABEL: Final = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
-# What inet_aton reads as a number (1.2.3 is 1.2.0.3; 0x7f.1 is 127.0.0.1), not as a name.
-_NUMBER: Final = re.compile(r"[0-9]+|0x[0-9a-f]*")
-
-
-def _host_problem(host: str) -> str | None:
-    """Why ``host`` (httpx's raw host: lower case, an international name IDNA-encoded) is no
-    host name or IP address, or None. An IP literal has been checked by httpx: an IPv6 one
-    (holding ':'), and four numbers (``300.1.1.1`` is refused there); a trailing dot is a
-    fully qualified name's."""
-    if ":" in host:
-        return None
-    labels = host.removesuffix(".").split(".")
-    if _NUMBER.fullmatch(labels[-1]):
-        with contextlib.suppress(ValueError):
-            ipaddress.IPv4Address(host.removesuffix("."))
-            return None
-        return "the URL's host ends in a number but is not an IPv4 address (as 192.0.2.1)"
-    if len(host.removesuffix(".")) > 253 or not all(_LABEL.fullmatch(lab) for lab in labels):
-        return (
-            "the URL's host is not a host name or an IP address (a name is labels of 1 to 63 "
-            "letters, digits, '-' and '_', joined by '.', with no '-' first or last)"
-        )
-    return None
 
 
 def parse_interval(value: Any) -> float:
