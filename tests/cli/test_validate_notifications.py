@@ -59,8 +59,9 @@ def public_dir() -> Iterator[Path]:
 
 
 def test_what_reading_it_warns_of_is_said_with_the_file_and_passes(public_dir: Path) -> None:
-    """A file others may read (it may hold a receiver's URL): `run` logs it, `validate` says
-    it as one of its warnings."""
+    """A file others may read that holds a receiver's URL (the urlFile here): `run` logs it,
+    `validate` says it as one of its warnings. The notifications file names its URL by
+    urlFile: it holds none, and is not warned of (tests/notify/test_notify_file_readable_...)."""
     (public_dir / "a.yaml").write_text(TASK)
     (public_dir / "hook-url").write_text("https://hooks.example/crontask\n")
     notify = public_dir / "notify.yaml"
@@ -71,10 +72,9 @@ def test_what_reading_it_warns_of_is_said_with_the_file_and_passes(public_dir: P
 
     assert done.returncode == 0, done.stderr
     readable = "warning: a secret file others may read: any user of this host can read the "
-    assert done.stdout.splitlines() == [  # the file, and the urlFile it names, read at start
-        f"{notify}: {readable}secret (chmod o-r)",
+    assert done.stdout.splitlines() == [  # the urlFile the file names, read at start
         f"{public_dir / 'hook-url'}: {readable}secret (chmod o-r)",
-        "ok: 1 file, 1 task, 1 notification receiver, 2 warnings",
+        "ok: 1 file, 1 task, 1 notification receiver, 1 warning",
     ]
     assert done.stderr == ""
 
