@@ -241,8 +241,8 @@ def _refuse_hard_linked(database: Path) -> None:
     write two journals, and the last checkpoint writes over the other's pages."""
     try:
         st = os.lstat(database)
-    except FileNotFoundError:
-        return  # made by prepare_db: one name
+    except OSError:
+        return  # nothing there yet (made with one name), or prepare_db says what is wrong
     if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
         raise statedir.Refused(
             f"refusing run store {database.absolute()}: it has {st.st_nlink} names (hard "
