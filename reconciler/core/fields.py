@@ -42,8 +42,9 @@ class Model(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
+        # A field is read only as the resource spells it (timeZone): by its Python name too
+        # (time_zone), a file ran with what the schema refuses and the API server drops.
         alias_generator=to_camel,
-        populate_by_name=True,
         use_enum_values=False,
         # str() of a ValidationError would quote the value, a URL with its password among
         # them; messages are worded from errors() (sources.messages), which keeps it.

@@ -57,20 +57,20 @@ def test_backlog_of_a_long_outage_at_one_second_is_counted_not_listed() -> None:
 @pytest.mark.parametrize(
     ("policy", "delays"),
     [
-        (RetryPolicy(limit=3, backoff_seconds=10), [10, 20, 40]),
-        (RetryPolicy(limit=3, backoff_seconds=10, backoff_multiplier=1), [10, 10, 10]),
+        (RetryPolicy(limit=3, backoffSeconds=10), [10, 20, 40]),
+        (RetryPolicy(limit=3, backoffSeconds=10, backoffMultiplier=1), [10, 10, 10]),
         (
-            RetryPolicy(limit=4, backoff_seconds=5, backoff_multiplier=3, max_backoff_seconds=60),
+            RetryPolicy(limit=4, backoffSeconds=5, backoffMultiplier=3, maxBackoffSeconds=60),
             [5, 15, 45, 60],
         ),
-        (RetryPolicy(limit=2, backoff_seconds=0), [0, 0]),
+        (RetryPolicy(limit=2, backoffSeconds=0), [0, 0]),
         # Without maxBackoffSeconds a delay still stops at a day (the most it may say): the
         # twelfth would be 60 s times 10 to the 11th.
         (
-            RetryPolicy(limit=12, backoff_seconds=60, backoff_multiplier=10),
+            RetryPolicy(limit=12, backoffSeconds=60, backoffMultiplier=10),
             [60, 600, 6000, 60000, *[86400] * 8],
         ),
-        (RetryPolicy(limit=100, backoff_seconds=86400, backoff_multiplier=10), [86400] * 100),
+        (RetryPolicy(limit=100, backoffSeconds=86400, backoffMultiplier=10), [86400] * 100),
     ],
 )
 def test_retry_delay(policy: RetryPolicy, delays: list[float]) -> None:
