@@ -318,14 +318,15 @@ class DirectorySource:
         return True
 
     def _kept(self, root: Path) -> int:
-        """The definitions in force from the files under ``root`` and under no other root
-        given inside it (each file is counted once, by its closest root: see rootpaths)."""
+        """The tasks in force from the files under ``root`` and under no other root given
+        inside it (a file counted by its closest root: see rootpaths; a key two define, once)."""
         inner = inner_roots(self.roots, root)
-        return sum(
-            len(s.good or ())
+        ours = [
+            s.good or ()
             for p, s in self._files.items()
             if is_within(p, root) and not any(is_within(p, r) for r in inner)
-        )
+        ]
+        return len({d.key for good in ours for d in good})
 
     def _is_hold(self, root: Path) -> bool:
         error = self._root_errors.get(root)

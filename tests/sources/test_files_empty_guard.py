@@ -117,3 +117,21 @@ def test_a_folder_replaced_by_a_file_keeps_its_tasks(tmp_path: Path) -> None:
     assert keys(source) == {"a", "b"}
     messages = sorted(e.message for e in source.errors())
     assert any(m.startswith("no task file here any more: keeping the 2 tasks") for m in messages)
+
+
+def test_a_task_two_files_define_is_counted_once(tmp_path: Path) -> None:
+    """The count is of tasks kept, as the plan lists them: a key two files of the folder define
+    (one of them ignored as defined more than once) is one task, not two."""
+    a = tmp_path / "a"
+    a.mkdir()
+    (a / "one.yaml").write_text(doc("one"))
+    (a / "copy.yaml").write_text(doc("one"))
+    (a / "two.yaml").write_text(doc("two"))
+    source = DirectorySource([a], guard_empty=True)
+    source.refresh(None)
+    for path in a.iterdir():
+        path.unlink()
+    source.refresh(None)
+    assert keys(source) == {"one", "two"}
+    (error,) = source.errors()
+    assert error.message.startswith("no task file here any more: keeping the 2 tasks it defined")
