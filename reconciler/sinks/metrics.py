@@ -68,7 +68,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.core.desired import Conflict, Definition, DefinitionError, DesiredState
 from reconciler.core.problem_lines import Problem, subject
-from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from reconciler.core.runs import RunRecord, RunStatus, Trigger, died
 from reconciler.sinks.metrics_elsewhere import History, UnheardEnds
 from reconciler.sinks.metrics_exposition import exposition
 from reconciler.sinks.metrics_families import (
@@ -233,10 +233,15 @@ class Metrics:
 
     def _finished(self, record: RunRecord) -> None:
         seconds = None
-        if record.started_at is not None and record.finished_at is not None:
+        # A run of this replica that another marked interrupted while this one was frozen past
+        # its lease (``died``, heard once it resumed: ``controller.disowned``) ended here, but
+        # its end is when it was found, the freeze in it, and the replica its task went to
+        # counts it (``metrics_elsewhere``): no duration, and not counted again here.
+        disowned = died(record)
+        if record.started_at is not None and record.finished_at is not None and not disowned:
             seconds = max((record.finished_at - record.started_at).total_seconds(), 0.0)
         with self._lock:
-            self._runs.finished(record, seconds)
+            self._runs.finished(record, seconds, counted=not disowned)
             if seconds is not None:
                 self._run_seconds = self._run_seconds.observe(seconds)
 

@@ -173,19 +173,21 @@ class RunState:
         self._set_running(record.task, runs, {**runs.running, record.id: since})
         return True
 
-    def finished(self, record: RunRecord, seconds: float | None) -> None:
+    def finished(self, record: RunRecord, seconds: float | None, counted: bool = True) -> None:
         """``record``'s attempt ended (or its slot was skipped) after ``seconds`` (None: it
-        never started). The last failure is that of a run that ended failed: a failed attempt
-        that is retried (a :class:`RetriedAttempt`) counts only if its retry never ends the run
-        (abandoned, or cut short by the shutdown), as the notifications judge it. Under the
-        lock."""
+        never started, or its end is not known). The last failure is that of a run that ended
+        failed: a failed attempt that is retried (a :class:`RetriedAttempt`) counts only if its
+        retry never ends the run (abandoned, or cut short by the shutdown), as the notifications
+        judge it. Not ``counted``: an end another process counts, which ends the attempt here
+        but adds to no count. Under the lock."""
         at = (record.finished_at or record.started_at or record.scheduled_at).timestamp()
         failed_before = self._retried.pop(record.id, None)
         self._remember(record)
         self._foreign.pop(record.id, None)
         runs = self._runs.get(record.task) or no_runs(self._per_task_histograms)
         counts = list(runs.counts)
-        counts[_INDEX[record.status]] += 1
+        if counted:
+            counts[_INDEX[record.status]] += 1
         last_success, last_failure = runs.last_success, runs.last_failure
         if isinstance(record, RetriedAttempt):
             self._retry_awaited(record.id, record.task, at)

@@ -1,0 +1,87 @@
+"""A replica frozen (SIGSTOP) past its lease while one of its runs goes on: another replica
+marks the run ``interrupted`` (``ProcessDied``) and takes its tasks. Resumed, the frozen one
+stops the run and hears the record the other wrote (``controller.disowned``): its metrics take
+no duration from it (its end is when it was found, the freeze included, as after a crash), and
+count no end of it (the replica its task went to counts it, README "Metrics")."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from reconciler.core.runs import RunStatus
+from tests.ha.conftest import Cluster, Replica
+from tests.ha.test_frozen_replica import _TIMING, _stopped
+from tests.ha.test_frozen_replica_lapsed import NOT_RECORDED_LOG
+from tests.ha.test_frozen_replica_replaced import _alive, _record, _trigger
+from tests.ha.test_replicas import members
+from tests.helpers import wait_for
+
+pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
+
+TASK = "default/rp"
+
+
+def _samples(replica: Replica) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    response = httpx.get(f"{replica.server}/metrics", timeout=10)
+    response.raise_for_status()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+
+
+@pytest.mark.slow  # about half a minute: a replica frozen past its lease
+def test_a_run_another_replica_marked_while_this_one_was_frozen_is_no_duration_here(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    pids, gate = tmp_path / "pids", tmp_path / "gate"
+    pids.mkdir()
+    script = (
+        f"echo $$ > {pids}/$CRONTASK_RUN_ID.tmp && mv {pids}/$CRONTASK_RUN_ID.tmp "
+        f"{pids}/$CRONTASK_RUN_ID; trap 'exit 3' TERM; while [ ! -e {gate} ]; do sleep 0.1; done"
+    )
+    (cluster.tasks / "rp.yaml").write_text(
+        "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\nmetadata: {name: rp}\n"
+        'spec:\n  schedule: "@yearly"\n  concurrencyPolicy: Forbid\n'
+        f"  command: {{args: [sh, -c, {script!r}]}}\n"
+    )
+    frozen = cluster.add("frozen", *_TIMING)
+    other = cluster.add("other", *_TIMING)
+    members(frozen, 2)
+    members(other, 2)
+    try:
+        first = _trigger(frozen)
+        assert first["status"] == "running", first
+        wait_for("the run's command", (pids / first["id"]).exists)
+        old = int((pids / first["id"]).read_text())
+        assert frozen.proc is not None
+        frozen.proc.send_signal(signal.SIGSTOP)
+        wait_for("the replica to stop", lambda: _stopped(frozen))
+
+        def interrupted() -> bool:
+            record = _record(cluster, first["id"])
+            return record is not None and record.status is RunStatus.INTERRUPTED
+
+        wait_for("the other replica to mark the run interrupted", interrupted, timeout=30)
+        frozen.proc.send_signal(signal.SIGCONT)
+        wait_for("the lapsed run's command to end", lambda: not _alive(old), timeout=20)
+        frozen.wait_log(NOT_RECORDED_LOG, timeout=20)
+
+        found = _samples(frozen)
+        # No attempt ended here: the freeze is no run's duration.
+        assert found[("crontask_run_duration_seconds_count", frozenset())] == 0, found
+        task = frozenset({("task", TASK)})
+        assert ("crontask_task_last_run_duration_seconds", task) not in found, found
+        # Whether its task came back here or not, this replica counts no end of it.
+        interrupted_here = frozenset({("task", TASK), ("status", "interrupted")})
+        assert found.get(("crontask_runs_total", interrupted_here), 0) == 0, found
+    finally:
+        gate.touch()
+        if frozen.proc is not None and frozen.proc.poll() is None:
+            frozen.proc.send_signal(signal.SIGCONT)
