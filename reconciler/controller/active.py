@@ -58,7 +58,7 @@ class ActiveRun:
     # A manual Replace run's: what its answer waits for (``api.run_decision``); None for the
     # others, answered by their decision (nothing to wait for but the spawn, not worth a wait).
     start: Start | None = None
-    # Made only when a retry waits (most runs never need one).
+    # Made only when a retry, or a run for those it replaces, waits (most runs never need one).
     _stopped: asyncio.Event | None = None
     # Set while the attempt waits for its claim's answer (``controller.not_started``): a stop
     # ends that wait, as it ends a retry's.
@@ -101,6 +101,22 @@ class ActiveRun:
         finally:
             self.waiting = False
         return True
+
+    async def outwait(self, replaced: asyncio.Task[None]) -> None:
+        """Wait for ``replaced`` (the task of a run this one replaces) to end, or for this run
+        to be stopped first: then it never begins, and waits for nothing. A run a newer one
+        replaced before it began held its place among the manual runs going, and its
+        answer's wait, until a run deaf to its stop ended (a kill grace), and a burst of them
+        took every task's places. Not ``waiting`` meanwhile: no attempt of it has been made."""
+        if self.stop_reason is not None:
+            return
+        if self._stopped is None:
+            self._stopped = asyncio.Event()
+        stopped = asyncio.ensure_future(self._stopped.wait())
+        try:  # ``replaced`` is not cancelled with this wait: it is another run's
+            await asyncio.wait({replaced, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
 
     def not_begun(self, record: RunRecord | None, why: str | None = None) -> None:
         """It ended without beginning (``record``: its end, as recorded; None: nothing is, and

@@ -96,7 +96,7 @@ class RunExecution(NotStarted, LateStarts, SlotSkips):
             for old in replaced:
                 # One waiting for its claim never starts now: nothing of it is to be waited for.
                 if old.task is not None and not old.claiming:
-                    await asyncio.shield(old.task)
+                    await active.outwait(old.task)  # stopped meanwhile: it never begins
             if replaced and self._closing:
                 # crontask began to stop while this run waited for the runs it replaces (up to
                 # their kill grace): it starts nothing new, and is recorded as a waiting retry
