@@ -43,6 +43,7 @@ from reconciler.core.desired import Definition, DefinitionError, Location, Sourc
 from reconciler.core.jobspec import JobSpecError
 from reconciler.core.model import API_GROUP, KIND, CronTask
 from reconciler.core.schedule import ScheduleError
+from reconciler.sources import syntaxhints
 from reconciler.sources.boms import document_boms
 from reconciler.sources.documentkeys import (
     KIND_FIELDS,
@@ -252,7 +253,7 @@ def _parse_with_positions(
         where = err.problem_mark or err.context_mark
         line, column = found.lines.place(where) if where else (1, 1)
         reason = err.problem or err.context or "invalid YAML"
-        hint = _tab_hint(text, where)
+        hint = syntaxhints.hint(text, err, libyaml=_Loader is not yaml.SafeLoader)
         # The task the broken document names (one moved and broken in one change is kept).
         key = key_before_error(text, where, _Loader, limits) if where else None
         found.error(at(line, column), f"YAML syntax error: {excerpt(reason, _MESSAGE)}{hint}", key)
@@ -418,15 +419,6 @@ def _str_value(value: yaml.Node | None) -> Any:
     if type(value) is yaml.ScalarNode and value.tag == STR:
         return value.value
     return None
-
-
-def _tab_hint(text: str, mark: yaml.Mark | None) -> str:
-    """What a syntax error at a tab adds: the parser's "cannot start any token" does not say
-    it is one, nor does an editor show it. libyaml's index skips a byte order mark, PyYAML's not."""
-    if mark is None:
-        return ""
-    index = mark.index + (1 if text.startswith("\ufeff") and _Loader is not yaml.SafeLoader else 0)
-    return " (a tab: YAML indents with spaces)" if text[index : index + 1] == "\t" else ""
 
 
 def _other_group(api_version: Any, kind: Any) -> bool:

@@ -1,0 +1,65 @@
+"""A YAML syntax error a task file's author makes most often says what to write: a schedule
+left unquoted starts with '@' (``@daily``), which no plain YAML value may, or with '*'
+(``*/5 * * * *``), which YAML reads as an alias; the parser's own words ("found character that
+cannot start any token", "did not find expected alphabetic or numeric character") named
+neither. Through ``crontask validate`` on real files (libyaml's parser), and PyYAML's own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reconciler.sources import documents
+
+HEAD = "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\nmetadata: {name: NAME}\nspec:\n"
+FILES = {
+    "a.yaml": "  schedule: @daily\n  command: {args: [x]}\n",
+    "b.yaml": "  schedule: */5 * * * *\n  command: {args: [x]}\n",
+    "c.yaml": "  schedule: * * * * *\n  command: {args: [x]}\n",
+    "d.yaml": '  schedule: "@daily"\n  command: {args: [echo, `date`]}\n',
+    "e.yaml": '  schedule: "@daily"\n\tcommand: {args: [x]}\n',
+}
+AT = "cannot start a plain YAML value: quote the value"
+ALIAS = "a value starting with '*' is a YAML alias: quote the value"
+EXPECTED = [
+    f"a.yaml:5:13: YAML syntax error: found character that cannot start any token ('@' {AT}, "
+    'as in "@daily")',
+    f"b.yaml:5:14: YAML syntax error: did not find expected alphabetic or numeric character "
+    f'({ALIAS}, as in "*/5 * * * *")',
+    f"c.yaml:5:14: YAML syntax error: did not find expected alphabetic or numeric character "
+    f'({ALIAS}, as in "*/5 * * * *")',
+    f"d.yaml:6:26: YAML syntax error: found character that cannot start any token ('`' {AT}, "
+    'as in "`date`")',
+    "e.yaml:6:1: YAML syntax error: found character that cannot start any token (a tab: YAML "
+    "indents with spaces)",
+]
+
+
+def test_validate_says_to_quote(tmp_path: Path) -> None:
+    for name, body in FILES.items():
+        (tmp_path / name).write_text(HEAD.replace("NAME", name[0]) + body)
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler", "validate", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.splitlines() == [f"{tmp_path}/{line}" for line in EXPECTED]
+
+
+@pytest.mark.parametrize(("name", "expected"), list(zip(FILES, EXPECTED, strict=True)))
+def test_pyyamls_parser_gets_the_same_hint(
+    name: str, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where libyaml is not built, PyYAML's parser words the error its own way; the hint is
+    the same."""
+    monkeypatch.setattr(documents, "_Loader", yaml.SafeLoader)
+    (error,) = documents.parse_text(HEAD.replace("NAME", name[0]) + FILES[name], name).errors
+    hint = expected[expected.index(" (") :]
+    assert str(error).startswith(expected.split(" YAML")[0]), error
+    assert str(error).endswith(hint), error
