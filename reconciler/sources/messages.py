@@ -145,7 +145,8 @@ def message(item: Any) -> str:
     if kind == "model_type" and not loc and _lfs_pointer(item["input"]):
         return LFS_POINTER
     if kind == "model_type":  # pydantic's words name the class ("instance of CommandAction")
-        return f"a map of fields{_such_as(loc)} (not {_shape(item['input'])})"
+        value = item["input"]
+        return f"a map of fields{_such_as(loc)} (not {_shape(value)}{_colon_slip(loc, value)})"
     if kind == "dict_type":
         return f"a map (not {_shape(item['input'])})"
     if kind == "list_type":
@@ -387,13 +388,28 @@ def _number_hint(text: str, whole: bool) -> str:
     return f": write it as {excerpt(str(int(number) if whole else number))}"
 
 
+def _model_at(loc: Loc) -> type[BaseModel] | None:
+    if not loc:
+        return CronTask
+    found = _field(loc)
+    return _model_of(found[1].annotation) if found is not None else None
+
+
+def _colon_slip(loc: Loc, value: Any) -> str:
+    """``: write a space after the ':' of 'name:'`` for a string where the model at ``loc``
+    goes that starts with one of its fields and a colon (``name:nightly``, one YAML string);
+    the field is the model's word: the value is not quoted."""
+    model = _model_at(loc)
+    if model is None or not isinstance(value, str) or ":" not in value:
+        return ""
+    name = value.partition(":")[0]
+    names = {f.alias or n for n, f in model.model_fields.items()}
+    return f": write a space after the ':' of '{name}:'" if name in names else ""
+
+
 def _such_as(loc: Loc) -> str:
     """`` such as url`` for the model at ``loc``: its required fields, or its first two."""
-    if loc:
-        found = _field(loc)
-        model = _model_of(found[1].annotation) if found is not None else None
-    else:
-        model = CronTask
+    model = _model_at(loc)
     if model is None:
         return ""
     fields = model.model_fields
