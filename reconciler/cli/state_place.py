@@ -7,15 +7,20 @@ not enter one), so paths are compared resolved."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from reconciler.sources.reading import resolved
 
 
 def read_as_tasks(paths: list[str], state_dir: Path) -> str | None:
     """The first of ``paths`` whose folder walk would reach ``state_dir``; None if none would."""
-    state = Path(os.path.realpath(state_dir))
+    if (real := resolved(state_dir)) is None:  # a link on its way cannot be read: not read
+        return None
+    state = Path(real)
     for path in paths:
-        root = Path(os.path.realpath(path))
+        if (given := resolved(path)) is None:
+            continue
+        root = Path(given)
         if state != root and root not in state.parents:
             continue
         if not any(part.startswith(".") for part in state.relative_to(root).parts):

@@ -66,3 +66,17 @@ def test_a_hidden_or_linked_state_dir_inside_is_used(tmp_path: Path) -> None:
             assert process.wait(timeout=30) == 0, log.read_text()
         assert "api-tasks" not in log.read_text()
         assert (tmp_path / state / "runs.db").exists()
+
+
+def test_a_path_or_state_dir_through_a_link_that_cannot_be_read_is_no_crash(
+    tmp_path: Path,
+) -> None:
+    """``/proc/1/cwd`` cannot be read (EACCES): Python 3.11's realpath raised it, a traceback
+    at start. Such a path is its own error as ever (``test_path_arguments``); a state dir
+    through it is refused where it is opened."""
+    os.symlink("/proc/1/cwd", tmp_path / "locked")
+    (tmp_path / "tasks").mkdir()
+    argv = ["run", "tasks", "--state-dir", "locked/state", "--listen", "off"]
+    done = crontask_cli(*argv, cwd=tmp_path)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode in (1, 2), done.stderr
