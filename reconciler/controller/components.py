@@ -61,7 +61,9 @@ class Housekeeping:
     attempts before it. ``declarations`` (the reconciler): the tasks declared now, whose mark
     of missed slots stays however old; without it, or while it cannot say (no pass applied, a
     source in error), every task's stays. Without replicas, so does another instance's mark
-    (``_owner``): a crontask sharing the store declares its own tasks."""
+    (``_owner``): a crontask sharing the store declares its own tasks. ``alone``: instances
+    whose beat in the store is no other crontask's (the state directory's last holder, a
+    former start of this one)."""
 
     name = "housekeeping"
 
@@ -76,9 +78,11 @@ class Housekeeping:
         max_age: float | None,
         declarations: Declarations | None = None,
         shared: bool = False,
+        alone: Collection[str] = (),
     ) -> None:
         self.store = store
         self.shared = shared  # the store may be another crontask's too (an explicit --db)
+        self.alone = frozenset(alone)
         self.scheduler = scheduler
         self.dispatcher = dispatcher
         self.metrics = metrics
@@ -108,13 +112,12 @@ class Housekeeping:
         # its first attempt can end: the store only asks ``in``, after reading a run's rows.
         busy = {r.id for key in owned for r in self.dispatcher.active(key)}
         prune = functools.partial(
-            self.store.prune,
+            self._prune,
             limits,
             self.max_age,
             datetime.now(UTC),
             busy=busy,
             declared=self._declared(owned.keys()),
-            owner=self._owner(),
             retrying=self._retrying(owned.keys()),
         )
         started = time.monotonic()
@@ -138,6 +141,11 @@ class Housekeeping:
         log.info(
             "history pruned", extra={"fields": {"deleted": deleted, "seconds": round(seconds, 3)}}
         )
+
+    def _prune(self, *args: Any, **kwargs: Any) -> int:
+        """In the store's thread: ``RunStore.prune``, as the instance that prunes when the
+        store is shared now (``_owner``, decided at each prune: a crontask may join later)."""
+        return self.store.prune(*args, owner=self._owner(), **kwargs)
 
     def _heard(self, record: RunRecord) -> None:
         if self._busy is not None:
@@ -164,17 +172,34 @@ class Housekeeping:
         return frozenset(key for key, d in tasks.items() if d.task.spec.retry.limit > 0)
 
     def _owner(self) -> str | None:
-        """Without replicas, on a store given by ``--db`` (``shared``), this instance: another
-        crontask may share it (its own ``--state-dir``, the same ``--db``) and declare tasks
-        this one never heard of, so the mark of a task not declared here stays while it is
-        another instance's. The price: a task removed from a crontask keeps its mark until the
-        process that recorded it prunes it; one recorded before a restart names an instance
-        no process is any more, and stays (one run per such task, as every task's did before
-        marks went by age). The state directory's own ``runs.db`` is this crontask's alone,
-        and with replicas (a handover) every replica declares the same tasks: None, then
-        ``declared`` says it all."""
-        if not self.shared or self.dispatcher.handover is not None:
+        """Without replicas, on a store another crontask may share, this instance: that
+        crontask (its own ``--state-dir``, a ``--db`` naming this store) may declare tasks this
+        one never heard of, so the mark of a task not declared here stays while it is another
+        instance's. The price: a task removed from a crontask keeps its mark until the process
+        that recorded it prunes it; one recorded before a restart names an instance no process
+        is any more, and stays (one run per such task, as every task's did before marks went
+        by age). With replicas (a handover) every replica declares the same tasks: None, then
+        ``declared`` says it all.
+
+        A store is shared when it was given by ``--db`` (``shared``), or, the state directory's
+        own ``runs.db``, once another crontask has beaten in it (``RunStore.beats``, read in
+        the store's thread): one whose ``--db`` names that file. It stays shared for the life
+        of this process, for that crontask may be down now (it deletes its beat as it stops)
+        and count its missed slots from its marks when it starts again. Alone on its state
+        directory, this crontask prunes the marks of the tasks it no longer declares, as ever:
+        its own beat and its former starts' (``alone``) are no other crontask's."""
+        if self.dispatcher.handover is not None:
             return None
+        if not self.shared:
+            others = set(self.store.beats()) - self.alone - {self.dispatcher.owner}
+            if not others:
+                return None
+            log.info(
+                "history pruning: another crontask writes to this state directory's run store; "
+                "the runs and marks of the tasks it declares are kept as a shared --db's",
+                extra={"fields": {"instances": sorted(others)[:5]}},
+            )
+            self.shared = True
         return self.dispatcher.owner
 
 

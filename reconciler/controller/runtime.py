@@ -99,6 +99,7 @@ class Parts:
     notifier: Notifier | None = None
     heartbeat: Heartbeat | None = None  # None only where a test builds the parts by hand
     single: SingleCheck | None = None  # on Kubernetes without --ha (membership.single)
+    previous: str | None = None  # the state directory's last holder (``statedir.hold``)
 
 
 def open_state(options: Options) -> RunStore:
@@ -308,7 +309,7 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     single = _single(options, kube, me, metrics) if cluster is None else None
     return Parts(
         me, store, queue, dispatcher, scheduler, metrics, sources, git, reconciler, control,
-        service, task_env, kube, support, cluster, notifier, heartbeat, single,
+        service, task_env, kube, support, cluster, notifier, heartbeat, single, previous,
     )  # fmt: skip
 
 
@@ -386,6 +387,7 @@ async def start(parts: Parts, options: Options, manager: Manager, http: HttpServ
             max_age=options.history_max_age,
             declarations=parts.reconciler,
             shared=options.db_url is not None,
+            alone=[parts.me, *([parts.previous] if parts.previous else [])],
         )
     )
     if http is not None:

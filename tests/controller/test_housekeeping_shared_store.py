@@ -105,3 +105,57 @@ def test_on_its_state_directory_s_own_store_a_task_not_declared_goes_by_age(
     """``runs.db`` in the state directory is this crontask's alone: a mark another instance
     id recorded is a former start of this one's, of a task it no longer declares."""
     assert _prune(store, replicas=False, shared=False) == {KEY}
+
+
+def _prune_twice(store: RunStore, beating: list[str], alone: list[str]) -> list[set[str]]:
+    """On the state directory's own store (no ``--db``), two prunes by one process: the first
+    while ``beating`` beat in the store, the second once they stopped (their rows deleted);
+    the tasks (runs and ``tracked`` marks) left after each."""
+    left: list[set[str]] = []
+
+    def tasks() -> set[str]:
+        return {r.task for r in store.query(RunQuery(limit=1000)).items} | set(store.last_slots())
+
+    async def main() -> None:
+        d = Dispatcher(store, owner=ME, actions=Actions([ScriptedAction()]))
+        scheduler = MemoryScheduler(lambda key, at: None, datetime.now(UTC))
+        scheduler.apply(Step(Operation.ADD, KEY, TASK, None))
+        declarations = _Declared(True, DesiredState({KEY: TASK}))
+        housekeeping = Housekeeping(
+            store, scheduler, d, Metrics(), interval=3600, max_age=86400.0,
+            declarations=declarations, alone=alone,
+        )  # fmt: skip
+        for instance in [ME, *beating]:
+            store.beat(instance, 30.0, datetime.now(UTC))
+        await housekeeping.prune()
+        left.append(tasks())
+        store.forget_beats(beating)
+        await housekeeping.prune()
+        left.append(tasks())
+        await d.shutdown(0)
+
+    store.save_many(
+        [_old_slot(KEY, ME), _old_slot("ops/theirs", OTHER), _old_slot("ops/removed", ME)]
+    )
+    store.mark_tracked({"ops/untracked": OLD})  # declared there, never ran: its mark only
+    asyncio.run(main())
+    return left
+
+
+def test_a_crontask_beating_in_the_state_directory_s_store_keeps_its_marks(
+    store: RunStore,
+) -> None:
+    """Another crontask whose ``--db`` is this one's state directory's ``runs.db`` beats in
+    it: its marks (a run's, a ``tracked`` one) stay, and still once it is down (it deleted its
+    beat as it stopped), when it needs them to catch up the slots it misses."""
+    kept = {KEY, "ops/theirs", "ops/untracked"}
+    assert _prune_twice(store, beating=[OTHER], alone=[]) == [kept, kept]
+
+
+def test_a_former_start_s_beat_leaves_the_state_directory_s_store_pruned_as_ever(
+    store: RunStore,
+) -> None:
+    """The beat of the state directory's last holder (a crashed start of this crontask whose
+    row has not lapsed yet) is no other crontask's: what is not declared goes by age."""
+    previous = "host-a:99:9999"
+    assert _prune_twice(store, beating=[previous], alone=[previous]) == [{KEY}, {KEY}]
