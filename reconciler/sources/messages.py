@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import difflib
-import math
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, get_args, get_origin
@@ -381,7 +380,7 @@ def _number_hint(text: str, whole: bool) -> str:
         number = float(text)
     except ValueError:
         return ""
-    if not math.isfinite(number) or (whole and not number.is_integer()):
+    if not abs(number) < 1e15 or (whole and not number.is_integer()):  # nan, inf: not < 1e15
         return ""
     if _PLAIN_NUMBER.fullmatch(text.strip()):
         return ": write it without quotes"

@@ -80,6 +80,11 @@ def worded(spec: dict[str, Any]) -> list[str]:
             "spec.timeoutSeconds: a whole number, not the string '1e400'",
         ),
         (
+            # No number of 100 digits to write, cut to fit a line.
+            {"timeoutSeconds": "1e99"},
+            "spec.timeoutSeconds: a whole number, not the string '1e99'",
+        ),
+        (
             {"timeoutSeconds": "thirty"},
             "spec.timeoutSeconds: a whole number, not the string 'thirty'",
         ),
