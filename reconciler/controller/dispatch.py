@@ -63,11 +63,10 @@ from reconciler.controller.late_starts import MISSED_DEADLINE, TurnedAway, misse
 from reconciler.controller.periods import RanPeriods, not_run, not_run_message
 from reconciler.controller.recorder import Recorder
 from reconciler.controller.replace_wait import ReplaceWaits
-from reconciler.controller.skips import PERIOD_RAN, forbidden
+from reconciler.controller.skips import PERIOD_RAN, being_deleted, forbidden
 from reconciler.controller.slots import SlotLedger
 from reconciler.controller.stops import RunStops
 from reconciler.core.desired import Definition
-from reconciler.core.jobs import TERMINATING
 from reconciler.core.model import ConcurrencyPolicy
 from reconciler.core.runs import (
     NOT_STARTED,
@@ -243,7 +242,7 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
             return same.record
         policy = spec.concurrency_policy
         if running and policy is ConcurrencyPolicy.FORBID:
-            deleting = {r.id for r in live if r.reason == TERMINATING}
+            deleting = being_deleted(running, live)
             return self.turn_away(definition, record, running, forbidden(running, deleting))
         if (why := self.bounds.refused(definition, len(running))) is not None:
             return self._skip(record, TOO_MANY_RUNS, why)  # before it replaces anything

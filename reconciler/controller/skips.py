@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import UTC, datetime
 
 from reconciler.controller.active import ActiveRun
 from reconciler.controller.recorder import Recorder
 from reconciler.controller.slots import Superseded
 from reconciler.core.desired import Definition
+from reconciler.core.jobs import TERMINATING
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 
 log = logging.getLogger("crontask.runner")
@@ -120,6 +121,20 @@ def skip_of(record: RunRecord, reason: str, message: str) -> RunRecord:
 def utc_text(at: datetime) -> str:
     """``at`` as the run messages and warnings write a time: UTC, RFC 3339, ``Z``."""
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def being_deleted(running: Mapping[str, ActiveRun], live: Iterable[RunRecord]) -> set[str]:
+    """The runs of ``running`` (by id) whose attempt's Job is being deleted, held by a
+    finalizer while its pods run: ``live``, the task's Jobs from the watch, says so of that
+    attempt (``core.jobs.TERMINATING``). A held Job of an attempt before is not the run's: its
+    retry's Job runs beside it, and the run is still running."""
+    return {
+        r.id
+        for r in live
+        if r.reason == TERMINATING
+        and (active := running.get(r.id)) is not None
+        and active.record.attempt == r.attempt
+    }
 
 
 def forbidden(running: Mapping[str, ActiveRun], deleting: Collection[str]) -> str:
