@@ -62,6 +62,27 @@ def _last_successes(records: Iterable[RunRecord]) -> dict[str, str]:
     return {task: order[2] for task, order in won.items()}
 
 
+def _overwritten(old: RunRecord, record: RunRecord) -> RunRecord:
+    """``old`` with the mutable fields of ``record`` (``RunStore.complete``)."""
+    return dataclasses.replace(
+        old,
+        status=record.status,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        exit_code=record.exit_code,
+        reason=record.reason,
+        message=record.message,
+        output=record.output,
+        job=record.job,
+    )
+
+
+def _saved_over(record: RunRecord, stop_asked: bool) -> bool:
+    """Whether ``save_many`` may write over ``record``: not once ``mark_interrupted`` ended it
+    (and no stop was asked of it): ``sql_running.SAVED_OVER``."""
+    return stop_asked or not died(record)
+
+
 def _ended(record: RunRecord) -> datetime | None:
     return record.finished_at or record.started_at
 
@@ -122,27 +143,18 @@ class MemoryRunStore:
             old = self._records.get(key)
             if old is None:
                 raise KeyError(key)
-            self._records[key] = dataclasses.replace(
-                old,
-                status=record.status,
-                started_at=record.started_at,
-                finished_at=record.finished_at,
-                exit_code=record.exit_code,
-                reason=record.reason,
-                message=record.message,
-                output=record.output,
-                job=record.job,
-            )
+            self._records[key] = _overwritten(old, record)
 
     def save_many(self, records: Sequence[RunRecord]) -> None:
-        for record in records:
-            try:
-                self.complete(record)
-            except KeyError:
-                try:
-                    self.claim(record)
-                except DuplicateRun:  # claimed meanwhile by another thread: overwrite it
-                    self.complete(record)
+        for record in map(normalized, records):
+            key = (record.id, record.attempt)
+            with self._lock:  # the look and the write: one step, as a mark's
+                self._check_open()
+                old = self._records.get(key)
+                if old is None:
+                    self._records[key] = record
+                elif _saved_over(old, key in self._stops):
+                    self._records[key] = _overwritten(old, record)
 
     def get(self, run_id: str, attempt: int | None = None) -> RunRecord | None:
         with self._lock:

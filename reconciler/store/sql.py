@@ -147,6 +147,7 @@ class SqlRunStore:
         self._save_stmt = insert.on_conflict_do_update(
             index_elements=["id", "attempt"],
             set_={name: insert.excluded[name] for name in MUTABLE},
+            where=sql_running.SAVED_OVER,  # a record marked interrupted stands
         )
 
     @classmethod

@@ -33,6 +33,14 @@ _UNTOLD = (
     _c.reason == PROCESS_DIED,
     _c.message.endswith(UNTOLD, autoescape=True),
 )
+# The rows a save may write over (``RunStore.save_many``): all but those mark_interrupted
+# ended and no stop was asked of (the twin of ``memory._saved_over``); NULLs read as not marked.
+SAVED_OVER: Final = sa.or_(
+    _c.status != RunStatus.INTERRUPTED.value,
+    _c.reason.is_(None),
+    _c.reason != PROCESS_DIED,
+    _c.stop_requested.is_not(None),
+)
 _OLDEST_FIRST = (_c.scheduled_at, _c.id, _c.attempt)
 # The run ids one read of ``stop_requests_chunked`` names at most.
 STOP_IDS_AT_ONCE: Final = 500

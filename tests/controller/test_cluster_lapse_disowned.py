@@ -99,7 +99,8 @@ def test_a_replica_that_renewed_in_time_keeps_its_run_whatever_its_record_says(
     tmp_path: Path, lapsed: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Fenced but renewed within the lease (slow, not lapsed), or a lease after a lapse: the
-    others judged it live, and a record that says otherwise does not stop its run."""
+    others judged it live, and a record that says otherwise does not stop its run. Its end
+    is not written over that record though: the store keeps a mark (``save_many``)."""
     world = world_with(tmp_path, "{limit: 1, backoffSeconds: 0}")
 
     async def main() -> None:
@@ -122,7 +123,7 @@ def test_a_replica_that_renewed_in_time_keeps_its_run_whatever_its_record_says(
         assert await a.dispatcher.drain(5)
 
     asyncio.run(main())
-    assert a_records(world) == [(1, RunStatus.SUCCEEDED, None)]  # its end, as before
+    assert a_records(world) == [(1, RunStatus.INTERRUPTED, PROCESS_DIED)]
     assert said(caplog) == 0
 
 
@@ -173,3 +174,26 @@ def test_an_end_after_a_renewal_in_time_is_recorded_at_once(tmp_path: Path) -> N
 
     asyncio.run(main())
     assert a_records(world) == [(1, RunStatus.SUCCEEDED, None)]
+
+
+def test_an_end_just_after_a_mark_from_a_stale_sweep_is_not_written_over_it(
+    tmp_path: Path,
+) -> None:
+    """b read the members while a's membership had lapsed and marks a's run only after a
+    renewed (and looked, finding nothing), and a's command ends before a's next renewal: its
+    end is not held (a renewed in time) and reaches the store after the mark. The store keeps
+    the mark (a save is not written over a record marked as its owner's gone)."""
+    world = world_with(tmp_path, "{limit: 1, backoffSeconds: 0}")
+
+    async def main() -> None:
+        a, b = world.replicas("a", "b")
+        await settle([a, b])
+        action, _ = await running_on_a(a)
+        world.clocks.advance(20)
+        assert await a.step()  # lapsed; looked: nothing marked yet
+        interrupt_gone(world.store, IDS["b"], {IDS["b"]}, None, outlives=lambda r: False)
+        action.attempts[0].finish()  # before a's next renewal looks again
+        assert await a.dispatcher.drain(5)
+
+    asyncio.run(main())
+    assert a_records(world) == [(1, RunStatus.INTERRUPTED, PROCESS_DIED)]
