@@ -85,12 +85,14 @@ class Child:
         self._code: int | None = None
         self._exit: asyncio.Future[int] = loop.create_future()
         self._pidfd: int | None = None
+        self._polls: asyncio.TimerHandle | None = None
+        # Never raises: the process runs, and its run must watch it (not record StartFailed).
         try:
             self._pidfd = os.pidfd_open(pid)
-        except (AttributeError, OSError):  # not Linux, or a kernel older than 5.3
-            self._wait_in_thread(report=True)
-        else:
             loop.add_reader(self._pidfd, self._on_exit)
+        except (AttributeError, OSError):  # not Linux, a kernel older than 5.3, or no room
+            self._unwatch()
+            self._wait_in_thread(report=True)
 
     async def exited(self) -> int:
         """Wait for the exit (one waiter at a time). A wait cut short by a timeout or a
@@ -104,7 +106,7 @@ class Child:
 
     def abandon(self) -> None:
         """Stop watching (the loop is going away); a thread reaps the process when it ends."""
-        if self._pidfd is not None:  # else a thread waits for it already
+        if self._pidfd is not None or self._polls is not None:  # else a thread waits already
             self._unwatch()
             self._wait_in_thread(report=False)
 
@@ -143,6 +145,9 @@ class Child:
             self._loop.remove_reader(self._pidfd)
             os.close(self._pidfd)
             self._pidfd = None
+        if self._polls is not None:
+            self._polls.cancel()
+            self._polls = None
 
     def _wait_in_thread(self, *, report: bool) -> None:
         def wait() -> None:
@@ -151,7 +156,21 @@ class Child:
                 with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
                     self._loop.call_soon_threadsafe(self._report, code)
 
-        threading.Thread(target=wait, name=f"waitpid {self.pid}", daemon=True).start()
+        try:
+            threading.Thread(target=wait, name=f"waitpid {self.pid}", daemon=True).start()
+        except RuntimeError:  # a pids limit (this process may be what reached it): poll
+            if report:
+                self._poll_soon(0.01)
+
+    def _poll_soon(self, delay: float) -> None:
+        def poll() -> None:
+            self._polls = None
+            if (code := self._poll()) is None:
+                self._poll_soon(min(2 * delay, 0.25))
+            else:
+                self._report(code)
+
+        self._polls = self._loop.call_later(delay, poll)
 
     def _report(self, code: int) -> None:
         self._code = code

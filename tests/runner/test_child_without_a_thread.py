@@ -1,0 +1,68 @@
+"""A process that started is watched to its end even when nothing can start a thread to wait
+for it: without pidfds (a kernel older than 5.3, such as RHEL 8's) each child's exit is waited
+for in a thread, and under a pids limit the command's own process may be the one that reached
+it. The run was recorded StartFailed (retried: a second copy) while its process ran on past
+its timeout, never stopped nor reaped."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from reconciler.core.runs import RunStatus
+from reconciler.runner.command import CommandRun
+from tests.helpers import wait_for
+
+ENV = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C.UTF-8"}
+
+
+@pytest.fixture
+def no_wait_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No pidfds, and a pids limit for every thread that would wait for a child."""
+    monkeypatch.delattr(os, "pidfd_open", raising=False)
+    real = threading.Thread.start
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name.startswith("waitpid"):
+            raise RuntimeError("can't start new thread")
+        real(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+@pytest.mark.usefixtures("no_wait_thread")
+def test_a_command_whose_exit_no_thread_can_wait_for_runs_and_exits() -> None:
+    outcome = asyncio.run(CommandRun(["sh", "-c", "echo ran; exit 3"], env=ENV).run())
+    assert (outcome.status, outcome.reason, outcome.exit_code) == (
+        RunStatus.FAILED,
+        "NonZeroExit",
+        3,
+    )
+    assert outcome.output == "ran\n"
+
+
+@pytest.mark.usefixtures("no_wait_thread")
+def test_a_command_whose_exit_no_thread_can_wait_for_is_stopped_at_its_timeout(
+    tmp_path: Path,
+) -> None:
+    pid_file = tmp_path / "pid"
+    args = ["sh", "-c", f'echo $$ > "{pid_file}"; exec sleep 30']
+    began = time.monotonic()
+    outcome = asyncio.run(CommandRun(args, env=ENV, timeout=0.5, kill_grace=0.2).run())
+    assert time.monotonic() - began < 10
+    assert outcome.reason != "StartFailed", outcome.message
+    assert outcome.status is RunStatus.TIMED_OUT
+    pid = int(pid_file.read_text())
+    wait_for("its process stopped and reaped", lambda: _state(pid) is None, timeout=5)
