@@ -16,16 +16,19 @@ SPEC = 'spec:\n  schedule: "0 2 * * *"\n  command: {args: ["true"]}\n'
     [
         (
             HEAD + "metadata: {name: i}\n" + SPEC + "  1: 1\n",
-            "7:3: spec[1]: Keys should be strings",
+            "7:3: spec.1: unknown field (YAML read its name as the number 1)",
         ),
-        (HEAD + "true: 1\nmetadata: {name: k}\n" + SPEC, "3:1: [1]: Keys should be strings"),
+        (
+            HEAD + "true: 1\nmetadata: {name: k}\n" + SPEC,
+            "3:1: true: unknown field (YAML read its name as the boolean true)",
+        ),
         (
             HEAD + "metadata: {name: j}\n" + SPEC + "  ~: 1\n",
-            "7:3: spec.None: Keys should be strings",
+            "7:3: spec.null: unknown field (YAML read its name as null)",
         ),
         (
             HEAD + "metadata: {name: f}\n" + SPEC + "  1.5: 1\n",
-            "7:3: spec.1.5: Keys should be strings",
+            "7:3: spec.1.5: unknown field (YAML read its name as the number 1.5)",
         ),
     ],
 )
@@ -38,6 +41,6 @@ def test_a_number_and_the_same_text_quoted_are_two_keys_not_a_duplicate() -> Non
     text = HEAD + "metadata: {name: n}\n" + SPEC + '  1: 1\n  "1": 2\n'
     errors = [str(e) for e in parse_text(text, "t.yaml").errors]
     assert errors == [
-        "t.yaml:7:3: spec[1]: Keys should be strings",
+        "t.yaml:7:3: spec.1: unknown field (YAML read its name as the number 1)",
         "t.yaml:8:3: spec.1: unknown field",
     ]
