@@ -84,18 +84,21 @@ class Builder:
         if isinstance(node, yaml.MappingNode):
             data: dict[str, Any] = {}
             merged: list[tuple[yaml.Node, yaml.Node, Mark | None]] = []
+            written: set[str] = set()  # the merge key, once written
             for key_node, value_node in node.value:
                 key_mark = alias or _mark(key_node)
                 if not isinstance(key_node, yaml.ScalarNode):
                     raise NotificationConfigError(f"{_at(key_mark)}: a key must be a string")
                 used = alias or self._aliases.get((id(node), id(key_node)))
+                key = str(key_node.value)
+                # The merge key too, as in a task's file (PyYAML would let the last win).
+                if key in data or key in written:
+                    raise NotificationConfigError(f"{_at(key_mark)}: {key!r} is given twice")
                 if key_node.tag == MERGE:
+                    written.add(key)
                     merged.extend(self._merged(value_node, path, used, key_mark, (id(node),)))
                     continue
-                key = str(key_node.value)
                 self.key_marks[(*path, key)] = key_mark
-                if key in data:
-                    raise NotificationConfigError(f"{_at(key_mark)}: {key!r} is given twice")
                 data[key] = self.build(value_node, (*path, key), used)
             # What the mapping writes itself wins; of the mappings merged, the first.
             for key_node, value_node, used in merged:
@@ -165,11 +168,19 @@ class Builder:
                 raise NotificationConfigError(f"{_at(mark)}: the file is too large or too deep")
             # The mapping's own keys first: they win over what it merges itself.
             merges = []
+            keys: set[str] = set()
             for key_node, value_node in source.value:
                 if not isinstance(key_node, yaml.ScalarNode):
                     raise NotificationConfigError(
                         f"{_at(used or _mark(key_node))}: a key must be a string"
                     )
+                # A mapping written only where it is merged is built nowhere else: its keys
+                # given twice (<< too) are said here, or the first would win unsaid.
+                if (key := str(key_node.value)) in keys:
+                    raise NotificationConfigError(
+                        f"{_at(used or _mark(key_node))}: {key!r} is given twice"
+                    )
+                keys.add(key)
                 if key_node.tag == MERGE:
                     merges.append(value_node)
                 else:
