@@ -31,8 +31,9 @@ dropped (logged as an error, counted in ``dropped``).
 
 The loss window, stated: at most ``capacity`` records wait in memory, their outputs within a
 budget past which a record keeps only the end of its output (``waiting``). When it is full, the
-first in line is dropped (logged as an error, counted in ``dropped``): the oldest, but for
-records the store would not take alone, which went to the back (see ``_flush_loop``). A process
+first in line is dropped (counted in ``dropped``): the oldest, but for records the store would
+not take alone, which went to the back (see ``_flush_loop``). Both are said once an outage,
+with counts, the first records dropped named one by one (``outage_log``). A process
 that dies with records pending loses them; one that stops with records pending after the
 shutdown's wait logs each lost record's run, attempt and status (the first ``LOST_LISTED``, and
 how many more), and ``crontask run`` exits 1 (``lost``). Records a write still under way takes
@@ -56,6 +57,7 @@ from reconciler.controller.claiming import Claiming
 from reconciler.controller.lane import ANSWER_WAIT, SAVE_BATCH, Batch, Lane, started_pool
 from reconciler.controller.lost import LOST_LISTED as LOST_LISTED
 from reconciler.controller.lost import AtStop, Writes
+from reconciler.controller.outage_log import OutageLog
 from reconciler.controller.waiting import (
     CLAIM,
     CREATE,
@@ -122,11 +124,7 @@ class Recorder(Claiming):
         self._answers = 0
         self._answer = asyncio.Event()
         self._cut_at = -CUT_EVERY  # the loop's time such a write last ended a backoff
-        # An outage is warned of once for each thing it does (records kept; slots run without
-        # the store's check), not at each batch after it (two tasks a second logged 26 lines
-        # in 13 s); the batches after are counted, and the count goes with "run store back".
-        self._outage_told: set[str] = set()
-        self._kept_after_told = 0
+        self._outage = OutageLog()  # what an outage costs, said once each thing, counted
         # Kept skips whose caller hears of them once written (``add``, ``save``): keys in the
         # buffer, and a ``save``'s on its way.
         self._told: dict[Key, Callable[[RunRecord], None]] = {}
@@ -249,11 +247,7 @@ class Recorder(Claiming):
         self, batch: Batch, message: str, err: StoreUnavailable, mode: Mode
     ) -> None:
         """The batch waits in the buffer; each of its callers hears False (not written)."""
-        if message in self._outage_told:
-            self._kept_after_told += len(batch)
-        else:
-            self._outage_told.add(message)
-            log.warning(message, extra={"fields": {"runs": len(batch), "error": str(err)}})
+        self._outage.kept(message, len(batch), str(err))
         for record, done in batch:
             self._keep(record, mode)
             self._lane.answer(done, False)  # a claim's waiter may have cancelled it
@@ -322,6 +316,7 @@ class Recorder(Claiming):
         self._pool.shutdown(wait=False, cancel_futures=True)
         if gave_up:
             self._at_stop.say(self._pending.first(len(self._pending)), self._writes)
+            self._outage.back(stopping=True)
 
     def later(self, saves: Sequence[RunRecord], creates: Sequence[RunRecord] = ()) -> None:
         """Keep records the store could not take before this recorder was made (the ends of
@@ -354,21 +349,14 @@ class Recorder(Claiming):
             # A newer state of the record: its tries begin anew (the older state's refusals
             # cost the final record its three tries).
             self._refusals.pop((record.id, record.attempt), None)
+        cuts = self._pending.cuts
         if (lost := self._pending.put(record, mode)) is not None:
             self._refusals.pop(lost, None)
             self._told.pop(lost, None)
             self.dropped += 1
-            log.error(
-                "run record buffer full; oldest record dropped",
-                extra={
-                    "fields": {
-                        "run": lost[0],
-                        "attempt": lost[1],
-                        "capacity": self._pending.capacity,
-                        "dropped": self.dropped,
-                    }
-                },
-            )
+            self._outage.dropped(lost, self._pending.capacity, self.dropped)
+        if self._pending.cuts != cuts:
+            self._outage.cut(record, self._pending.output_budget, len(self._pending))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
 
@@ -426,12 +414,7 @@ class Recorder(Claiming):
             self._written(batch, created)
             delay, size = self.retry_initial, min(size * 2, SAVE_BATCH)
             alone.clear()
-        log.info(
-            "run store back; pending records written",
-            extra={"fields": {"kept_since_warning": self._kept_after_told}},
-        )
-        self._outage_told.clear()
-        self._kept_after_told = 0
+        self._outage.back()
 
     async def _backoff(self, delay: float, tried: int) -> None:
         """Wait ``delay`` seconds before the store is tried again, or until ``retry_now``, or

@@ -44,6 +44,7 @@ class Waiting:
         self.output_budget = output_budget
         self._entries: OrderedDict[Key, Entry] = OrderedDict()
         self._chars = 0  # the outputs' length, all entries together
+        self.cuts = 0  # the outputs cut to their end for room (said by the recorder)
         # The records a write is taking to the store now: not the ones to drop for room (a
         # record dropped while its write goes through is not lost, and frees nothing).
         self.writing: frozenset[Key] = frozenset()
@@ -72,8 +73,10 @@ class Waiting:
             dropped = self._first_not_writing()
             lost, _ = self._entries.pop(dropped)
             self._chars -= len(lost.output)
-        if self._chars + len(record.output) > self.output_budget:
-            record = _cut(record)
+        over = self._chars + len(record.output) > self.output_budget
+        if over and (cut := _cut(record)) is not record:
+            record = cut
+            self.cuts += 1
         self._entries[key] = (record, mode)
         self._chars += len(record.output)
         return dropped
