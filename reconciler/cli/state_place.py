@@ -7,9 +7,8 @@ not enter one), so paths are compared resolved."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-
-from reconciler.sources.reading import resolved
 
 
 def read_as_tasks(paths: list[str], state_dir: Path) -> str | None:
@@ -26,6 +25,16 @@ def read_as_tasks(paths: list[str], state_dir: Path) -> str | None:
         if not any(part.startswith(".") for part in state.relative_to(root).parts):
             return path
     return None
+
+
+def resolved(path: Path | str) -> str | None:
+    """As ``sources.reading.resolved`` (None if a link on the way cannot be read: Python 3.11's
+    realpath raises EACCES for ``/proc/1/cwd``), without its imports: this is checked at start,
+    before the heavy ones."""
+    try:
+        return os.path.realpath(path)
+    except OSError:
+        return None
 
 
 def refusal(path: str, state_dir: Path) -> str:

@@ -80,3 +80,25 @@ def test_a_path_or_state_dir_through_a_link_that_cannot_be_read_is_no_crash(
     done = crontask_cli(*argv, cwd=tmp_path)
     assert "Traceback" not in done.stderr, done.stderr
     assert done.returncode in (1, 2), done.stderr
+
+
+def test_the_refusal_comes_before_the_models_are_imported(tmp_path: Path) -> None:
+    """As every usage error of ``run`` (``test_run_refuses_before_imports``): the check is a
+    few path comparisons, and importing the definitions' models for it took about a second."""
+    (tmp_path / "tasks").mkdir()
+    argv = ["-X", "importtime", "-m", "reconciler", "run", "tasks", "--state-dir", "tasks/s"]
+    done = subprocess.run(
+        [sys.executable, *argv, "--listen", "off"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    imported = {
+        line.rpartition("|")[2].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "reconciler.cli.state_place" in imported
+    assert not {"pydantic", "reconciler.core.desired", "reconciler.sources.reading"} & imported
