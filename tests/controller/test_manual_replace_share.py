@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from reconciler.controller.dispatch import Dispatcher
@@ -21,6 +20,7 @@ from reconciler.runner.base import Actions, failed
 from reconciler.runner.memory import ScriptedAction, ScriptedAttempt
 from reconciler.store import MemoryRunStore
 from reconciler.store.base import RunQuery
+from tests.controller.test_manual_replace_bound import until
 from tests.helpers import definition
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -39,14 +39,6 @@ class DeafAction(ScriptedAction):
         attempt = DeafAttempt(record, self.auto)
         self.attempts.append(attempt)
         return attempt
-
-
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll ``condition`` on the loop until it holds (the in-memory action has no events)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.002)
 
 
 def test_a_burst_under_replace_leaves_the_other_tasks_their_manual_runs() -> None:

@@ -15,20 +15,16 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from reconciler.core.runs import MANUAL_MAX, RunStatus
 from tests.e2e.conftest import Crontask, crontask
+from tests.e2e.test_run_now_replace_pending_command import LONG_GRACE, TASK, write_task
 from tests.helpers import wait_for
 
 __all__ = ["crontask"]
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # the pending answers' whole wait
 
-TASK = "default/r"
-# The command's kill grace, given after the fixture's own 1 s (the last one counts): the run
-# replaced ignores SIGTERM and ends once the test opens its gate, well within it.
-LONG_GRACE = ["sh", "-c", 'exec "$@" --kill-grace 60s', "sh"]
 # Past the task's bound with the first run, within the API's requests served at once
 # (api/admission.py: 16), so each is decided as it arrives.
 BURST = MANUAL_MAX + 2
@@ -45,27 +41,10 @@ async def run_now_at_once(server: str, count: int) -> list[dict[str, Any]]:
 def test_runs_about_to_be_replaced_do_not_use_up_the_manual_runs(
     crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:
-    app = crontask(wrapper=LONG_GRACE)
+    app = crontask(wrapper=LONG_GRACE)  # the run replaced ends by the gate, well within it
     started, gate = tmp_path / "started", tmp_path / "gate"
-    document = {
-        "apiVersion": "crontask.dev/v1alpha1",
-        "kind": "CronTask",
-        "metadata": {"name": "r"},
-        "spec": {
-            "schedule": "@yearly",
-            "concurrencyPolicy": "Replace",
-            # Deaf to SIGTERM until the gate opens: every run asked meanwhile waits for it.
-            "command": {
-                "args": [
-                    "sh",
-                    "-c",
-                    f"trap '' TERM; touch {started}; while [ ! -e {gate} ]; do sleep 0.05; done",
-                ]
-            },
-        },
-    }
-    app.tasks.joinpath("r.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
-    app.wait_log("task added")
+    # Deaf to SIGTERM until the gate opens: every run asked meanwhile waits for it.
+    write_task(app, f"trap '' TERM; touch {started}; while [ ! -e {gate} ]; do sleep 0.05; done")
     try:
         (first,) = asyncio.run(run_now_at_once(app.server, 1))
         assert first["status"] == "running", first

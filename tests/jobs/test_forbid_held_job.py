@@ -1,9 +1,11 @@
 """A Job crontask deleted at its timeout while a finalizer holds it (Terminating), its pod still
-running, holds the task's slot: Forbid skips, Replace starts no Job beside it, until it is gone."""
+running, holds the task's slot: Forbid skips, Replace starts no Job beside it, until it is gone.
+A run whose retry's Job runs beside its held one is still running, as Forbid's skip says."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -21,22 +23,7 @@ def test_forbid_skips_while_a_deleted_job_is_held(
     crontask: Callable[..., Crontask], emulator: Emulator, kubectl: Kubectl
 ) -> None:
     instance = crontask()
-    gate = Gate(instance.tasks.parent)
-    # timeoutSeconds 1 with a longer activeDeadlineSeconds: crontask's backstop deletes the
-    # Job (timeoutSeconds + DEADLINE_MARGIN after its creation), not the Job controller.
-    write_task(
-        instance.tasks,
-        "held",
-        gate.wait(),
-        schedule="*/2 * * * * *",
-        timeoutSeconds=1,
-        job={"spec": {"activeDeadlineSeconds": 600}},
-    )
-    (first,) = wait_for("the first Job", lambda: jobs(emulator, "default.held"))
-    name = first["metadata"]["name"]
-    kubectl(
-        "patch", "job", name, "--type=merge", "-p", f'{{"metadata":{{"finalizers":["{HOLD}"]}}}}'
-    )
+    gate, name = held_first_job(instance, emulator, kubectl)
     (timed_out,) = wait_for(
         "the run timed out",
         lambda: [r for r in instance.runs("default/held") if r.status is RunStatus.TIMED_OUT],
@@ -127,3 +114,67 @@ def test_replace_starts_no_job_beside_a_deleted_job_that_is_held(
         timeout=15,
     )
     gate.open()
+
+
+def held_first_job(
+    instance: Crontask, emulator: Emulator, kubectl: Kubectl, **spec: Any
+) -> tuple[Gate, str]:
+    """The task ``held`` (and ``spec``), every 2 s, its Jobs waiting for the gate returned; its
+    first Job held by a finalizer once it is deleted: its name."""
+    gate = Gate(instance.tasks.parent)
+    # timeoutSeconds 1 with a longer activeDeadlineSeconds: crontask's backstop deletes the
+    # Job (timeoutSeconds + DEADLINE_MARGIN after its creation), not the Job controller.
+    write_task(
+        instance.tasks,
+        "held",
+        gate.wait(),
+        schedule="*/2 * * * * *",
+        timeoutSeconds=1,
+        job={"spec": {"activeDeadlineSeconds": 600}},
+        **spec,
+    )
+    (first,) = wait_for("the first Job", lambda: jobs(emulator, "default.held"))
+    name = str(first["metadata"]["name"])
+    kubectl(
+        "patch", "job", name, "--type=merge", "-p", f'{{"metadata":{{"finalizers":["{HOLD}"]}}}}'
+    )
+    return gate, name
+
+
+@pytest.mark.slow
+def test_forbid_says_the_retry_runs_beside_the_held_job(
+    crontask: Callable[..., Crontask], emulator: Emulator, kubectl: Kubectl
+) -> None:
+    """A run whose timed-out attempt's Job the finalizer holds retries: its next attempt's Job
+    runs beside the held one, both the same run's. A slot turned away meanwhile is held by the
+    attempt that runs: it said "previous run's Job is being deleted", from the held Job of the
+    attempt before, and an operator looked at the finalizer of a Job the run was done with."""
+    instance = crontask()
+    gate, name = held_first_job(
+        instance, emulator, kubectl, retry={"limit": 1, "backoffSeconds": 0}
+    )
+
+    def retried() -> list[dict[str, Any]]:
+        found = jobs(emulator, "default.held")
+        held = [j for j in found if j["metadata"]["name"] == name]
+        if not held or not held[0]["metadata"].get("deletionTimestamp"):
+            return []
+        return [j for j in found if j["metadata"]["name"] != name]
+
+    (second,) = wait_for("the retry's Job beside the held one", retried, timeout=60)
+    seen = {r.id for r in instance.runs("default/held")}
+
+    def skips() -> list[RunRecord]:
+        runs = instance.runs("default/held")
+        return [r for r in runs if r.reason == "ConcurrencyForbid" and r.id not in seen]
+
+    try:
+        skipped = wait_for("two slots turned away", lambda: skips()[1:], timeout=15)
+        assert [j["metadata"]["name"] for j in retried()] == [second["metadata"]["name"]]
+    finally:
+        gate.open()
+        kubectl("patch", "job", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+    for skip in skipped:
+        assert skip.message is not None
+        assert skip.message.startswith("previous run still running ("), skip.message
+        assert "being deleted" not in skip.message
