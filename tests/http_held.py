@@ -1,13 +1,38 @@
 """A real HTTP server in a thread of its own (it answers while the test's event loop, or a
 process the test stopped, does not run), holding each answer until the test releases it, and
-saying when it has a request and when it has answered: events, not sleeps."""
+saying when it has a request and when it has answered: events, not sleeps. And an event loop
+whose clock a test moves on, as a stop of the process moves it (:class:`StoppableLoop`)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 BOUND = 20.0  # how long a test waits for what must come, not what it checks
+
+
+class StoppableLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock a test moves on (``stopped_for``), as a stop of the process
+    (SIGSTOP, a frozen VM) moves it while nothing of the loop runs: the deadlines of what is
+    under way can pass in a stop alone, however slowly a loaded machine got there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopped_for = 0.0
+
+    def time(self) -> float:
+        return super().time() + self.stopped_for
+
+
+def run_stoppable(scenario: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(scenario)`` on a :class:`StoppableLoop`."""
+    with asyncio.Runner(loop_factory=StoppableLoop) as runner:
+        return runner.run(scenario)
 
 
 class HeldAnswer:

@@ -19,9 +19,12 @@ from pathlib import Path
 from tests.helpers import wait_for
 from tests.http_held import BOUND, HeldAnswer
 
-TIMEOUT = 0.5
+# Long enough for the request to go out before it on a loaded machine (the stop must begin
+# before it passes), the code on its way warmed up first as a running crontask has it.
+TIMEOUT = 1.0
 
-# Says (a line on stdout) when the attempt begins to wait for its answer's head.
+# Says (a line on stdout) when the attempt begins to wait for its answer's head, after a first
+# attempt (to a port that refuses it) has imported and built what a first request needs.
 _ATTEMPT = """
 import json, sys
 from reconciler import resolver
@@ -36,8 +39,9 @@ async def trace(self, event, info):
     if event == "http11.receive_response_headers.started":
         print("waiting", flush=True)
 
+warm = HttpAction.model_validate({"url": "http://127.0.0.1:1/", "timeoutSeconds": 60})
+resolver.run(HttpRun(warm, env={}).run())
 http_deadline.Deadline.trace = trace
-
 action = HttpAction.model_validate(
     {"method": "POST", "url": sys.argv[1], "body": "x", "timeoutSeconds": 60}
 )
