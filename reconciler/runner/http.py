@@ -235,7 +235,7 @@ class HttpRun:
             # The deadline is for the whole request and its body (httpx's timeout is per
             # read), and takes an answer that came while crontask was stopped (http_deadline).
             async with (
-                http_deadline.Deadline(deadline) as cut,
+                http_deadline.Deadline(deadline, self.timeout) as cut,
                 httpclient.async_client(
                     verify=_verifying_context(),
                     # None of httpx's own: its read timeout, whose timer runs in the same

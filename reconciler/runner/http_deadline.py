@@ -23,8 +23,9 @@ An attempt without an answer is thus cancelled at the first look, at its deadlin
 What an attempt can read after its deadline is bounded (a head of at most
 ``httpclient.HEAD_MAX`` bytes, a body's first ``output_limit``), yet a sender that keeps its
 bytes coming round after round would hold it that long: :data:`CATCH_UP` (or as long as the
-loop was late to the deadline, if longer: a loop back from a stop has much to do) bounds
-that in time.
+loop was late to the deadline, if longer: a loop back from a stop has much to do, but no
+longer than the attempt's own timeout: after an hour's stop, such a sender held the attempt
+an hour past its deadline) bounds that in time.
 
 The connection is learnt from httpcore's ``trace`` extension (each ``connect_tcp``: direct,
 to an HTTP or a SOCKS proxy), whether a task is about to run from its ``_fut_waiter`` (not
@@ -47,12 +48,14 @@ _UNKNOWN: Final = object()  # a task without _fut_waiter (another Python): never
 
 
 class Deadline:
-    """``async with Deadline(when)``: as ``asyncio.timeout_at(when)`` (``TimeoutError`` out of
-    the block once the attempt is cut), ``when`` on the loop's clock, but see the module.
-    Requests in the block pass ``extensions={"trace": deadline.trace}``."""
+    """``async with Deadline(when, timeout)``: as ``asyncio.timeout_at(when)``
+    (``TimeoutError`` out of the block once the attempt is cut), ``when`` on the loop's clock,
+    ``timeout`` the attempt's (what the catching up may last beyond :data:`CATCH_UP`), but see
+    the module. Requests in the block pass ``extensions={"trace": deadline.trace}``."""
 
-    def __init__(self, when: float) -> None:
+    def __init__(self, when: float, timeout: float) -> None:
         self._when = when
+        self._longest = max(CATCH_UP, timeout)
         self._timeout = asyncio.timeout(None)
         self._socket: socket.socket | None = None
         self._until: float | None = None  # when the catching up ends in any case
@@ -88,7 +91,7 @@ class Deadline:
     def _looked(self) -> None:
         now = self._loop.time()
         if self._until is None:
-            self._until = now + max(CATCH_UP, now - self._when)
+            self._until = now + min(max(CATCH_UP, now - self._when), self._longest)
         if now < self._until and self._pending():
             # A timer, not call_soon: it runs after the next round's I/O.
             self._look = self._loop.call_at(now, self._looked)
