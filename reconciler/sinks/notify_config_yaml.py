@@ -217,6 +217,10 @@ def read_yaml(text: str, source: str) -> tuple[Any, Builder]:
             loader.dispose()
     except RecursionError:  # _check_depth should make this impossible: still no traceback
         raise NotificationConfigError(f"{source}:1:1: the file is too large or too deep") from None
+    except yaml.reader.ReaderError as exc:
+        # A control character (a NUL: a file saved as UTF-16 without a byte order mark), which
+        # the reader refuses before any mark exists; said as a task's file says it.
+        raise NotificationConfigError(f"{source}:{_place(text, exc)}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{mark.line + 1}:{mark.column + 1}" if mark else "1:1"
@@ -230,6 +234,16 @@ def read_yaml(text: str, source: str) -> tuple[Any, Builder]:
     except NotificationConfigError as exc:
         raise NotificationConfigError(f"{source}:{exc}") from None
     return data, builder
+
+
+def _place(text: str, err: yaml.reader.ReaderError) -> str:
+    """``line:col: unacceptable character #xNNNN: reason`` of a reader's error in ``text``:
+    PyYAML's own reader counts characters of the text (libyaml's would count bytes)."""
+    index = int(err.position)
+    line = text.count("\n", 0, index) + 1
+    column = index - text.rfind("\n", 0, index)
+    character = err.character if isinstance(err.character, int) else ord(err.character)
+    return f"{line}:{column}: unacceptable character #x{character:04x}: {err.reason}"
 
 
 def _check_depth(text: str, source: str) -> None:
