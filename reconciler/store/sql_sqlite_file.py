@@ -197,10 +197,19 @@ def check_readable(path: Path) -> None:
     write the folder reads a store only while its -shm is there (crontask running). Its own
     words were "attempt to write a readonly database". An immutable read would need no -shm,
     but a crontask starting meanwhile rewrites the file under it ("database disk image is
-    malformed", or rows torn without a word)."""
+    malformed", or rows torn without a word), and it ignores a -wal (the latest runs): it is
+    advised only on a read-only file system, for a file with no -wal to read."""
     shm = path.with_name(f"{path.name}-shm")
     if not os.access(path.parent, os.W_OK) and not shm.exists():
         if os.statvfs(path.parent).f_flag & os.ST_RDONLY:  # no user may write there
+            wal = path.with_name(f"{path.name}-wal")
+            if wal.exists() and wal.stat().st_size:  # an immutable read would not see it
+                raise StoreUnavailable(
+                    f"cannot read {path}: its file system is read-only, and SQLite needs to"
+                    f" make {shm.name} beside it to read {wal.name}, which holds its latest"
+                    f" writes: copy {path.name} and {wal.name} to a folder you may write, and"
+                    " read the copy"
+                )
             # Quoted for SQLite's URI, then for SQLAlchemy's URL, each of which decodes %XX.
             uri = quote(f"{path}", safe="/").replace("%", "%25")
             raise StoreUnavailable(
