@@ -74,7 +74,7 @@ from reconciler.membership.base import (
     Timing,
     Views,
 )
-from reconciler.store.base import RunStore
+from reconciler.store import RunStore, keep_marks
 
 log = logging.getLogger("crontask.cluster")
 
@@ -108,9 +108,9 @@ class Cluster:
         self.reconciler = reconciler
         self.dispatcher = dispatcher
         dispatcher.owns = reconciler.mine  # a retry held by the fence starts only if still ours
-        # A retry due looks at the clock first: a process paused past its renew deadline (and
-        # resumed) must hold it until a renewal says what is still its own.
+        # A retry due looks at the clock first: paused past the renew deadline, it waits.
         dispatcher.fence = self._fence_if_late
+        keep_marks(store)  # an end never goes over another replica's mark (store.keep_marks)
         self.queue = queue
         self.stopping = stopping
         self.timing = timing

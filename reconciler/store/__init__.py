@@ -33,6 +33,7 @@ __all__ = [
     "RunStore",
     "StoreUnavailable",
     "decoded_by_0_4",
+    "keep_marks",
     "open_store",
     "sqlite_url",
 ]
@@ -87,3 +88,17 @@ def open_store(url: str, *, writer: bool = False, existing: bool = False) -> Run
     from reconciler.store.sql import SqlRunStore
 
     return SqlRunStore.open(url, writer=writer, existing=existing)
+
+
+def keep_marks(store: RunStore) -> None:
+    """With replicas (``--ha``): from now on ``store.save_many`` leaves a record
+    ``mark_interrupted`` ended as marked, unless a stop was asked of it (its end says so,
+    ``Replaced``). The others judged this replica gone and took its tasks (their next runs may
+    be going): its end coming after their mark is not written over it, whenever it comes, as
+    the check is part of the write. Without replicas the end replaces the mark: a crontask
+    whose heartbeat lapsed lives on (``controller.heartbeat``). Other stores (a test's
+    wrappers) are left as they are."""
+    from reconciler.store.sql import SqlRunStore  # imported here, as in open_store
+
+    if isinstance(store, (MemoryRunStore, SqlRunStore)):
+        store.keep_marks = True

@@ -294,10 +294,10 @@ class RunStore(Protocol):
     def save_many(self, records: Sequence[RunRecord]) -> None:
         """Write the newest state of each record in one call (one transaction where the store
         has them): an existing ``(id, attempt)`` has its mutable fields overwritten as by
-        ``complete``, a missing one is inserted whole, but one :meth:`mark_interrupted` ended
-        is left as marked unless a stop was asked of it (its owner, judged gone, wrote its end
-        after: the check is part of the write). A key given twice ends with its last record.
-        How finished runs are written: a burst of runs ending together, one round trip."""
+        ``complete``, a missing one is inserted whole (with replicas, one
+        :meth:`mark_interrupted` ended is left as marked: ``store.keep_marks``). A key given
+        twice ends with its last record. This is how finished runs are written: a burst of runs
+        ending together costs one store round trip."""
         ...
 
     def get(self, run_id: str, attempt: int | None = None) -> RunRecord | None:

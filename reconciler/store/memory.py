@@ -78,8 +78,8 @@ def _overwritten(old: RunRecord, record: RunRecord) -> RunRecord:
 
 
 def _saved_over(record: RunRecord, stop_asked: bool) -> bool:
-    """Whether ``save_many`` may write over ``record``: not once ``mark_interrupted`` ended it
-    (and no stop was asked of it): ``sql_running.SAVED_OVER``."""
+    """Whether ``save_many`` keeping marks may write over ``record``: not once
+    ``mark_interrupted`` ended it (and no stop was asked of it): ``sql_running.SAVED_OVER``."""
     return stop_asked or not died(record)
 
 
@@ -89,6 +89,8 @@ def _ended(record: RunRecord) -> datetime | None:
 
 class MemoryRunStore:
     """Records live in a dict keyed by ``(id, attempt)``; stored records are already UTC."""
+
+    keep_marks = False  # save_many leaves marked records so (``store.keep_marks``)
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -153,7 +155,7 @@ class MemoryRunStore:
                 old = self._records.get(key)
                 if old is None:
                     self._records[key] = record
-                elif _saved_over(old, key in self._stops):
+                elif not self.keep_marks or _saved_over(old, key in self._stops):
                     self._records[key] = _overwritten(old, record)
 
     def get(self, run_id: str, attempt: int | None = None) -> RunRecord | None:

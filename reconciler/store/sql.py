@@ -129,6 +129,8 @@ _c = runs.c
 class SqlRunStore:
     """The run store on a SQLAlchemy engine. Build it with :meth:`open` (which migrates)."""
 
+    keep_marks = False  # save_many leaves marked records so (``store.keep_marks``)
+
     def __init__(self, engine: Engine, *, read_wait: timedelta | None = None) -> None:
         """Wrap an engine from :func:`create_engine` whose schema is already at HEAD.
         ``read_wait``: how long a read waits for a lock on PostgreSQL (else: no limit)."""
@@ -145,6 +147,10 @@ class SqlRunStore:
             index_elements=["id", "attempt"]
         ).returning(_c.id, _c.attempt)
         self._save_stmt = insert.on_conflict_do_update(
+            index_elements=["id", "attempt"],
+            set_={name: insert.excluded[name] for name in MUTABLE},
+        )
+        self._save_keeping_stmt = insert.on_conflict_do_update(
             index_elements=["id", "attempt"],
             set_={name: insert.excluded[name] for name in MUTABLE},
             where=sql_running.SAVED_OVER,  # a record marked interrupted stands
@@ -289,8 +295,10 @@ class SqlRunStore:
             return
         rows = [latest[key] for key in sorted(latest)]  # in key order, as claim_many
 
+        stmt = self._save_keeping_stmt if self.keep_marks else self._save_stmt
+
         def save(conn: Connection) -> None:
-            conn.execute(self._save_stmt, rows)
+            conn.execute(stmt, rows)
             if not self._sqlite:
                 # After psycopg's pipelined executemany the server does not start its idle
                 # timer again until the next statement: a replica frozen between this save and

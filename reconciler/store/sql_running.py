@@ -33,8 +33,8 @@ _UNTOLD = (
     _c.reason == PROCESS_DIED,
     _c.message.endswith(UNTOLD, autoescape=True),
 )
-# The rows a save may write over (``RunStore.save_many``): all but those mark_interrupted
-# ended and no stop was asked of (the twin of ``memory._saved_over``); NULLs read as not marked.
+# The rows a save keeping marks may write over (``store.keep_marks``): all but those
+# mark_interrupted ended and no stop was asked of (``memory._saved_over``); NULL: not marked.
 SAVED_OVER: Final = sa.or_(
     _c.status != RunStatus.INTERRUPTED.value,
     _c.reason.is_(None),
