@@ -308,7 +308,7 @@ def check_db(path: Path, contents: Callable[[Path], None] | None = None) -> None
     """``prepare_db``'s checks of the file ``path`` already there (nothing made) and of its
     ``-wal``/``-shm``/``-journal``: a run store file put back under a running crontask is
     taken only so. Raises :class:`Refused`, FileNotFoundError (nothing there), OSError."""
-    tightened = _check_file(path, contents)
+    tightened = _check_file(path, contents, one_name=True)
     for suffix in _SQLITE_SIDE_FILES:
         # Another process's SQLite creates and removes these at any moment (a ``-journal``
         # lives one transaction): one gone before it is held is not there.
@@ -427,7 +427,9 @@ def mount_points() -> frozenset[str]:
     )
 
 
-def _check_file(path: Path, contents: Callable[[Path], None] | None = None) -> list[str]:
+def _check_file(
+    path: Path, contents: Callable[[Path], None] | None = None, *, one_name: bool = False
+) -> list[str]:
     with _held(path) as (fd, st):
         mode = stat.S_IMODE(st.st_mode)
         if stat.S_ISLNK(st.st_mode):
@@ -435,11 +437,24 @@ def _check_file(path: Path, contents: Callable[[Path], None] | None = None) -> l
         if not stat.S_ISREG(st.st_mode):
             raise _refused("run store", path, "it is not a regular file")
         _check_owner(path, "run store", st)
+        if one_name and st.st_nlink > 1:  # at start, and a file put back under a writer
+            raise _refused("run store", path.absolute(), _hard_linked(st.st_nlink))
         if contents is not None:
             contents(path)
         if mode & _SHARED:
             return [_tighten(fd, path, mode, mode & PRIVATE_FILE)]
         return []
+
+
+def _hard_linked(names: int) -> str:
+    """Why a file with more than one name (a hard link) is no run store: SQLite keeps the
+    ``-wal`` and ``-shm`` beside the name it opens, so writers using two names write two
+    journals, and the last checkpoint writes over the other's pages."""
+    return (
+        f"it has {names} names (hard links), and SQLite keeps its -wal and -shm beside the name"
+        " it is opened by: two crontasks writing it by two names corrupt it; remove the other"
+        " names, and give every crontask that shares it the same --db"
+    )
 
 
 @contextlib.contextmanager

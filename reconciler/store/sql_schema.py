@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
@@ -235,23 +234,6 @@ api_tasks = sa.Table(
 )
 
 
-def _refuse_hard_linked(database: Path) -> None:
-    """Refuse a writer's SQLite file that has more than one name (a hard link), as found:
-    SQLite keeps the ``-wal`` and ``-shm`` beside the name it opens, so writers using two names
-    write two journals, and the last checkpoint writes over the other's pages."""
-    try:
-        st = os.lstat(database)
-    except OSError:
-        return  # nothing there yet (made with one name), or prepare_db says what is wrong
-    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
-        raise statedir.Refused(
-            f"refusing run store {database.absolute()}: it has {st.st_nlink} names (hard "
-            "links), and SQLite keeps its -wal and -shm beside the name it is opened by: two "
-            "crontasks writing it by two names corrupt it; remove the other names, and give "
-            "every crontask that shares it the same --db"
-        )
-
-
 def _warn_if_in_another_state_dir(database: Path) -> None:
     """Warn a writer whose SQLite file is the ``runs.db`` of a state directory this process
     does not hold (its ``lock`` file is there): the crontask of that state directory, started
@@ -289,7 +271,6 @@ def create_engine(url: str, *, existing: bool = False) -> Engine:
         database = sqlite_file(u)
         check_sqlite()
         if not existing:
-            _refuse_hard_linked(database)
             statedir.prepare_db(database, refuse_foreign)
             _warn_if_in_another_state_dir(database)
         elif database.is_dir():  # a usage error, as a writer's refusal of it

@@ -210,7 +210,7 @@ def test_a_damaged_backup_is_refused_once_and_a_good_one_then_taken(
 
 @pytest.mark.parametrize(
     "put",
-    ["symlink", "foreign", "empty", "not-ours"],
+    ["symlink", "foreign", "empty", "not-ours", "hard-link"],
 )
 def test_a_file_that_fails_a_check_is_not_taken_nor_changed(
     put: str,
@@ -227,6 +227,9 @@ def test_a_file_that_fails_a_check_is_not_taken_nor_changed(
         "foreign": "not a crontask run store",
         "empty": "no run store in that database",
         "not-ours": "owned by uid 4242",
+        # The backup itself, by a second name (ln): as refused at start, since crontask would
+        # write into the backup, and another crontask by its name over its runs.
+        "hard-link": "it has 2 names (hard links)",
     }[put]
     if put == "symlink":
         db.symlink_to(saved)
@@ -236,6 +239,9 @@ def test_a_file_that_fails_a_check_is_not_taken_nor_changed(
         db.chmod(0o600)
     elif put == "empty":
         db.touch(0o600)
+    elif put == "hard-link":
+        saved.chmod(0o600)
+        os.link(saved, db)
     else:
         if os.geteuid() != 0:
             pytest.skip("giving a file to another user needs root")
