@@ -10,10 +10,13 @@ Contract:
   cannot be read, and a file of more than :data:`MAX_VALUES` values (an alias counted each
   time it is used) or nested deeper than :data:`MAX_DEPTH`. What an alias repeats is placed
   where the alias stands: that is the place of that occurrence. A merge key (``<<``) is read
-  as PyYAML's constructor reads it for a task's file (the mapping's own keys win, then the
-  first mapping merged); a merge of what is no mapping, or of a mapping into itself, is an
-  error at its place. What a merge brings counts in the bound as an alias does (each key each
-  time); merges of merges are nested no deeper than :data:`MAX_DEPTH`.
+  as YAML's merge key type says (yaml.org/type/merge.html), and as PyYAML's constructor read
+  it up to 6.0.3: the mapping's own keys win, then the first mapping merged that has the key
+  (PyYAML 6.0.4 lets the last of ``<<: [*a, *b]`` win for a key of two characters or more,
+  yaml/pyyaml#953, and so may read a task's file otherwise). A merge of what is no mapping,
+  or of a mapping into itself, is an error at its place. What a merge brings counts in the
+  bound as an alias does (each key each time); merges of merges are nested no deeper than
+  :data:`MAX_DEPTH`.
 - :func:`describe` says pydantic's errors of that data, the first 20, one line each,
   ``file:line:col: field.path: message``, at the field, or at the nearest value around it that
   is written (:func:`nearest`: a missing field is said at the mapping that lacks it).
