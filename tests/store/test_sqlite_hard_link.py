@@ -43,8 +43,9 @@ def test_a_writer_refuses_either_name_of_a_hard_linked_store(linked: tuple[Path,
         assert str(caught.value) == (
             f"refusing run store {db.absolute()}: it has 2 names (hard links), and SQLite keeps"
             " its -wal and -shm beside the name it is opened by: two crontasks writing it by"
-            " two names corrupt it; remove the other names, and give every crontask that shares"
-            " it the same --db"
+            " two names corrupt it; remove the other names (find / -xdev -samefile"
+            f" {db.absolute()} lists them; a copy made with cp -al or ln is one: copy with cp"
+            " instead), and give every crontask that shares it the same --db"
         )
         assert db.read_bytes() == before
         assert sorted(p.name for p in db.parent.iterdir()) == ["runs.db"]
