@@ -439,25 +439,22 @@ def _check_file(
             raise _refused("run store", path, "it is not a regular file")
         _check_owner(path, "run store", st)
         if one_name and st.st_nlink > 1:  # at start, and a file put back under a writer
-            raise _refused("run store", path.absolute(), _hard_linked(path, st.st_nlink))
+            # SQLite keeps the -wal and -shm beside the name it opens: writers using two names
+            # write two journals, and the last checkpoint writes over the other's pages.
+            raise _refused(
+                "run store",
+                where := path.absolute(),
+                f"it has {st.st_nlink} names (hard links), and SQLite keeps its -wal and -shm"
+                " beside the name it is opened by: two crontasks writing it by two names corrupt"
+                f" it; remove the other names (find / -xdev -samefile {shlex.quote(str(where))}"
+                " lists them; a copy made with cp -al or ln is one: copy with cp instead), and"
+                " give every crontask that shares it the same --db",
+            )
         if contents is not None:
             contents(path)
         if mode & _SHARED:
             return [_tighten(fd, path, mode, mode & PRIVATE_FILE)]
         return []
-
-
-def _hard_linked(path: Path, names: int) -> str:
-    """Why a file with more than one name (a hard link) is no run store: SQLite keeps the
-    ``-wal`` and ``-shm`` beside the name it opens, so writers using two names write two
-    journals, and the last checkpoint writes over the other's pages."""
-    return (
-        f"it has {names} names (hard links), and SQLite keeps its -wal and -shm beside the name"
-        " it is opened by: two crontasks writing it by two names corrupt it; remove the other"
-        f" names (find / -xdev -samefile {shlex.quote(str(path.absolute()))} lists them; a copy"
-        " made with cp -al or ln is one: copy with cp instead), and give every crontask that"
-        " shares it the same --db"
-    )
 
 
 @contextlib.contextmanager
