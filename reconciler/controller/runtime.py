@@ -36,6 +36,7 @@ from reconciler.aio import close_threads, in_thread, open_threads
 from reconciler.controller import state_open, wiring
 from reconciler.controller.cluster import Cluster
 from reconciler.controller.components import Housekeeping, Http, Runs, SourceWatch
+from reconciler.controller.crashed import CrashedAtStart
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.handover import Handover
 from reconciler.controller.heartbeat import Heartbeat
@@ -168,7 +169,8 @@ def _recover(
     ``previous``: the state directory's last holder, dead unless this host sees it alive (a
     copied state directory), whatever host or pid it had (see ``instance.judged``). Its
     ``told``: the runs for this crontask's notifier to tell of, if it has one and no replicas
-    (which tell of no crashed run); the others are left to the crontask that declares them.
+    (which tell of no crashed run), those of the tasks its first pass declares
+    (``controller.crashed``); the others are left to the crontask that declares them.
     A store that cannot take the ends keeps them for later (``Recorder.later``); one that
     cannot be read at all stops the start, in one line: nothing can be decided without it."""
     gone = [previous] if previous else []
@@ -299,7 +301,9 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
         )
     notifier = wiring.notifier(options, metrics, reconciler, dispatcher, store, cluster)
     if notifier is not None:
-        notifier.crashed(crashed.told)
+        unclaimed = [(r.id, r.attempt) for r in crashed.unclaimed]
+        told = CrashedAtStart(crashed.told, notifier.crashed, dispatcher.recorder, unclaimed)
+        reconciler.subscribe(told)
     heartbeat = wiring.heartbeat(
         store, me, reconciler, notifier, outlives, replicas=cluster is not None
     )
