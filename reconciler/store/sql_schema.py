@@ -237,9 +237,10 @@ api_tasks = sa.Table(
 def _warn_if_in_another_state_dir(database: Path) -> None:
     """Warn a writer whose SQLite file is the ``runs.db`` of a state directory this process
     does not hold (its ``lock`` file is there): the crontask of that state directory, started
-    without ``--db``, prunes and recovers that store as its alone, so the runs and missed-slot
-    marks of the tasks it does not declare go by age (``controller.components``, ``_owner``),
-    and this crontask loses what it counts its missed slots from."""
+    without ``--db``, prunes and recovers that store as its alone until it has seen another's
+    beat there (``controller.components``), so the runs and missed-slot marks of the tasks it
+    does not declare may go by age, and this crontask lose what it counts its missed slots
+    from."""
     folder = database.parent
     if database.name != DB_FILENAME or statedir.holds(folder):
         return
@@ -247,7 +248,8 @@ def _warn_if_in_another_state_dir(database: Path) -> None:
         return
     log.warning(
         "run store is another crontask's state directory's own runs.db, which that crontask "
-        "prunes as its alone: the runs of tasks it does not declare, and the marks this "
+        "prunes as its alone until it has seen this crontask's heartbeat (again after each of "
+        "its restarts): till then the runs of tasks it does not declare, and the marks this "
         "crontask counts its missed slots from, go by its --history-max-age; give the "
         "crontasks that share a run store the same --db outside any state directory",
         extra={"fields": {"store": str(database.absolute()), "state_dir": str(folder.absolute())}},

@@ -54,6 +54,8 @@ def test_a_writer_on_another_state_directorys_store_is_warned(
         "state_dir": str(other.absolute()),
     }
     assert "prunes" in warning.message
+    # As that crontask prunes since 5a62b87: as its alone only until it has seen this one beat.
+    assert "until it has seen this crontask's heartbeat" in warning.message
     assert "--db" in warning.message  # what to do: one --db outside any state directory
 
 
