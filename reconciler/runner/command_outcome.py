@@ -189,9 +189,10 @@ def _looked_for_in(command: str, path: str | None) -> str:
         return ""  # a path: looked for there alone
     if path is None:
         return f" (looked for in {os.defpath}: no PATH)"
-    if len(path) > _PATH_SHOWN:
-        path = f"{path[:_PATH_SHOWN]}... [{len(path) - _PATH_SHOWN} more characters]"
-    return f" (looked for in PATH={path})"
+    more = f"... [{len(path) - _PATH_SHOWN} more characters]" if len(path) > _PATH_SHOWN else ""
+    path = path[:_PATH_SHOWN]
+    # A message is one line: a PATH that would not show on one is quoted (as an interpreter).
+    return f" (looked for in PATH={path if path.isprintable() else repr(path)}{more})"
 
 
 def _interpreter_not_found(command: str, interpreter: str | None) -> str:

@@ -113,6 +113,18 @@ def test_a_missing_program_or_working_directory_is_still_told_as_such(
     assert outcome.message == "permission denied: folder"
 
 
+def test_a_path_that_would_not_show_on_one_line_is_quoted(spawner: str) -> None:
+    """A run's message is one line: a PATH holding a newline (a task's env written as a YAML
+    block scalar) is shown quoted, as an interpreter's name is."""
+    path = "/opt/tools/bin\n:/usr/bin"
+    said = run(["crontask-no-such-program"], {"PATH": path}).message
+    assert said == (
+        "command not found: crontask-no-such-program"
+        " (looked for in PATH='/opt/tools/bin\\n:/usr/bin')"
+    )
+    assert "\n" not in said
+
+
 def test_a_script_without_a_hash_bang_line_says_what_it_lacks(spawner: str, tmp_path: Path) -> None:
     """A shell runs such a file as a script of its own (so cron, through ``sh -c``, did);
     exec does not, and "Exec format error" alone did not say what to change. (A program built
