@@ -19,7 +19,7 @@ import signal
 
 from reconciler.core.runs import RunStatus
 from reconciler.runner.base import Outcome
-from reconciler.runner.libc_spawn import InterpreterNotFound
+from reconciler.runner.libc_spawn import ByteOrderMark, InterpreterNotFound
 
 
 class End(enum.Enum):
@@ -156,6 +156,11 @@ def start_failed(
             message = f"command not found: {command}{_looked_for_in(command, path)}"
         elif exc.errno == errno.EACCES:
             message = f"permission denied: {command}"
+        elif isinstance(exc, ByteOrderMark):
+            message = (
+                f"cannot start {command}: {detail} (its #! line follows a byte order mark,"
+                " which exec does not read past: save it as UTF-8 without BOM)"
+            )
         elif exc.errno == errno.ENOEXEC:
             # A shell would run a script without a #! line as one of its own (cron, through
             # ``sh -c``, did); or a program built for another machine (an arm64 binary).

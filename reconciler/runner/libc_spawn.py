@@ -53,6 +53,14 @@ class InterpreterNotFound(FileNotFoundError):
         self.interpreter = interpreter
 
 
+class ByteOrderMark(OSError):
+    """ENOEXEC for ``program``, a script whose ``#!`` follows a UTF-8 byte order mark (saved
+    by a Windows editor as "UTF-8 with BOM"): exec reads no ``#!`` line there."""
+
+    def __init__(self, program: str) -> None:
+        super().__init__(errno.ENOEXEC, os.strerror(errno.ENOEXEC), program)
+
+
 class LibcSpawn:
     """``posix_spawn`` called through ctypes; it and ``access`` let go of the GIL."""
 
@@ -209,6 +217,8 @@ class LibcSpawn:
             raise OSError(code, os.strerror(code), cwd)
         if code == errno.ENOENT and runs_on is not None:
             raise InterpreterNotFound(command, _missing_interpreter(runs_on, cwd))
+        if code == errno.ENOEXEC:
+            raise not_executable(command, env, cwd) or OSError(code, os.strerror(code), command)
         raise OSError(code, os.strerror(code), command)
 
     def _remember(self, key: tuple[str, str | None, str | None], path: bytes) -> None:
@@ -266,22 +276,37 @@ def interpreter_not_found(
     return None
 
 
-def _missing_interpreter(program: bytes, cwd: str | None) -> str | None:
-    """The interpreter ``program``'s ``#!`` line names, if that file does not exist; None if
-    the line cannot be read (at most what the kernel reads of it) or names one that exists.
+def not_executable(command: str, env: Mapping[str, str], cwd: str | None) -> OSError | None:
+    """What an exec of ``command`` that said ENOEXEC meant, if the program found (as
+    ``interpreter_not_found`` finds it) is a script whose ``#!`` follows a byte order mark."""
+    for path in _executables(command, env):
+        program = _seen_from(path, cwd)
+        if os.path.isfile(program):
+            return ByteOrderMark(command) if _head(program).startswith(b"\xef\xbb\xbf#!") else None
+    return None
+
+
+def _head(program: bytes) -> bytes:
+    """At most what the kernel reads of ``program``'s ``#!`` line; empty if it cannot be read.
     In the spawner's thread: the file was just there for exec, so reading its head is cheap."""
     try:
         fd = os.open(program, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
-        return None
+        return b""
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since exec looked at it
-            return None
-        head = os.read(fd, _SHEBANG_MAX)
+            return b""
+        return os.read(fd, _SHEBANG_MAX)
     except OSError:
-        return None
+        return b""
     finally:
         os.close(fd)
+
+
+def _missing_interpreter(program: bytes, cwd: str | None) -> str | None:
+    """The interpreter ``program``'s ``#!`` line names, if that file does not exist; None if
+    the line cannot be read or names one that exists."""
+    head = _head(program)
     if not head.startswith(b"#!"):
         return None
     # As the kernel parses it: after "#!" and blanks, up to a blank or the end of the line.

@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -207,6 +208,10 @@ def _popen(args: Sequence[str], env: Mapping[str, str], cwd: str | None, output_
         if error.filename != args[0]:
             raise
         raise libc_spawn.interpreter_not_found(args[0], env, cwd) or error from None
+    except OSError as error:
+        if error.errno != errno.ENOEXEC:
+            raise
+        raise libc_spawn.not_executable(args[0], env, cwd) or error from None
     return process.pid, process
 
 

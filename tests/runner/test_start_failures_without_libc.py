@@ -113,6 +113,24 @@ def test_a_missing_program_or_working_directory_is_still_told_as_such(
     assert outcome.message == "permission denied: folder"
 
 
+def test_a_script_whose_hash_bang_follows_a_byte_order_mark_says_so(
+    spawner: str, tmp_path: Path
+) -> None:
+    """A script saved as "UTF-8 with BOM" (a Windows editor's default) starts with three bytes
+    before its #!, so exec reads no #! line: "a script with a first line such as #!/bin/sh"
+    sent users to look at a line that was there."""
+    script = tmp_path / "backup.sh"
+    script.write_bytes(b"\xef\xbb\xbf#!/bin/sh\necho hi\n")
+    script.chmod(0o755)
+    said = (
+        "cannot start {}: Exec format error (its #! line follows a byte order mark, which exec"
+        " does not read past: save it as UTF-8 without BOM)"
+    )
+    assert run([str(script)]).message == said.format(script)
+    assert run(["backup.sh"], {**ENV, "PATH": str(tmp_path)}).message == said.format("backup.sh")
+    assert run(["./backup.sh"], working_dir=str(tmp_path)).message == said.format("./backup.sh")
+
+
 def test_a_path_that_would_not_show_on_one_line_is_quoted(spawner: str) -> None:
     """A run's message is one line: a PATH holding a newline (a task's env written as a YAML
     block scalar) is shown quoted, as an interpreter's name is."""
