@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 from reconciler.controller.reconcile import PassResult
-from reconciler.core.runs import UNTOLD, RunRecord
+from reconciler.core.runs import UNTOLD, UNTOLD_NOTES, RunRecord
 
 log = logging.getLogger("crontask")
 
@@ -72,7 +72,7 @@ def _untold(record: RunRecord) -> RunRecord:
     message = record.message or ""
     return (
         record
-        if message.endswith(UNTOLD)
+        if message.endswith(UNTOLD_NOTES)
         else dataclasses.replace(record, message=message + UNTOLD)
     )
 

@@ -48,10 +48,17 @@ JOB_DELETED: Final = "JobDeleted"
 # so to its caller (a manual run's is answered 503), and a scheduled slot is caught up later.
 NOT_STARTED: Final = "NotStarted"
 # Ends the message of a run marked ``interrupted`` by a crontask that told nobody of it (one that
-# does not declare its task, has no notifier, or is a replica), so that no notification was sent
-# of it: a crontask that tells may take it over (``controller.heartbeat``, ``sinks.notify``). The
-# text is a marker records are found by (``endswith``): it stays as older crontasks wrote it.
-UNTOLD: Final = " (found by a crontask that does not declare its task: no notification was sent)"
+# does not declare its task, has no notifier, or is a replica; a start that finds another
+# crontask's run, or a restart whose first pass no longer declares the task), so that no
+# notification was sent of it: a crontask that tells may take it over (``controller.heartbeat``,
+# ``sinks.notify``). It says what is true of them all, not which. The text is a marker records
+# are found by (``endswith``: ``UNTOLD_NOTES``, the store's queries): a record keeps the one it
+# was written with, so the note crontasks before wrote (``UNTOLD_BEFORE``) is read as this one.
+UNTOLD: Final = " (no notification was sent: the crontask that found it does not tell of it)"
+UNTOLD_BEFORE: Final = (
+    " (found by a crontask that does not declare its task: no notification was sent)"
+)
+UNTOLD_NOTES: Final = (UNTOLD, UNTOLD_BEFORE)
 
 
 def died(record: RunRecord) -> bool:
@@ -63,7 +70,15 @@ def died(record: RunRecord) -> bool:
 def untold(record: RunRecord) -> bool:
     """Whether ``record`` died and the crontask that found it dead told nobody (``UNTOLD``):
     the memory store's twin of the SQL store's conditions, and the notifier's test."""
-    return died(record) and (record.message or "").endswith(UNTOLD)
+    return died(record) and (record.message or "").endswith(UNTOLD_NOTES)
+
+
+def without_untold(message: str) -> str:
+    """``message`` without the note ``UNTOLD`` (either of ``UNTOLD_NOTES``) that ends it."""
+    for note in UNTOLD_NOTES:
+        if message.endswith(note):
+            return message.removesuffix(note)
+    return message
 
 
 # A namespace or a name (Kubernetes' DNS-1123 label, at most 63 characters): a task key is

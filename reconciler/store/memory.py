@@ -14,13 +14,13 @@ from collections.abc import Collection, Container, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from reconciler.core.runs import (
-    UNTOLD,
     LastOutcomes,
     RunRecord,
     RunStatus,
     Trigger,
     died,
     untold,
+    without_untold,
 )
 from reconciler.core.status import is_failure
 from reconciler.store.base import (
@@ -382,7 +382,7 @@ class MemoryRunStore:
             self._check_open()
             for key, r in self._records.items():
                 if r.id in ids and untold(r) and r.message is not None:
-                    told = dataclasses.replace(r, message=r.message.removesuffix(UNTOLD))
+                    told = dataclasses.replace(r, message=without_untold(r.message))
                     self._records[key] = told
                     taken.append(told)
         return sorted(taken, key=_newest_first)

@@ -19,19 +19,20 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
-from reconciler.core.runs import PROCESS_DIED, UNTOLD, RunStatus
+from reconciler.core.runs import PROCESS_DIED, UNTOLD_NOTES, RunStatus
 from reconciler.store import sql_rows
 from reconciler.store.base import INTERRUPTED_MESSAGE, UNTOLD_MAX
 from reconciler.store.records import utc
 from reconciler.store.sql_schema import runs
 
 _c = runs.c
-# The records mark_interrupted ended with the note UNTOLD (see RunStore.untold): the
-# SQL twin of ``core.runs.untold``.
+# The records mark_interrupted ended with the note UNTOLD (see RunStore.untold), as this
+# crontask writes it or as crontasks before did (``core.runs.UNTOLD_NOTES``): the SQL twin of
+# ``core.runs.untold``.
 _UNTOLD = (
     _c.status == RunStatus.INTERRUPTED.value,
     _c.reason == PROCESS_DIED,
-    _c.message.endswith(UNTOLD, autoescape=True),
+    sa.or_(*(_c.message.endswith(note, autoescape=True) for note in UNTOLD_NOTES)),
 )
 # The rows a save keeping marks may write over (``store.keep_marks``): all but those
 # mark_interrupted ended and no stop was asked of (``memory._saved_over``); NULL: not marked.
@@ -146,10 +147,22 @@ def untold(since: datetime, after: tuple[datetime, str, int] | None) -> sa.Execu
     return stmt.order_by(_c.finished_at, _c.id, _c.attempt).limit(UNTOLD_MAX)
 
 
+def _without_untold() -> sa.ColumnElement[str]:
+    """The message without the note it ends with (either of ``UNTOLD_NOTES``)."""
+    cut = [
+        (
+            _c.message.endswith(note, autoescape=True),
+            sa.func.substr(_c.message, 1, sa.func.length(_c.message) - len(note)),
+        )
+        for note in UNTOLD_NOTES
+    ]
+    return sa.case(*cut, else_=_c.message)
+
+
 def take_untold(ids: Collection[str]) -> sa.Executable:
     return (
         runs.update()
         .where(_c.id.in_(ids), *_UNTOLD)
-        .values(message=sa.func.substr(_c.message, 1, sa.func.length(_c.message) - len(UNTOLD)))
+        .values(message=_without_untold())
         .returning(*runs.c)
     )
