@@ -37,13 +37,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from reconciler.core.desired import Definition, DefinitionError, Location, SourceKind
 from reconciler.core.jobspec import JobSpecError
 from reconciler.core.model import API_GROUP, KIND, CronTask
 from reconciler.core.schedule import ScheduleError
-from reconciler.sources import syntaxhints
+from reconciler.sources import pythonnames, syntaxhints
 from reconciler.sources.boms import document_boms
 from reconciler.sources.documentkeys import (
     KIND_FIELDS,
@@ -350,16 +350,20 @@ def _document(
         return used
     root = at(*found.lines.place(node.start_mark))
     try:
-        task = CronTask.model_validate(data)
-    except ValidationError as err:
-        positions = positions or Positions(node, found.lines)
-        _validation_errors(err, positions, at, key_of(data), found)
-        return used
+        read = pythonnames.read(data)  # a field's Python name (time_zone) warned of, read
     except Exception as err:  # a bug of crontask: see unexpected()
         error = unexpected(err, root, key_of(data))
         found.error(error.location, error.message, error.key)
         return used
-    found.definitions.append(Definition.of(task, root))
+    if read.errors or read.respelled:
+        positions = positions or Positions(node, found.lines)
+        marks = [(positions.find(r.loc), r.warning()) for r in read.respelled]
+        marks.sort(key=lambda m: (m[0].line, m[0].column))  # as the file has them, not the model
+        found.warnings += [DocumentWarning(at(m.line, m.column), said) for m, said in marks]
+    if read.task is None:
+        _validation_errors(read.errors, positions or Positions(node, found.lines), at, data, found)
+        return used
+    found.definitions.append(Definition.of(read.task, root))
     return used
 
 
@@ -466,9 +470,9 @@ def _data_items(data: dict[Any, Any]) -> Iterator[tuple[Any, Any]]:
 
 
 def _validation_errors(
-    err: ValidationError, positions: Positions, at: Any, key: str | None, found: _Found
+    errors: list[ErrorDetails], positions: Positions, at: Any, data: Any, found: _Found
 ) -> None:
-    locate = locator(errors := err.errors(include_url=False))
+    locate, key = locator(errors), key_of(data)
     for item in errors:
         if found.full:
             return

@@ -387,7 +387,8 @@ def _number_hint(text: str, whole: bool) -> str:
     return f": write it as {excerpt(str(int(number) if whole else number))}"
 
 
-def _model_at(loc: Loc) -> type[BaseModel] | None:
+def model_at(loc: Loc) -> type[BaseModel] | None:
+    """The model whose fields a mapping at ``loc`` holds (``CronTask`` at the root), or None."""
     if not loc:
         return CronTask
     found = _field(loc)
@@ -398,7 +399,7 @@ def _colon_slip(loc: Loc, value: Any) -> str:
     """``: write a space after the ':' of 'name:'`` for a string where the model at ``loc``
     goes that starts with one of its fields and a colon (``name:nightly``, one YAML string);
     the field is the model's word: the value is not quoted."""
-    model = _model_at(loc)
+    model = model_at(loc)
     if model is None or not isinstance(value, str) or ":" not in value:
         return ""
     name = value.partition(":")[0]
@@ -408,7 +409,7 @@ def _colon_slip(loc: Loc, value: Any) -> str:
 
 def _such_as(loc: Loc) -> str:
     """`` such as url`` for the model at ``loc``: its required fields, or its first two."""
-    model = _model_at(loc)
+    model = model_at(loc)
     if model is None:
         return ""
     fields = model.model_fields
