@@ -8,8 +8,6 @@ unscheduled); the models themselves, as an API request's body is validated, refu
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ from pydantic import ValidationError
 from reconciler.core.model import ConcurrencyPolicy, CronTask
 from reconciler.sources.documents import parse_text
 from reconciler.sources.messages import MAX_SHOWN, problems
-from tests.helpers import task_doc
+from tests.helpers import crontask_cli, task_doc
 
 FILE = """apiVersion: crontask.dev/v1alpha1
 kind: CronTask
@@ -43,12 +41,7 @@ def said(name: str, alias: str) -> str:
 def test_validate_reads_the_python_names_and_warns_at_each(tmp_path: Path) -> None:
     path = tmp_path / "snake.yaml"
     path.write_text(FILE)
-    done = subprocess.run(
-        [sys.executable, "-m", "reconciler", "validate", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = crontask_cli("validate", str(path))
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines() == [
         f"{path}:6:3: warning: spec.concurrency_policy: "

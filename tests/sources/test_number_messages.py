@@ -7,8 +7,6 @@ document (``messages.problems``)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ from pydantic import ValidationError
 
 from reconciler.core.model import CronTask
 from reconciler.sources.messages import MAX_SHOWN, problems
-from tests.helpers import task_doc
+from tests.helpers import crontask_cli, task_doc
 
 FILE = """apiVersion: crontask.dev/v1alpha1
 kind: CronTask
@@ -48,12 +46,7 @@ EXPECTED = [
 def test_validate_says_what_was_read_and_what_to_write(tmp_path: Path) -> None:
     path = tmp_path / "quoted.yaml"
     path.write_text(FILE)
-    done = subprocess.run(
-        [sys.executable, "-m", "reconciler", "validate", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = crontask_cli("validate", str(path))
     assert done.returncode == 1, done.stderr
     assert done.stdout.splitlines() == [f"{path}:{line}" for line in EXPECTED]
 

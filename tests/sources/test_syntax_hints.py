@@ -6,14 +6,13 @@ neither. Through ``crontask validate`` on real files (libyaml's parser), and PyY
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from reconciler.sources import documents
+from tests.helpers import crontask_cli
 
 HEAD = "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\nmetadata: {name: NAME}\nspec:\n"
 FILES = {
@@ -42,12 +41,7 @@ EXPECTED = [
 def test_validate_says_to_quote(tmp_path: Path) -> None:
     for name, body in FILES.items():
         (tmp_path / name).write_text(HEAD.replace("NAME", name[0]) + body)
-    done = subprocess.run(
-        [sys.executable, "-m", "reconciler", "validate", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = crontask_cli("validate", str(tmp_path))
     assert done.returncode == 1, done.stderr
     assert done.stdout.splitlines() == [f"{tmp_path}/{line}" for line in EXPECTED]
 

@@ -5,9 +5,9 @@ before, and the message says which encoding it is and what to do: "not UTF-8: by
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.helpers import crontask_cli
 
 TASK = """apiVersion: crontask.dev/v1alpha1
 kind: CronTask
@@ -29,12 +29,7 @@ def test_a_utf16_or_utf32_file_is_named_so(tmp_path: Path) -> None:
         text = "\ufeff" + TASK.replace("NAME", name)
         (tmp_path / f"{name}.yaml").write_bytes(text.encode(codec))
     (tmp_path / "e.yaml").write_bytes(TASK.replace("NAME", "e").encode() + b"\xff\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "reconciler", "validate", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = crontask_cli("validate", str(tmp_path))
     assert done.returncode == 1, done.stderr
     save = "save it as UTF-8"
     assert done.stdout.splitlines() == [
