@@ -72,28 +72,47 @@ class TailReader:
         self._total = 0
         self._eof = asyncio.Event()
         self._watching = False
+        self._polls: asyncio.TimerHandle | None = None
         self._closed = False
         os.set_blocking(fd, False)
-        loop.add_reader(fd, self._on_readable)
-        self._watching = True
+        try:
+            loop.add_reader(fd, self._on_readable)
+        except OSError:  # the loop cannot watch it (epoll's max_user_watches): look in turns
+            self._poll_soon(0.01)
+        else:
+            self._watching = True
 
-    def _on_readable(self) -> None:
+    def _poll_soon(self, delay: float) -> None:
+        # Sooner while the command prints: a full pipe would hold it at its next write.
+        def poll() -> None:
+            self._polls = None
+            read = False
+            while self._on_readable():
+                read = True
+            if not self._eof.is_set():
+                self._poll_soon(0.01 if read else min(2 * delay, 0.25))
+
+        self._polls = self._loop.call_later(delay, poll)
+
+    def _on_readable(self) -> bool:
+        """Read a chunk; whether there may be more to read now."""
         try:
             chunk = os.read(self._fd, _READ_CHUNK)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError:
             chunk = b""  # treat a broken pipe like its end
         if not chunk:
             self._unwatch()
             self._eof.set()
-            return
+            return False
         self._total += len(chunk)
         self._buf += chunk
         # Trimming after every chunk keeps memory at limit + one chunk however much is printed.
         excess = len(self._buf) - self._limit
         if excess > 0:
             del self._buf[:excess]
+        return True
 
     async def drain(self, timeout: float) -> None:
         """Wait for end of file, but at most ``timeout`` seconds."""
@@ -107,6 +126,9 @@ class TailReader:
         if self._watching:
             self._loop.remove_reader(self._fd)
             self._watching = False
+        if self._polls is not None:
+            self._polls.cancel()
+            self._polls = None
 
     def close(self) -> None:
         if not self._closed:

@@ -2,15 +2,19 @@
 for it: without pidfds (a kernel older than 5.3, such as RHEL 8's) each child's exit is waited
 for in a thread, and under a pids limit the command's own process may be the one that reached
 it. The run was recorded StartFailed (retried: a second copy) while its process ran on past
-its timeout, never stopped nor reaped."""
+its timeout, never stopped nor reaped. So did one whose output pipe the loop could not
+watch."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import stat
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,3 +70,38 @@ def test_a_command_whose_exit_no_thread_can_wait_for_is_stopped_at_its_timeout(
     assert outcome.status is RunStatus.TIMED_OUT
     pid = int(pid_file.read_text())
     wait_for("its process stopped and reaped", lambda: _state(pid) is None, timeout=5)
+
+
+@pytest.fixture
+def no_pipe_watch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop cannot watch an output pipe (epoll's max_user_watches reached: ENOSPC)."""
+    real = asyncio.selector_events.BaseSelectorEventLoop.add_reader
+
+    def add_reader(loop: Any, fd: Any, callback: Any, *args: Any) -> None:
+        if isinstance(fd, int) and stat.S_ISFIFO(os.fstat(fd).st_mode):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(loop, fd, callback, *args)
+
+    monkeypatch.setattr(asyncio.selector_events.BaseSelectorEventLoop, "add_reader", add_reader)
+
+
+@pytest.mark.usefixtures("no_pipe_watch")
+def test_a_command_whose_output_the_loop_cannot_watch_is_read_and_stopped_at_its_timeout(
+    tmp_path: Path,
+) -> None:
+    """It ran on unwatched past its timeout: the error left the run before its wait began."""
+    pid_file = tmp_path / "pid"
+    args = ["sh", "-c", f'echo $$ > "{pid_file}"; echo ran; exec sleep 30']
+    outcome = asyncio.run(CommandRun(args, env=ENV, timeout=0.5, kill_grace=0.2).run())
+    assert (outcome.status, outcome.output) == (RunStatus.TIMED_OUT, "ran\n")
+    pid = int(pid_file.read_text())
+    wait_for("its process stopped and reaped", lambda: _state(pid) is None, timeout=5)
+
+
+@pytest.mark.usefixtures("no_pipe_watch")
+def test_the_output_the_loop_cannot_watch_is_read_whole_however_much_is_printed() -> None:
+    """More than a pipe holds: a pipe nobody reads would hold the command at its first write."""
+    args = ["sh", "-c", "head -c 200000 /dev/zero | tr '\\0' x; echo; echo end"]
+    outcome = asyncio.run(CommandRun(args, env=ENV, timeout=10, output_limit=1000).run())
+    assert outcome.status is RunStatus.SUCCEEDED, outcome.message
+    assert outcome.output.endswith("x\nend\n")
