@@ -97,7 +97,7 @@ from reconciler.sources.gitoptions import GitOptions as GitOptions
 from reconciler.sources.gitoptions import GitStatus as GitStatus
 from reconciler.sources.gitprocess import GitError
 from reconciler.sources.gitrepo import GitRepo, Redactor, RefNotFoundError
-from reconciler.sources.gitrevisions import Revisions
+from reconciler.sources.gitrevisions import Mirror, Revisions
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_TASKS
 
 log = logging.getLogger("crontask.sources.git")
@@ -302,6 +302,7 @@ class GitSource:
             self._revisions.prepare(repo)  # the repository made, leftovers deleted
             describe(self.base, self.url, self.options.ref, self.path)
             names = repo.fetch_ref(self.url, self.options.ref)
+            self._revisions.fetched()
         except RefNotFoundError as err:
             return self._failed(str(err), None)
         except (GitError, OSError) as err:
@@ -416,13 +417,34 @@ class GitSource:
         deleted, to be cloned again at the next sync (``Revisions.discard_damaged``), and the
         message says so."""
         message = f"fetch failed: {error}"
-        if repo is None or self._cancelled or not self._revisions.discard_damaged(repo, err):
+        if repo is None or self._cancelled:
+            return self._failed(message, None)
+        mirror = self._revisions.discard_damaged(repo, err, self._clone_into)
+        if mirror is Mirror.REPLACED:  # its next fetch is the new revision's
+            said = (
+                "the local mirror, said damaged and too large to check, was cloned anew beside it"
+            )
+            return self._failed(f"{message}; {said}, in its place", None)
+        if mirror is Mirror.KEPT:
             return self._failed(message, None)
         fields = {"url": self.url, "ref": self.options.ref, "error": error[:300]}
         log.warning("git mirror damaged: deleted", extra={"fields": fields})
         return self._failed(
             f"{message}; the local mirror was damaged: deleted, cloned again at the next sync", None
         )
+
+    def _clone_into(self, new: GitRepo) -> None:
+        """A new clone of the mirror (``Revisions.discard_damaged``), cancelled by a stop."""
+        with self._lock:
+            repo, self._in_flight = self._in_flight, new
+            if self._cancelled:
+                new.cancel()
+        try:
+            new.ensure()
+            new.fetch_ref(self.url, self.options.ref)
+        finally:
+            with self._lock:
+                self._in_flight = repo
 
     def _retry_in(self, failures: int) -> float:
         interval = self.options.interval

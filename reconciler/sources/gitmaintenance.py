@@ -82,6 +82,11 @@ log = logging.getLogger("crontask.sources.git")
 # speed: a --git-timeout fit for a fetch would kill it every time on a large repository.
 COLLECTION_TIMEOUT = 600.0
 
+# The check of a mirror git said is damaged (``found_damaged``) is local work too, and rare
+# (only after such a fetch): cut short at the fetches' deadline, a large mirror was never
+# checked, and a damaged one failed every fetch until deleted by hand.
+CHECK_TIMEOUT = 600.0
+
 # After a failed collection, the next waits this long (in seconds), doubled with each failure
 # in a row, up to the most: a collection costs minutes of CPU on a large repository, and
 # nothing is lost by putting it off (fetches go on; the repository takes more room meanwhile).
@@ -167,6 +172,11 @@ def collection_timeout(timeout: float) -> float:
     return max(timeout, COLLECTION_TIMEOUT)
 
 
+def check_timeout(timeout: float) -> float:
+    """The deadline of ``found_damaged``'s check for a source whose git calls have ``timeout``."""
+    return max(timeout, CHECK_TIMEOUT)
+
+
 class CollectionBackoff:
     """When the next collection is due, after the ones that failed (see the module's
     contract). For one thread at a time (the git source's syncs)."""
@@ -217,16 +227,21 @@ def found_damaged(repo: GitRepo) -> bool | None:
     server's stderr reaches git's unchanged: its "fatal: bad object ..." deleted the mirror, a
     clone at every retry): a loose object of no bytes (what a power loss leaves: git does not
     fsync them by default), or a ref, commit or tree ``git fsck --connectivity-only`` finds
-    wrong or missing (it reads no blob). None when the check could not finish (its deadline,
-    its memory limit, a signal, cancelled): only git's own exit says damage. Raises nothing."""
+    wrong or missing (it reads no blob), within a deadline of its own (``check_timeout``). None
+    when the check could not finish (that deadline, its memory limit, a signal, cancelled): only
+    git's own exit says damage. Raises nothing."""
     with contextlib.suppress(OSError), os.scandir(repo.git_dir / "objects") as folders:
         for folder in folders:
             if len(folder.name) == 2 and folder.is_dir(follow_symlinks=False):
                 with contextlib.suppress(OSError), os.scandir(folder.path) as objects:
                     if any(_empty_object(entry) for entry in objects):
                         return True
+    timeout = check_timeout(repo.timeout)
     try:
-        for _ in repo.run_records(list(FSCK), separator=b"\n", max_record=64 * 1024):
+        records = repo.run_records(
+            list(FSCK), separator=b"\n", max_record=64 * 1024, timeout=timeout
+        )
+        for _ in records:
             pass  # "missing tree ...", "broken link ...": its exit status says it all
     except MemoryLimitError:
         return None  # git's exit status 128 here says nothing of the repository

@@ -209,7 +209,12 @@ class GitRunner:
         return output.stdout
 
     def run_records(
-        self, args: Sequence[str], *, separator: bytes, max_record: int
+        self,
+        args: Sequence[str],
+        *,
+        separator: bytes,
+        max_record: int,
+        timeout: float | None = None,
     ) -> Generator[bytes, None, None]:
         """git's stdout split at ``separator`` (a last record without one included), each
         record as soon as git has written it. GitError (redacted) if git fails, times out or
@@ -218,11 +223,12 @@ class GitRunner:
         it is whenever the iterator ends. For local commands (no helper to outlive git): the
         pipes are read until git closes them, or the timeout."""
         name = _name(args)
-        process = self._start(args, cwd=None, piped_input=False, timeout=self.timeout)
+        seconds = self.timeout if timeout is None else timeout
+        process = self._start(args, cwd=None, piped_input=False, timeout=seconds)
         # Both piped (see _start).
         assert process.stdout is not None
         assert process.stderr is not None
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + seconds
         stderr = bytearray()
         try:
             with selectors.DefaultSelector() as selector:
@@ -232,7 +238,7 @@ class GitRunner:
                 while selector.get_map() and not self._cancelled:
                     left = deadline - time.monotonic()
                     if left <= 0:
-                        raise GitError(f"git {name} timed out after {self.timeout:g}s")
+                        raise GitError(f"git {name} timed out after {seconds:g}s")
                     for key, _ in selector.select(min(_SLICE, left)):
                         chunk = os.read(key.fd, _CHUNK)
                         if not chunk:
@@ -255,7 +261,7 @@ class GitRunner:
             try:
                 code = process.wait(max(deadline - time.monotonic(), 0))
             except subprocess.TimeoutExpired:
-                raise GitError(f"git {name} timed out after {self.timeout:g}s") from None
+                raise GitError(f"git {name} timed out after {seconds:g}s") from None
             self._check(code, bytes(stderr))
         finally:
             # Stopped early, failed or timed out: git (blocked on a full pipe, or hanging) and

@@ -132,6 +132,7 @@ class GitRepo:
         memory_limit: int | None = DEFAULT_MEMORY_LIMIT,
     ) -> None:
         self.git_dir = git_dir
+        self._settings = (env, timeout, redact, memory_limit)
         # Each call marked as crontask's on this repository (the checkout in a worktree too):
         # what an earlier crontask killed hard left running is found by it (gitmaintenance).
         self._runner = GitRunner(
@@ -146,6 +147,17 @@ class GitRepo:
         """Kill the git call in flight (its whole group) and refuse later ones: each raises
         GitError. For a shutdown that must not wait for a remote that hangs."""
         self._runner.cancel()
+
+    @property
+    def timeout(self) -> float:
+        """The deadline of its git calls, but those given one of their own."""
+        return self._runner.timeout
+
+    def beside(self, git_dir: Path) -> GitRepo:
+        """A repository at ``git_dir`` whose git calls have this one's environment, deadline,
+        redaction and memory limit (a new clone, made before it takes this one's place)."""
+        env, timeout, redact, memory_limit = self._settings
+        return GitRepo(git_dir, env=env, timeout=timeout, redact=redact, memory_limit=memory_limit)
 
     # -- the operations ------------------------------------------------------------------
 
@@ -470,9 +482,18 @@ class GitRepo:
         )
 
     def run_records(
-        self, args: Sequence[str], *, separator: bytes, max_record: int
+        self,
+        args: Sequence[str],
+        *,
+        separator: bytes,
+        max_record: int,
+        timeout: float | None = None,
     ) -> Generator[bytes, None, None]:
-        """git's output record by record, as ``GitRunner.run_records``: close it to stop git."""
+        """git's output record by record, as ``GitRunner.run_records`` (``timeout``, by default
+        the repository's): close it to stop git."""
         return self._runner.run_records(
-            [f"--git-dir={self.git_dir}", *args], separator=separator, max_record=max_record
+            [f"--git-dir={self.git_dir}", *args],
+            separator=separator,
+            max_record=max_record,
+            timeout=timeout,
         )

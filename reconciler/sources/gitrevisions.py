@@ -26,7 +26,11 @@ left is deleted then too.
 The bare repository ``repo.git`` is a cache of the remote: one that a fetch finds damaged
 (a zero-length loose object or ref, what a power loss can leave: git does not fsync them by
 default) failed every fetch for ever. :meth:`Revisions.discard_damaged` deletes it, and the
-next sync clones it again; the revision in force stays.
+next sync clones it again; the revision in force stays. Only once the damage is found in it
+(git's words may be an ssh server's); a mirror whose check cannot finish (too large for its
+deadline or memory limit) is kept, and after ``CHECK_LIMIT`` such checks in a row a new clone
+is made beside it (``repo.new.git``) and renamed in its place once its fetch succeeded: a
+sound mirror is never deleted before a replacement exists.
 
 Not thread-safe: the caller holds one lock across :meth:`Revisions.switch` and every read of
 the tree in force; :meth:`Revisions.remove_old` runs after the switch, outside that lock (it
@@ -35,6 +39,8 @@ deletes only trees no longer ``current``), one sync at a time (``gitmaintenance`
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import logging
 import os
 import time
@@ -51,7 +57,7 @@ from reconciler.sources.gitfiles import (
     NEVER_WRITTEN_CUT,
     more_never_written,
 )
-from reconciler.sources.gitmaintenance import found_damaged
+from reconciler.sources.gitmaintenance import end_orphans, found_damaged
 from reconciler.sources.gitprocess import GitError
 from reconciler.sources.gitrepo import GitRepo
 from reconciler.sources.gittree import Stopped, remove_tree
@@ -69,8 +75,22 @@ _MAX_ERROR = 300
 # Seconds before a mirror git says is damaged is checked again, after a check that could not
 # finish (``found_damaged``: a mirror too large for the deadline or the memory limit).
 CHECK_AGAIN = 600.0
+# Unfinished checks in a row (each after a fetch git says failed on damage) before a new clone
+# is made beside the mirror: a damaged mirror too large to check failed every fetch for ever.
+CHECK_LIMIT = 3
+# The new clone, beside the mirror; and the mirror's name while the clone takes its place.
+REPLACEMENT = "repo.new.git"
+REPLACED = "repo.old.git"
 # Beside a worktree: the entries of its revision git never wrote (see the module).
 REFUSED = ".refused"
+
+
+class Mirror(enum.Enum):
+    """What ``Revisions.discard_damaged`` did with the mirror."""
+
+    KEPT = "kept"
+    DELETED = "deleted"  # the next sync clones it again
+    REPLACED = "replaced"  # by a new clone, whose fetch succeeded
 
 
 class Revisions:
@@ -87,48 +107,94 @@ class Revisions:
         self._undeleted: set[str] = set()  # worktrees warned about: once each
         self._made: Path | None = None  # the repository ``prepare`` made, in this sync
         self._check_after = 0.0  # the monotonic time a damage check may run again
+        self._unfinished = 0  # damage checks that did not finish, in a row
 
     def prepare(self, repo: GitRepo) -> None:
         """Before a fetch: the repository exists, and git keeps no record of a worktree but
         the one in force (``GitRepo.forget_worktrees``: a leftover one failed every fetch).
         Raises GitError or OSError."""
         self._made = None
+        for name in (REPLACEMENT, REPLACED):  # a replacement cut short by a kill
+            if (left := self.base / name).exists():
+                end_orphans(left)  # its fetch, left running
+                remove_tree(left)
         self._made = repo.git_dir if repo.ensure() else None
         repo.forget_worktrees(keep=self.applied)
 
-    def discard_damaged(self, repo: GitRepo, error: Exception) -> bool:
+    def fetched(self) -> None:
+        """A fetch succeeded: unfinished damage checks count again from none."""
+        self._unfinished = 0
+
+    def discard_damaged(
+        self, repo: GitRepo, error: Exception, clone: Callable[[GitRepo], object]
+    ) -> Mirror:
         """After a failed fetch: delete the repository if git's own lines of ``error`` say it
-        is damaged (the next ``prepare`` makes a new one, and the next fetch fills it); True
-        if it was deleted. One this sync made is kept: a damage that comes with the remote's
-        answer would otherwise be cloned whole again at every retry.
+        is damaged and the check finds it so (the next ``prepare`` makes a new one, and the
+        next fetch fills it). One this sync made is kept: a damage that comes with the remote's
+        answer would otherwise be cloned whole again at every retry. After ``CHECK_LIMIT``
+        checks in a row that could not finish, ``clone(new)`` fetches into a new repository
+        beside it, which takes its place if that succeeded (``_replace``).
         The revision in force is a worktree of its own, and stays. Raises nothing."""
         said = error.said if isinstance(error, GitError) else ()
         damaged = any(sign in line for line in said for sign in _DAMAGED)
         if repo.git_dir == self._made or not damaged or time.monotonic() < self._check_after:
-            return False
+            return Mirror.KEPT
         # An ssh server's stderr may say it in git's words: found here too, or kept.
         found = found_damaged(repo)
+        self._unfinished = self._unfinished + 1 if found is None else 0
+        if self._unfinished >= CHECK_LIMIT:
+            self._unfinished = 0
+            return self._replace(repo, clone)
         if found is None:
             # Too large to check within the deadline or the memory limit: kept, said, and not
             # checked again at every sync (each would cost the whole deadline again).
             self._check_after = time.monotonic() + CHECK_AGAIN
-            fields = {"repository": str(repo.git_dir), "again_in_seconds": CHECK_AGAIN}
+            fields = {
+                "repository": str(repo.git_dir),
+                "again_in_seconds": CHECK_AGAIN,
+                "unfinished_checks": self._unfinished,
+                "cloned_anew_after": CHECK_LIMIT,
+            }
             log.warning(
-                "git says the mirror is damaged; the check of it did not finish: kept (if "
-                "fetches keep failing, delete the repository to clone it anew)",
+                "git says the mirror is damaged; the check of it did not finish: kept (cloned "
+                f"anew beside it after {CHECK_LIMIT} such checks in a row)",
                 extra={"fields": fields},
             )
         if not found:
-            return False
+            return Mirror.KEPT
         try:
             remove_tree(repo.git_dir)
         except FileNotFoundError:
-            return True
+            return Mirror.DELETED
         except OSError as err:
             fields = {"repository": str(repo.git_dir), "error": str(err)[:_MAX_ERROR]}
             log.warning("git mirror damaged, not deleted", extra={"fields": fields})
-            return False
-        return True
+            return Mirror.KEPT
+        return Mirror.DELETED
+
+    def _replace(self, repo: GitRepo, clone: Callable[[GitRepo], object]) -> Mirror:
+        """``clone`` a new repository beside ``repo`` and rename it in its place; ``repo`` is
+        kept, and the new one deleted, if its fetch fails (a remote that says ``bad object``
+        itself, in git's words, would otherwise cost the mirror each time)."""
+        new = repo.beside(self.base / REPLACEMENT)
+        fields: dict[str, object] = {"repository": str(repo.git_dir)}
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                remove_tree(new.git_dir)
+            clone(new)
+            os.rename(repo.git_dir, self.base / REPLACED)
+        except (GitError, OSError) as err:
+            fields["error"] = str(err)[:_MAX_ERROR]
+            log.warning("git mirror kept: its new clone failed", extra={"fields": fields})
+            with contextlib.suppress(OSError):
+                remove_tree(new.git_dir)
+            return Mirror.KEPT
+        with contextlib.suppress(OSError):  # else the next sync clones anew where it was
+            os.rename(new.git_dir, repo.git_dir)
+        with contextlib.suppress(OSError):  # else at the next prepare
+            remove_tree(self.base / REPLACED)
+        log.warning("git mirror replaced by a new clone", extra={"fields": fields})
+        return Mirror.REPLACED
 
     def check_out(self, repo: GitRepo, sha: str) -> None:
         """Write the worktree of ``sha`` (``current`` does not move: see :meth:`switch`).

@@ -113,6 +113,7 @@ def test_a_check_that_cannot_finish_keeps_the_mirror_and_says_so(
     source = source_for(remote, tmp_path / "state", Clock())
     assert synced(source)
     remove_tree_object(source)  # a real damage: fsck would find it, had it time to
+    monkeypatch.setattr(gitmaintenance, "check_timeout", lambda timeout: 1e-6)
     cut_short = GitRepo(
         source.base / "repo.git", env=git_env(remote.url), timeout=1e-6, redact=Redactor()
     )
@@ -128,8 +129,10 @@ def test_a_check_that_cannot_finish_keeps_the_mirror_and_says_so(
     said = GitError("fetch failed", said=["fatal: bad object 0123456789abcdef"])
     revisions = source._revisions
     revisions._made = None  # as at a later sync, which did not make the mirror
-    assert revisions.discard_damaged(cut_short, said) is False
-    assert revisions.discard_damaged(cut_short, said) is False  # not checked again so soon
+    mirror = gitrevisions.Mirror.KEPT
+    assert revisions.discard_damaged(cut_short, said, source._clone_into) is mirror
+    # Not checked again so soon.
+    assert revisions.discard_damaged(cut_short, said, source._clone_into) is mirror
     assert len(checks) == 1
     assert (source.base / "repo.git").is_dir()
     kept = [r for r in caplog.records if "the check of it did not finish: kept" in r.getMessage()]
