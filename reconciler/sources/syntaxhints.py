@@ -1,18 +1,28 @@
 """What a YAML syntax error adds to the parser's words when they do not say what to write: a
 tab (which an editor does not show), a value that starts with a character a plain YAML value
 may not start with (an unquoted ``@daily``), or with ``*``, which YAML reads as an alias (an
-unquoted ``*/5 * * * *``). The same hint from libyaml's parser and from PyYAML's, whose words
-differ."""
+unquoted ``*/5 * * * *``), or a key written without a space after its colon
+(``schedule:"@daily"`` among other keys: YAML reads it as text that runs on to the next key,
+whose colon it then refuses, "mapping values are not allowed"). The same hint from libyaml's
+parser and from PyYAML's, whose words differ."""
 
 from __future__ import annotations
 
+import re
+
 import yaml
+
+from reconciler.sources.yamlpositions import Lines
 
 _RESERVED = {"@": '"@daily"', "`": '"`date`"'}  # no plain scalar starts with these (YAML 1.1)
 _ALIAS = "while scanning an alias"
-_QUOTE_ALIAS = (
-    " (a value starting with '*' is a YAML alias: quote the value, as in \"*/5 * * * *\")"
-)
+# A line that is a key and a value run together (``  - name:x``): a field's name is short.
+_NO_SPACE = re.compile(r"[ \t]*(?:-[ \t]+)?([A-Za-z][\w.-]{0,62}):[^\s#]")
+# The colon YAML refuses after such a line: a value's ("mapping values are not allowed", libyaml
+# adds "in this context", PyYAML "here"), or a simple key's, in a mapping of other keys.
+_LOOKED_AT = 16 * 1024  # characters before the refused colon
+_BREAK = re.compile(r"\r\n?|\n")
+_AFTER_NO_SPACE = ("mapping values are not allowed", "could not find expected ':'")
 
 
 def hint(text: str, err: yaml.MarkedYAMLError, libyaml: bool) -> str:
@@ -34,4 +44,30 @@ def hint(text: str, err: yaml.MarkedYAMLError, libyaml: bool) -> str:
         return (
             " (a value starting with '*' is a YAML alias: quote the value, as in \"*/5 * * * *\")"
         )
+    if str(err.problem).startswith(_AFTER_NO_SPACE):
+        return _no_space(text, index)
     return ""
+
+
+def _no_space(text: str, index: int) -> str:
+    """`` (line 5: write a space after the ':' of 'schedule:')`` for the refused colon at
+    ``index`` when the text YAML read up to it starts on a line above with a key and its value
+    run together; the first of such lines, as the text runs on through each. Only the lines
+    just above are looked at (``_LOOKED_AT``): the work is bounded, whatever the file."""
+    above = max(0, index - _LOOKED_AT)
+    breaks = list(_BREAK.finditer(text, above, index))
+    starts = [above, *(brk.end() for brk in breaks)]
+    ends = [brk.start() for brk in breaks]
+    found = None
+    for i in range(len(ends) - 1, -1, -1):  # the lines before the refused colon's own
+        line = text[starts[i] : ends[i]]
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        slip = _NO_SPACE.match(line)
+        if slip is None or (i == 0 and above > 0):  # no slip, or a line cut by the window
+            break
+        found = (starts[i], slip.group(1))
+    if found is None:
+        return ""
+    number = Lines(text).of_index(found[0])[0]
+    return f" (line {number}: write a space after the ':' of '{found[1]}:')"

@@ -21,7 +21,10 @@ FILES = {
     "c.yaml": "  schedule: * * * * *\n  command: {args: [x]}\n",
     "d.yaml": '  schedule: "@daily"\n  command: {args: [echo, `date`]}\n',
     "e.yaml": '  schedule: "@daily"\n\tcommand: {args: [x]}\n',
+    "f.yaml": '  schedule:"@daily"\n  command: {args: [x]}\n',
+    "g.yaml": '  schedule: "@daily"\n  command:\n    args: [x]\n    workingDir:/tmp\n    env: {}\n',
 }
+SPACE = "write a space after the ':' of"
 AT = "cannot start a plain YAML value: quote the value"
 ALIAS = "a value starting with '*' is a YAML alias: quote the value"
 EXPECTED = [
@@ -35,6 +38,9 @@ EXPECTED = [
     'as in "`date`")',
     "e.yaml:6:1: YAML syntax error: found character that cannot start any token (a tab: YAML "
     "indents with spaces)",
+    f"f.yaml:6:10: YAML syntax error: mapping values are not allowed in this context (line 5: "
+    f"{SPACE} 'schedule:')",
+    f"g.yaml:9:5: YAML syntax error: could not find expected ':' (line 8: {SPACE} 'workingDir:')",
 ]
 
 
@@ -57,3 +63,13 @@ def test_pyyamls_parser_gets_the_same_hint(
     hint = expected[expected.index(" (") :]
     assert str(error).startswith(expected.split(" YAML")[0]), error
     assert str(error).endswith(hint), error
+
+
+def test_the_line_without_a_space_is_named_as_an_editor_numbers_it() -> None:
+    """Lines broken at CRLF; the first of several such lines, where YAML's text starts."""
+    text = (HEAD + "  timeoutSeconds:30\n  suspend:true\n  command: {args: [x]}\n").replace(
+        "\n", "\r\n"
+    )
+    (error,) = documents.parse_text(text, "h.yaml").errors
+    assert str(error).startswith("h.yaml:7:10: YAML syntax error: mapping values"), error
+    assert str(error).endswith(f"(line 5: {SPACE} 'timeoutSeconds:')"), error
