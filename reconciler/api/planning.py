@@ -55,6 +55,7 @@ from reconciler.core.desired import (
 from reconciler.core.model import CronTask
 from reconciler.core.plan import FieldChange, Plan, Step, diff_documents, plan
 from reconciler.core.urls import redact_request_url
+from reconciler.sources.boms import not_utf8
 from reconciler.sources.documentkeys import key_of
 from reconciler.sources.documents import parse_text, unexpected
 from reconciler.sources.filestate import UNKNOWN, FileState
@@ -144,10 +145,8 @@ def _read(data: bytes, *, as_json: bool) -> Read:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:  # worded and placed as for a file (sources.files)
-        line = data.count(b"\n", 0, err.start) + 1
-        column = err.start - data.rfind(b"\n", 0, err.start)
-        where = Location(SourceKind.FILE, BODY, line, column)
-        return [], [DefinitionError(where, f"not UTF-8: byte 0x{data[err.start]:02x}")], ()
+        line, column, why = not_utf8(data, err)
+        return [], [DefinitionError(Location(SourceKind.FILE, BODY, line, column), why)], ()
     parsed = parse_text(text, BODY)
     return parsed.definitions, parsed.errors, ()
 

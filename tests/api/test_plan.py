@@ -106,10 +106,15 @@ def test_no_task_removes_nothing_unless_allowed(live: LiveApi) -> None:
 def test_the_text_is_read_as_a_file_is(live: LiveApi) -> None:
     with live.client() as client:
         not_utf8 = plan(client, b"apiVersion: crontask.dev/v1alpha1\nkind: \xff\n")
+        utf16 = plan(client, "\ufeffapiVersion: crontask.dev/v1alpha1\n".encode("utf-16-le"))
         unclosed = plan(client, "spec: [unclosed\n")
         as_json = plan(client, '{"apiVersion": "crontask.dev/v1alpha1", "kind": "CronTask"}')
         twice = plan(client, documents(*[task_doc(f"t{n % 25}") for n in range(50)]))
     assert not_utf8["problems"] == ["body:2:7: not UTF-8: byte 0xff"]
+    assert utf16["problems"] == [
+        "body:1:1: not UTF-8 but UTF-16 (little-endian; its byte order mark says so): save it as"
+        " UTF-8"
+    ]
     assert unclosed["problems"][0].startswith("body:2:1: ")
     assert as_json["problems"][0].startswith("body:1:")
     assert (len(twice["problems"]), twice["moreProblems"]) == (MAX_ERRORS, 25 - MAX_ERRORS)
