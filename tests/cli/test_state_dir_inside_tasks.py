@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.cli.state_place import read_as_tasks
 from tests.helpers import NEVER_DUE, crontask_cli, wait_for
 
 
@@ -47,12 +48,11 @@ def test_a_state_dir_read_as_task_files_is_refused(
     assert not (tmp_path / state).exists() or state == "tasks"  # refused before it is made
 
 
-def test_a_hidden_or_linked_state_dir_inside_is_used(tmp_path: Path) -> None:
+def test_a_hidden_state_dir_inside_is_used(tmp_path: Path) -> None:
+    """Through a real start; the other places a state dir may be or not: the table below."""
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks" / "t.yaml").write_text(NEVER_DUE)
-    (tmp_path / "elsewhere").mkdir()
-    os.symlink("../elsewhere", tmp_path / "tasks" / "link")
-    for state in ("tasks/.state", "tasks/link/state"):
+    for state in ("tasks/.state",):
         log = tmp_path / f"log-{state.replace('/', '-')}"
         argv = ["run", "tasks", "--state-dir", state, "--listen", "off"]
         with log.open("w") as out:
@@ -66,6 +66,40 @@ def test_a_hidden_or_linked_state_dir_inside_is_used(tmp_path: Path) -> None:
             assert process.wait(timeout=30) == 0, log.read_text()
         assert "api-tasks" not in log.read_text()
         assert (tmp_path / state / "runs.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("paths", "state", "inside"),
+    [
+        (["tasks"], ".crontask", None),  # the default, beside
+        (["."], ".crontask", None),  # the default, hidden
+        (["tasks"], "tasks-state", None),  # beside, a name that starts as the folder's
+        (["tasks/t.yaml"], "tasks/state", None),  # a file is read alone
+        (["tasks"], "tasks/.h/state", None),  # below a hidden folder
+        (["tasks"], "tasks/link/state", None),  # a linked folder is not entered
+        ([".h"], ".h/state", ".h"),  # a hidden folder given is read
+        (["tlink"], "tasks/state", "tlink"),  # the folder given through a link
+        (["tasks"], "tlink/state", "tasks"),  # the state dir given through one
+        (["tasks"], "tasks/inlink/state", "tasks"),  # a link to a folder the walk enters
+        (["tasks/"], "./tasks/./sub/../state", "tasks/"),
+        (["other", "tasks"], "tasks/sub/state", "tasks"),
+    ],
+)
+def test_the_places_read_as_task_files(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    paths: list[str],
+    state: str,
+    inside: str | None,
+) -> None:
+    (tmp_path / "tasks" / "sub").mkdir(parents=True)
+    (tmp_path / "tasks" / "t.yaml").write_text(NEVER_DUE)
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink("tasks", tmp_path / "tlink")
+    os.symlink("../elsewhere", tmp_path / "tasks" / "link")
+    os.symlink("sub", tmp_path / "tasks" / "inlink")
+    monkeypatch.chdir(tmp_path)
+    assert read_as_tasks(paths, Path(state)) == inside
 
 
 def test_a_path_or_state_dir_through_a_link_that_cannot_be_read_is_no_crash(
