@@ -63,7 +63,7 @@ class Housekeeping:
     source in error), every task's stays. Without replicas, so does another instance's mark
     (``_owner``): a crontask sharing the store declares its own tasks. ``alone``: instances
     whose beat in the store is no other crontask's (the state directory's last holder, a
-    former start of this one)."""
+    former start of this one); ``beating``: the instances the heartbeat saw beat."""
 
     name = "housekeeping"
 
@@ -79,10 +79,12 @@ class Housekeeping:
         declarations: Declarations | None = None,
         shared: bool = False,
         alone: Collection[str] = (),
+        beating: Callable[[], Collection[str]] = lambda: (),
     ) -> None:
         self.store = store
         self.shared = shared  # the store may be another crontask's too (an explicit --db)
         self.alone = frozenset(alone)
+        self.beating = beating
         self.scheduler = scheduler
         self.dispatcher = dispatcher
         self.metrics = metrics
@@ -182,18 +184,21 @@ class Housekeeping:
         ``declared`` says it all.
 
         A store is shared when it was given by ``--db`` (``shared``), or, the state directory's
-        own ``runs.db``, once another crontask has beaten in it (``RunStore.beats``, read in
-        the store's thread): one whose ``--db`` names that file. It stays shared for the life
-        of this process, for that crontask may be down now (it deletes its beat as it stops)
-        and count its missed slots from its marks when it starts again. Alone on its state
-        directory, this crontask prunes the marks of the tasks it no longer declares, as ever:
-        its own beat and its former starts' (``alone``) are no other crontask's."""
+        own ``runs.db``, once the heartbeat saw another crontask beat in it (``beating``): one
+        whose ``--db`` names that file. It stays shared for the life of this process, for that
+        crontask may be down now (it deletes its beat as it stops) and count its missed slots
+        from its marks when it starts again. A row no beat was seen of (``RunStore.beats``, read
+        in the store's thread) may be that crontask's not judged yet, or the row of a former
+        start of this one killed before it was deleted: the marks stay at that prune only.
+        Alone on its state directory, this crontask prunes the marks of the tasks it no longer
+        declares, as ever: its own beat and its former starts' (``alone``) are no other's."""
         if self.dispatcher.handover is not None:
             return None
         if not self.shared:
-            others = set(self.store.beats()) - self.alone - {self.dispatcher.owner}
+            me = self.alone | {self.dispatcher.owner}
+            others = set(self.beating()) - me
             if not others:
-                return None
+                return self.dispatcher.owner if set(self.store.beats()) - me else None
             log.info(
                 "history pruning: another crontask writes to this state directory's run store; "
                 "the runs and marks of the tasks it declares are kept as a shared --db's",

@@ -73,6 +73,8 @@ LEASE_MAX_SECONDS: Final = 3600.0
 # 5 min), short enough that a task declared anew much later hears nothing of an old crash.
 UNTOLD_SECONDS: Final = 3600.0
 UNTOLD_PAGES: Final = 10  # of UNTOLD_MAX runs each: what one look reads at most
+# The other instances ``Heartbeat.seen_beating`` names at most (their ids, for its life).
+SEEN_MAX: Final = 64
 
 # Seconds the stop waits for this crontask's row to be removed (it lapses on its own).
 FORGET_WAIT: Final = 2.0
@@ -137,6 +139,9 @@ class Heartbeat:
         # ``declaring``, whenever a row goes, and when ``arrivals`` moves past ``_looked``.
         self._adopt = True
         self._looked = 0
+        # The other instances whose row this crontask saw change: they were alive then, not
+        # the row a process killed left (``components.Housekeeping``). At most ``SEEN_MAX``.
+        self.seen_beating: frozenset[str] = frozenset()
 
     async def run(self, ready: Ready, stop: asyncio.Event) -> None:
         await self.beat()
@@ -271,6 +276,8 @@ class Heartbeat:
             if instance == self.me:
                 continue
             seen = self._seen.get(instance)
+            if seen is not None and seen[0] != mark and len(self.seen_beating) < SEEN_MAX:
+                self.seen_beating |= {instance}  # a new set: read from other threads
             unchanged = 0.0 if seen is None or seen[0] != mark else seen[2] + elapsed
             self._seen[instance] = (mark, lease, unchanged)
             if unchanged > _bounded(lease):

@@ -381,6 +381,7 @@ async def start(parts: Parts, options: Options, manager: Manager, http: HttpServ
     await manager.start(parts.control)
     parts.service.started = True
     _log_started(parts, options)
+    heartbeat = parts.heartbeat
     await manager.start(
         Housekeeping(
             parts.store,
@@ -392,6 +393,7 @@ async def start(parts: Parts, options: Options, manager: Manager, http: HttpServ
             declarations=parts.reconciler,
             shared=options.db_url is not None,
             alone=[parts.me, *([parts.previous] if parts.previous else [])],
+            beating=lambda: heartbeat.seen_beating if heartbeat is not None else (),
         )
     )
     if http is not None:

@@ -91,6 +91,8 @@ def test_a_row_unchanged_for_its_lease_has_its_runs_interrupted_and_told() -> No
     assert [(r.task, r.reason) for r in judge.told] == [("default/a", PROCESS_DIED)]
     # Its runs ended, its row goes; the judge's and the live one's stay.
     assert store.beats().keys() == {judge.heartbeat.me, ELSEWHERE_TOO}
+    # Seen beating: the live one only (a row that never changed may be a killed process's).
+    assert judge.heartbeat.seen_beating == {ELSEWHERE_TOO}
 
 
 def test_a_new_crontask_judges_nothing_before_it_watched_a_lease() -> None:

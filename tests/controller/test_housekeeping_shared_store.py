@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -107,10 +107,13 @@ def test_on_its_state_directory_s_own_store_a_task_not_declared_goes_by_age(
     assert _prune(store, replicas=False, shared=False) == {KEY}
 
 
-def _prune_twice(store: RunStore, beating: list[str], alone: list[str]) -> list[set[str]]:
+def _prune_twice(
+    store: RunStore, beating: list[str], alone: list[str], seen: Collection[str] = ()
+) -> list[set[str]]:
     """On the state directory's own store (no ``--db``), two prunes by one process: the first
-    while ``beating`` beat in the store, the second once they stopped (their rows deleted);
-    the tasks (runs and ``tracked`` marks) left after each."""
+    while ``beating`` have their rows in the store (``seen``: those the heartbeat saw beat),
+    the second once the rows are deleted; the tasks (runs and ``tracked`` marks) left after
+    each."""
     left: list[set[str]] = []
 
     def tasks() -> set[str]:
@@ -123,7 +126,7 @@ def _prune_twice(store: RunStore, beating: list[str], alone: list[str]) -> list[
         declarations = _Declared(True, DesiredState({KEY: TASK}))
         housekeeping = Housekeeping(
             store, scheduler, d, Metrics(), interval=3600, max_age=86400.0,
-            declarations=declarations, alone=alone,
+            declarations=declarations, alone=alone, beating=lambda: seen,
         )  # fmt: skip
         for instance in [ME, *beating]:
             store.beat(instance, 30.0, datetime.now(UTC))
@@ -149,7 +152,7 @@ def test_a_crontask_beating_in_the_state_directory_s_store_keeps_its_marks(
     it: its marks (a run's, a ``tracked`` one) stay, and still once it is down (it deleted its
     beat as it stopped), when it needs them to catch up the slots it misses."""
     kept = {KEY, "ops/theirs", "ops/untracked"}
-    assert _prune_twice(store, beating=[OTHER], alone=[]) == [kept, kept]
+    assert _prune_twice(store, beating=[OTHER], alone=[], seen=[OTHER]) == [kept, kept]
 
 
 def test_a_former_start_s_beat_leaves_the_state_directory_s_store_pruned_as_ever(
@@ -159,3 +162,16 @@ def test_a_former_start_s_beat_leaves_the_state_directory_s_store_pruned_as_ever
     row has not lapsed yet) is no other crontask's: what is not declared goes by age."""
     previous = "host-a:99:9999"
     assert _prune_twice(store, beating=[previous], alone=[previous]) == [{KEY}, {KEY}]
+
+
+def test_the_row_of_an_earlier_start_never_seen_beating_does_not_share_the_store_for_good(
+    store: RunStore,
+) -> None:
+    """A crash loop: the start before the state directory's last holder left its row too (it
+    was killed before its successor's sweep deleted it). Its row reads the same at every look:
+    the heartbeat never saw it beat. While it is there, the marks stay, as for a crontask not
+    judged yet; once the sweep deleted it, the prunes go as on a store of this crontask alone
+    (they went as on a shared --db for the rest of the process's life)."""
+    earlier = "host-a:98:9898"
+    kept = {KEY, "ops/theirs", "ops/untracked"}
+    assert _prune_twice(store, beating=[earlier], alone=[]) == [kept, {KEY}]
