@@ -3,6 +3,8 @@ as a task, said at its place instead of a task that silently never comes.
 
 A Kubernetes CronJob (``pasted_cronjob``) is another group's object, ignored as any, but it is
 the one a user coming from CronJobs pastes into a task folder: ``CRONJOB`` says so.
+A field spelled by its Python name (``time_zone``), read for now, is one too
+(``pythonnames``).
 
 A file's warnings are logged (``log_warnings``) and kept on its state 20 at most, then one that
 stands for all the others (``DocumentWarning.stands_for``): ``crontask validate`` shows as
@@ -36,8 +38,8 @@ Unplaced = tuple[int, int, str]  # a warning's line and column in its file, and 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class DocumentWarning:
-    """A document ignored that its author likely meant as a task (a pasted CronJob): said, not
-    an error, as ``crontask validate`` prints it (``file:line:col: warning: ...``)."""
+    """What a file's author should change though it is not an error (a pasted CronJob, a
+    field's Python name), as ``crontask validate`` prints it (``file:line:col: warning: ...``)."""
 
     location: Location
     message: str
