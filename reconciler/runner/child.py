@@ -116,6 +116,8 @@ class Child:
         except RuntimeError:  # a pids limit (this process may be what reached it): poll
             if report:
                 self._poll_soon(0.01)
+            else:  # the loop is going away: left to the orphan reaper, where it runs
+                children.claims.forget(self.pid)
 
     def _poll_soon(self, delay: float) -> None:
         def poll() -> None:

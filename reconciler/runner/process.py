@@ -260,7 +260,7 @@ async def spawn_soon(
     except asyncio.CancelledError:
         if not future.cancel():  # succeeds only if no thread has taken the start yet
             starter.give_up(future)  # it may be stuck: its thread is not waited for
-        future.add_done_callback(functools.partial(_kill_orphan, args[0]))
+        future.add_done_callback(functools.partial(_kill_orphan, loop, args[0]))
         raise
     finally:
         # A start that failed: its error's traceback holds this frame, and the future the error.
@@ -345,7 +345,9 @@ def _handoff(loop: asyncio.AbstractEventLoop) -> _Handoff:
     return handoff
 
 
-def _kill_orphan(command: str, future: concurrent.futures.Future[Submitted]) -> None:
+def _kill_orphan(
+    loop: asyncio.AbstractEventLoop, command: str, future: concurrent.futures.Future[Submitted]
+) -> None:
     """A process nobody waits for (its run's wait for its start was cancelled: a timeout, a
     stop, the loop's end): kill its session at once, then reap it."""
     if future.cancelled() or future.exception() is not None:
@@ -367,4 +369,10 @@ def _kill_orphan(command: str, future: concurrent.futures.Future[Submitted]) -> 
             process.wait()
         children.claims.forget(pid)
 
-    threading.Thread(target=reap, name=f"waitpid {pid}", daemon=True).start()
+    try:
+        threading.Thread(target=reap, name=f"waitpid {pid}", daemon=True).start()
+    except RuntimeError:  # a pids limit: the loop watches it as any child's (its end unheard)
+        try:
+            loop.call_soon_threadsafe(Child, loop, pid, process)
+        except RuntimeError:  # the loop is closed: left to the orphan reaper, where it runs
+            children.claims.forget(pid)

@@ -8,8 +8,10 @@ watch."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import errno
 import os
+import signal
 import stat
 import threading
 import time
@@ -18,7 +20,9 @@ from typing import Any
 
 import pytest
 
+from reconciler import children
 from reconciler.core.runs import RunStatus
+from reconciler.runner import process
 from reconciler.runner.command import CommandRun
 from tests.helpers import wait_for
 
@@ -105,3 +109,72 @@ def test_the_output_the_loop_cannot_watch_is_read_whole_however_much_is_printed(
     outcome = asyncio.run(CommandRun(args, env=ENV, timeout=10, output_limit=1000).run())
     assert outcome.status is RunStatus.SUCCEEDED, outcome.message
     assert outcome.output.endswith("x\nend\n")
+
+
+def _orphan(loop: asyncio.AbstractEventLoop) -> tuple[int, concurrent.futures.Future[Any]]:
+    """A start that returned after its run stopped waiting for it: ``_kill_orphan``'s."""
+    read_fd, write_fd = os.pipe()
+    number = children.claims.begin()  # claimed as the spawner claims it
+    try:
+        actions = [(os.POSIX_SPAWN_DUP2, write_fd, 1)]
+        pid = os.posix_spawnp("sleep", ["sleep", "30"], ENV, setsid=True, file_actions=actions)
+    except BaseException:
+        children.claims.end(number, None)
+        raise
+    finally:
+        os.close(write_fd)
+    children.claims.end(number, pid)
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    future.set_result(((pid, None), read_fd, time.monotonic()))
+    return pid, future
+
+
+def _reaped_by_the_orphan_reaper(pid: int) -> bool:
+    """Whether ``runner.reaper`` could reap ``pid`` (nothing claims it), which it then does."""
+    mark = children.claims.mark()
+    return children.claims.reap_unclaimed([pid], mark, lambda p: os.waitpid(p, 0)[0] == p) == 1
+
+
+@pytest.mark.usefixtures("no_wait_thread")
+def test_a_start_nobody_waited_for_is_reaped_from_the_loop_when_no_thread_can() -> None:
+    """Its reap thread's RuntimeError left a zombie whose claim was held: not even the orphan
+    reaper (crontask as PID 1) would take it, and it held its place under the pids limit."""
+
+    async def main() -> int:
+        pid, future = _orphan(asyncio.get_running_loop())
+        process._kill_orphan(asyncio.get_running_loop(), "sleep", future)
+        for _ in range(500):  # the loop polls it: let it run
+            if _state(pid) is None:
+                break
+            await asyncio.sleep(0.01)
+        return pid
+
+    assert _state(asyncio.run(main())) is None
+
+
+@pytest.mark.usefixtures("no_wait_thread")
+def test_a_start_nobody_waited_for_past_its_loop_is_left_to_the_orphan_reaper() -> None:
+    loop = asyncio.new_event_loop()
+    pid, future = _orphan(loop)
+    loop.close()
+    process._kill_orphan(loop, "sleep", future)
+    wait_for("killed", lambda: _state(pid) == "Z")
+    assert _reaped_by_the_orphan_reaper(pid)
+
+
+@pytest.mark.usefixtures("no_wait_thread")
+def test_a_polled_child_abandoned_with_its_loop_is_left_to_the_orphan_reaper() -> None:
+    """Abandoned (the loop going away, its session killed), a child no thread can wait for
+    kept its claim: a zombie not even the orphan reaper would take."""
+
+    async def main() -> int:
+        pid, future = _orphan(asyncio.get_running_loop())
+        started, read_fd, _ = future.result()
+        os.close(read_fd)
+        process.Child(asyncio.get_running_loop(), *started).abandon()
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    pid = asyncio.run(main())
+    wait_for("killed", lambda: _state(pid) == "Z")
+    assert _reaped_by_the_orphan_reaper(pid)
