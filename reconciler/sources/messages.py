@@ -41,7 +41,9 @@ _FIELD_NAME = "invalid_key"  # pydantic's "Keys should be strings", of a model's
 _NOT_A = {"int_type": "a whole number", "float_type": "a number", "bool_type": "true or false"}
 _SWITCH_WORDS = {"true": True, "yes": True, "on": True, "y": True}
 _SWITCH_WORDS |= {"false": False, "no": False, "off": False, "n": False}
-_PLAIN_NUMBER = re.compile(r"[-+]?[0-9]+(\.[0-9]*)?")
+# A number written the same in YAML 1.1 and JSON: no leading zero (YAML 1.1 reads 017 as the
+# octal 15; JSON refuses it), no '+', no '.' without digits after it.
+_PLAIN_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
 _DNS_LABEL = (
     "a DNS-1123 label (lower-case letters, digits and '-', starting and ending with a letter "
     "or digit)"

@@ -86,6 +86,23 @@ def worded(spec: dict[str, Any]) -> list[str]:
             f"spec.timeoutSeconds: a whole number, not the string '{'x' * 40}...'",
         ),
         ({"timeoutSeconds": {"a": 1}}, "spec.timeoutSeconds: a whole number, not a map"),
+        # Unquoted, YAML 1.1 reads 017 as the octal 15, and JSON refuses it, +30 and 1. alike.
+        (
+            {"timeoutSeconds": "017"},
+            "spec.timeoutSeconds: a whole number, not the string '017': write it as 17",
+        ),
+        (
+            {"timeoutSeconds": "+30"},
+            "spec.timeoutSeconds: a whole number, not the string '+30': write it as 30",
+        ),
+        (
+            {"retry": {"backoffSeconds": "1."}},
+            "spec.retry.backoffSeconds: a number, not the string '1.': write it as 1.0",
+        ),
+        (
+            {"retry": {"backoffSeconds": "0.5"}},
+            "spec.retry.backoffSeconds: a number, not the string '0.5': write it without quotes",
+        ),
         (
             {"retry": {"backoffSeconds": "2.5e1"}},
             "spec.retry.backoffSeconds: a number, not the string '2.5e1': write it as 25.0",
