@@ -43,7 +43,8 @@ class Model(BaseModel):
         extra="forbid",
         frozen=True,
         # A field is read only as the resource spells it (timeZone): by its Python name too
-        # (time_zone), a file ran with what the schema refuses and the API server drops.
+        # (time_zone), a file ran with what the schema refuses and the API server drops. A task
+        # file's such names are respelled, with a warning, for one release (sources.pythonnames).
         alias_generator=to_camel,
         use_enum_values=False,
         # str() of a ValidationError would quote the value, a URL with its password among
