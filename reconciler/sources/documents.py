@@ -59,6 +59,7 @@ from reconciler.sources.documentkeys import (
 from reconciler.sources.docwarnings import DocumentWarning, document_warning, log_warnings, placed
 from reconciler.sources.limits import FileBudget, Room, YamlLimits, excerpt
 from reconciler.sources.messages import MESSAGE, Problem, dotted, locator, message, more_in_file
+from reconciler.sources.yamlmerge import MergingConstructor
 from reconciler.sources.yamlpositions import Lines, Positions, reader_index
 from reconciler.sources.yamlwalk import (
     MAP,
@@ -321,7 +322,7 @@ def _document(
         try:
             used = measure(node, room=room, depth=depth, number_length=number_length)
             positions = Positions(node, found.lines)
-            data = yaml.constructor.SafeConstructor().construct_document(node)
+            data = MergingConstructor().construct_document(node)
         except NodeProblem as problem:
             where = at(*found.lines.place(problem.node.start_mark))
             found.error(where, problem.message, key_of_node(node))
