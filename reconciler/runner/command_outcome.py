@@ -142,6 +142,7 @@ def start_failed(
     exc: BaseException, command: str, working_dir: str | None, path: str | None = None
 ) -> Outcome:
     """``path``: the ``PATH`` of the command's environment (None: it has none)."""
+    named = _shown(command)  # "- |" in YAML: a name ending with a newline, not shown as one
     if isinstance(exc, OSError):
         detail = exc.strerror or str(exc)
         # subprocess names the working directory as the failing file when chdir() failed.
@@ -149,27 +150,27 @@ def start_failed(
             working_dir,
             os.fsencode(working_dir),
         ):
-            message = f"cannot use working directory {working_dir}: {detail}"
+            message = f"cannot use working directory {_shown(working_dir)}: {detail}"
         elif isinstance(exc, InterpreterNotFound):
-            message = _interpreter_not_found(command, exc.interpreter)
+            message = _interpreter_not_found(named, exc.interpreter)
         elif exc.errno == errno.ENOENT:
-            message = f"command not found: {command}{_looked_for_in(command, path)}"
+            message = f"command not found: {named}{_looked_for_in(command, path)}"
         elif exc.errno == errno.EACCES:
-            message = f"permission denied: {command}"
+            message = f"permission denied: {named}"
         elif isinstance(exc, ByteOrderMark):
             message = (
-                f"cannot start {command}: {detail} (its #! line follows a byte order mark,"
+                f"cannot start {named}: {detail} (its #! line follows a byte order mark,"
                 " which exec does not read past: save it as UTF-8 without BOM)"
             )
         elif exc.errno == errno.ENOEXEC:
             # A shell would run a script without a #! line as one of its own (cron, through
             # ``sh -c``, did); or a program built for another machine (an arm64 binary).
             message = (
-                f"cannot start {command}: {detail} (neither a program for this machine nor a"
+                f"cannot start {named}: {detail} (neither a program for this machine nor a"
                 " script with a first line such as #!/bin/sh)"
             )
         else:
-            message = f"cannot start {command}: {detail}"
+            message = f"cannot start {named}: {detail}"
     else:
         message = f"cannot start {command!r}: {exc}"
     return Outcome(
@@ -196,8 +197,7 @@ def _looked_for_in(command: str, path: str | None) -> str:
         return f" (looked for in {os.defpath}: no PATH)"
     more = f"... [{len(path) - _PATH_SHOWN} more characters]" if len(path) > _PATH_SHOWN else ""
     path = path[:_PATH_SHOWN]
-    # A message is one line: a PATH that would not show on one is quoted (as an interpreter).
-    return f" (looked for in PATH={path if path.isprintable() else repr(path)}{more})"
+    return f" (looked for in PATH={_shown(path)}{more})"
 
 
 def _interpreter_not_found(command: str, interpreter: str | None) -> str:
@@ -206,11 +206,15 @@ def _interpreter_not_found(command: str, interpreter: str | None) -> str:
             f"cannot start {command}: it is there, but what runs it was not found"
             " (the interpreter of its #! line, or its ELF loader)"
         )
-    # The line's bytes as they are: quoted if they would not show on one line.
-    shown = interpreter if interpreter.isprintable() else repr(interpreter)
+    shown = _shown(interpreter)  # the line's bytes as they are
     if interpreter.endswith("\r"):  # written on Windows: the CR is part of the name
         return (
             f"interpreter not found: {shown} (the #! line of {command} ends with CR:"
             " Windows line endings?)"
         )
     return f"interpreter not found: {shown} (the #! line of {command})"
+
+
+def _shown(text: str) -> str:
+    """``text`` in a message, which is one line: quoted if it would not show on one."""
+    return text if text.isprintable() else repr(text)

@@ -143,6 +143,23 @@ def test_a_path_that_would_not_show_on_one_line_is_quoted(spawner: str) -> None:
     assert "\n" not in said
 
 
+def test_a_program_or_working_directory_that_would_not_show_on_one_line_is_quoted(
+    spawner: str, tmp_path: Path
+) -> None:
+    """A program or working directory written as a YAML block scalar (``- |``) ends with a
+    newline that the message showed as its line break: "command not found: /bin/true" for a
+    /bin/true that is there. Shown quoted, as the PATH searched is."""
+    said = run(["/bin/true\n"]).message
+    assert said == "command not found: '/bin/true\\n'"
+    said = run(["true\n"], {"PATH": "/usr/bin:/bin"}).message
+    assert said == "command not found: 'true\\n' (looked for in PATH=/usr/bin:/bin)"
+    said = run(["true"], working_dir=f"{tmp_path}\n").message
+    assert (
+        said
+        == f"cannot use working directory {str(tmp_path) + chr(10)!r}: No such file or directory"
+    )
+
+
 def test_a_script_without_a_hash_bang_line_says_what_it_lacks(spawner: str, tmp_path: Path) -> None:
     """A shell runs such a file as a script of its own (so cron, through ``sh -c``, did);
     exec does not, and "Exec format error" alone did not say what to change. (A program built
