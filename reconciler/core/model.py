@@ -58,6 +58,10 @@ def _whole(value: Any) -> Any:
     return value
 
 
+# The fields of a command, as written: a string that starts with one and a colon is a slip.
+_COMMAND_FIELDS = frozenset(f.alias or n for n, f in CommandAction.model_fields.items())
+
+
 class ConcurrencyPolicy(enum.StrEnum):
     ALLOW = "Allow"
     FORBID = "Forbid"
@@ -171,6 +175,11 @@ class TaskSpec(Model):
                 f"{wanted} (not a list as a container's command: the list goes under args)"
             )
         if isinstance(command, str):
+            field = command.partition(":")[0]
+            if ":" in command and field in _COMMAND_FIELDS:  # args:[x], one YAML string
+                raise ValueError(
+                    f"{wanted} (not a string: write a space after the ':' of '{field}:')"
+                )
             raise ValueError(
                 f"{wanted} (not a string: the program and each argument are items of args, "
                 "run without a shell)"

@@ -38,3 +38,13 @@ def test_any_other_string_is_worded_as_before() -> None:
     assert str(error) == (
         "t.yaml:6:3: spec.retry: a map of fields such as limit, backoffSeconds (not a string)"
     )
+
+
+def test_a_command_without_a_space_after_args_colon_is_named_too() -> None:
+    """A command has words of its own for a string (a crontab line); ``args:[x]`` is the slip."""
+    text = HEAD + 'metadata: {name: n}\nspec:\n  schedule: "@daily"\n  command:\n    args:[x]\n'
+    (error,) = parse_text(text, "t.yaml").errors
+    assert str(error) == (
+        "t.yaml:6:3: spec.command: a map such as {args: [program, argument, ...]} (not a string: "
+        "write a space after the ':' of 'args:')"
+    )
