@@ -11,6 +11,7 @@ from typing import Literal
 from reconciler.core.runs import truncation_marker
 
 _READ_CHUNK = 64 * 1024
+_TURN_CHUNKS = 16  # a turn of reads of a pipe the loop cannot watch: 1 MiB at most
 
 
 # What a byte that becomes U+FFFD (an undecodable one: surrogateescape's U+DC80-U+DCFF; a NUL:
@@ -83,14 +84,17 @@ class TailReader:
             self._watching = True
 
     def _poll_soon(self, delay: float) -> None:
-        # Sooner while the command prints: a full pipe would hold it at its next write.
+        # Sooner while the command prints: a full pipe would hold it at its next write. A turn
+        # reads a few chunks at most: a command that prints as fast as they are read (``yes``
+        # on a few cores) would keep the loop in one turn, its run's timeout with it.
         def poll() -> None:
             self._polls = None
-            read = False
-            while self._on_readable():
-                read = True
+            read = 0
+            while read < _TURN_CHUNKS and self._on_readable():
+                read += 1
             if not self._eof.is_set():
-                self._poll_soon(0.01 if read else min(2 * delay, 0.25))
+                more = read == _TURN_CHUNKS
+                self._poll_soon(0 if more else 0.01 if read else min(2 * max(delay, 0.01), 0.25))
 
         self._polls = self._loop.call_later(delay, poll)
 

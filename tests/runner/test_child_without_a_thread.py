@@ -24,6 +24,7 @@ from reconciler import children
 from reconciler.core.runs import RunStatus
 from reconciler.runner import process
 from reconciler.runner.command import CommandRun
+from reconciler.runner.output import TailReader
 from tests.helpers import wait_for
 
 ENV = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C.UTF-8"}
@@ -109,6 +110,35 @@ def test_the_output_the_loop_cannot_watch_is_read_whole_however_much_is_printed(
     outcome = asyncio.run(CommandRun(args, env=ENV, timeout=10, output_limit=1000).run())
     assert outcome.status is RunStatus.SUCCEEDED, outcome.message
     assert outcome.output.endswith("x\nend\n")
+
+
+def test_output_read_in_turns_leaves_the_loop_to_others_however_fast_it_comes() -> None:
+    """A command that prints as fast as it is read (``yes`` on a few cores) held the loop in
+    one turn of reads for as long as it printed: no timer ran meanwhile, its timeout's
+    neither. ``/dev/zero`` is output that never runs dry, and a file no loop can watch."""
+
+    async def main() -> tuple[float, bool]:
+        loop = asyncio.get_running_loop()
+        fd = os.open("/dev/zero", os.O_RDONLY)
+        dry = os.open("/dev/null", os.O_RDONLY)
+        # For a loop held in one turn: its output runs dry (end of file) after 3 s.
+        ender = threading.Timer(3, os.dup2, [dry, fd])
+        ender.start()
+        began = time.monotonic()
+        reader = TailReader(loop, fd, 1000)
+        try:
+            await asyncio.sleep(0.05)
+            late = time.monotonic() - began
+            return late, reader.text().endswith("\ufffd" * 10)
+        finally:
+            ender.cancel()
+            ender.join()
+            reader.close()
+            os.close(dry)
+
+    late, read = asyncio.run(main())
+    assert read
+    assert late < 1.5
 
 
 def _orphan(loop: asyncio.AbstractEventLoop) -> tuple[int, concurrent.futures.Future[Any]]:
