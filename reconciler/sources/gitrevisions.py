@@ -144,7 +144,11 @@ class Revisions:
         self._unfinished = self._unfinished + 1 if found is None else 0
         if self._unfinished >= CHECK_LIMIT:
             self._unfinished = 0
-            return self._replace(repo, clone)
+            mirror = self._replace(repo, clone)
+            # The new clone's first check waits as any other: a remote that says damage at
+            # every fetch costs a whole clone once per CHECK_LIMIT * CHECK_AGAIN at most.
+            self._check_after = time.monotonic() + CHECK_AGAIN
+            return mirror
         if found is None:
             # Too large to check within the deadline or the memory limit: kept, said, and not
             # checked again at every sync (each would cost the whole deadline again).
