@@ -114,6 +114,11 @@ class Revisions:
         the one in force (``GitRepo.forget_worktrees``: a leftover one failed every fetch).
         Raises GitError or OSError."""
         self._made = None
+        new, old = self.base / REPLACEMENT, self.base / REPLACED
+        if old.is_dir() and new.is_dir() and not repo.git_dir.exists():
+            # Killed between ``_replace``'s two renames: the mirror went aside only once the
+            # new clone's fetch had succeeded. It takes its place, rather than a third clone.
+            os.rename(new, repo.git_dir)
         for name in (REPLACEMENT, REPLACED):  # a replacement cut short by a kill
             if (left := self.base / name).exists():
                 end_orphans(left)  # its fetch, left running
