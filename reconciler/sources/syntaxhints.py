@@ -23,6 +23,9 @@ _NO_SPACE = re.compile(r"[ \t]*(?:-[ \t]+)?([A-Za-z][\w.-]{0,62}):[^\s#]")
 _LOOKED_AT = 16 * 1024  # characters before the refused colon
 _BREAK = re.compile(r"\r\n?|\n")
 _AFTER_NO_SPACE = ("mapping values are not allowed", "could not find expected ':'")
+# What such a run-on text leaves before the refused colon on its line: a key alone (``command``),
+# not a value with a colon of its own before it (``url: http://x/: y``, no slip above).
+_KEY_ALONE = re.compile(r"[^:#\r\n]*")
 
 
 def hint(text: str, err: yaml.MarkedYAMLError, libyaml: bool) -> str:
@@ -55,6 +58,9 @@ def _no_space(text: str, index: int) -> str:
     run together; the first of such lines, as the text runs on through each. Only the lines
     just above are looked at (``_LOOKED_AT``): the work is bounded, whatever the file."""
     above = max(0, index - _LOOKED_AT)
+    start = max(text.rfind("\n", above, index), text.rfind("\r", above, index)) + 1
+    if not _KEY_ALONE.fullmatch(text, start or above, index):
+        return ""  # the refused colon follows a value of its own line
     breaks = list(_BREAK.finditer(text, above, index))
     starts = [above, *(brk.end() for brk in breaks)]
     ends = [brk.start() for brk in breaks]

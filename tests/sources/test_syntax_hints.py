@@ -73,3 +73,16 @@ def test_the_line_without_a_space_is_named_as_an_editor_numbers_it() -> None:
     (error,) = documents.parse_text(text, "h.yaml").errors
     assert str(error).startswith("h.yaml:7:10: YAML syntax error: mapping values"), error
     assert str(error).endswith(f"(line 5: {SPACE} 'timeoutSeconds:')"), error
+
+
+@pytest.mark.parametrize("loader", [documents._Loader, yaml.SafeLoader])
+def test_a_colon_refused_after_a_value_names_no_line_above(
+    loader: type[yaml.SafeLoader], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The text above holds 'a:b' (a block scalar's), but the colon YAML refuses follows a
+    value on its own line: no slip runs on to it, and none is named."""
+    monkeypatch.setattr(documents, "_Loader", loader)
+    body = "  http:\n    body: |\n      a:b\n    url: http://x/: y\n"
+    (error,) = documents.parse_text(HEAD.replace("NAME", "h") + body, "h.yaml").errors
+    assert str(error).startswith("h.yaml:8:"), error
+    assert str(error).endswith(("in this context", "here")), error
