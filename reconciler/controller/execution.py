@@ -78,7 +78,7 @@ class RunExecution(NotStarted, LateStarts, SlotSkips):
     owns: Callable[[str], bool]
     fence: Callable[[], None]
     _let_go: Callable[[ActiveRun], None]
-    _save_end: Callable[[ActiveRun, RunRecord, bool], Coroutine[Any, Any, None]]  # RunStops
+    _save_end: Callable[[ActiveRun, RunRecord, bool], Coroutine[Any, Any, RunRecord | None]]
     # What an attempt's end waits for before it is recorded (``controller.disowned``).
     before_end: Callable[[ActiveRun], Coroutine[Any, Any, None]] | None = None
 
@@ -343,7 +343,9 @@ class RunExecution(NotStarted, LateStarts, SlotSkips):
         if not active.begun:  # its process did not start: a manual Replace run's answer
             active.not_begun(None if retried else final, _retrying(final) if retried else None)
         # As it is: the store keeps nothing of the decision.
-        await self._save_end(active, final, not retried)
+        if (stood := await self._save_end(active, final, not retried)) is not None:
+            self._notify(stood)  # another replica's mark stands (RunStops): no retry here
+            return None
         if retried:
             final = RetriedAttempt.of(final)
         self._notify(final)

@@ -68,6 +68,7 @@ from reconciler.controller.waiting import (
     Key,
     Mode,
     Waiting,
+    behind,
     write_kept,
 )
 from reconciler.core.runs import RunRecord
@@ -128,6 +129,9 @@ class Recorder(Claiming):
         # Kept skips whose caller hears of them once written (``add``, ``save``): keys in the
         # buffer, and a ``save``'s on its way.
         self._told: dict[Key, Callable[[RunRecord], None]] = {}
+        # Saves whose caller hears of a mark that stands (``save``), and the marks just found.
+        self._marked: dict[Key, Callable[[RunRecord], None]] = {}
+        self._stood: dict[Key, RunRecord] = {}
         # Claims not to be kept when the store cannot answer them (``claim_soon(keep=False)``).
         self._unkept: set[asyncio.Future[bool]] = set()
         self._closed = False
@@ -171,7 +175,7 @@ class Recorder(Claiming):
         if kind == "claim":
             fn: Callable[[list[RunRecord]], Any] = self.store.claim_many
         elif self._pending:  # an outage began after these were queued: wait behind it
-            fn = _waiting
+            fn = behind
         else:
             fn = self.store.save_many
         return self._send(records, fn, records)
@@ -205,11 +209,16 @@ class Recorder(Claiming):
         return False
 
     async def save(
-        self, record: RunRecord, written_later: Callable[[RunRecord], None] | None = None
+        self,
+        record: RunRecord,
+        written_later: Callable[[RunRecord], None] | None = None,
+        marked: Callable[[RunRecord], None] | None = None,
     ) -> bool:
         """Write the newest state of a record, creating it if needed. Never raises; False if
         it was kept for later (the store is unavailable, or earlier records are waiting), and
         then told to ``written_later`` once written, as ``add``'s (a manual run's skip).
+        ``marked`` (must not raise) hears the record another replica marked interrupted if it
+        stands instead (``store.keep_marks``): before True is returned, or once written later.
         Records saved while another write is on its way travel together (``save_many``)."""
         key = (record.id, record.attempt)
         if self._closed:
@@ -219,13 +228,22 @@ class Recorder(Claiming):
             return False
         if written_later is not None:  # before it is kept: the buffer's write reads ``_told``
             self._told[key] = written_later
-        if self._pending:
-            self._keep(record, SAVE)  # keep order behind what is waiting
-            saved = False
-        else:
-            saved = await self._lane.put("save", record)
+        if marked is not None:
+            self._marked[key] = marked
+        try:
+            if self._pending:
+                self._keep(record, SAVE)  # keep order behind what is waiting
+                saved = False
+            else:
+                saved = await self._lane.put("save", record)
+        finally:
+            stood = self._stood.pop(key, None)
         if written_later is not None and (saved or key not in self._pending):
             self._told.pop(key, None)  # written now (the caller tells), or told already
+        if marked is not None and (saved or key not in self._pending):
+            self._marked.pop(key, None)
+            if stood is not None:
+                marked(stood)
         return saved
 
     async def _saved(self, batch: Batch, written: asyncio.Future[Any]) -> None:
@@ -240,8 +258,12 @@ class Recorder(Claiming):
             for record, saved in batch:
                 saved.set_result(await self._save_one(record))
             return
+        self._stand(written.result())
         for _, saved in batch:
             saved.set_result(True)
+
+    def _stand(self, marks: Sequence[RunRecord] | None) -> None:  # for each ``save`` that waits
+        self._stood.update(((r.id, r.attempt), r) for r in marks or ())  # a test's store: None
 
     def _keep_for_later(
         self, batch: Batch, message: str, err: StoreUnavailable, mode: Mode
@@ -257,7 +279,7 @@ class Recorder(Claiming):
             self._keep(record, SAVE)
             return False
         try:
-            await self.call(self.store.save_many, [record])
+            self._stand(await self.call(self.store.save_many, [record]))
         except StoreUnavailable:
             self._keep(record, SAVE)
             return False
@@ -353,6 +375,7 @@ class Recorder(Claiming):
         if (lost := self._pending.put(record, mode)) is not None:
             self._refusals.pop(lost, None)
             self._told.pop(lost, None)
+            self._marked.pop(lost, None)
             self.dropped += 1
             self._outage.dropped(lost, self._pending.capacity, self.dropped)
         if self._pending.cuts != cuts:
@@ -381,7 +404,7 @@ class Recorder(Claiming):
             try:
                 entries = [e for _, e in batch]
                 sent = [record for record, _ in entries]
-                refused, created = await self._send(
+                refused, created, stood = await self._send(
                     sent, write_kept, self.store, entries, self._told
                 )
             except Exception as err:
@@ -411,7 +434,7 @@ class Recorder(Claiming):
                 self._pending.writing = frozenset()
             for record in refused:
                 self._refuse(record)
-            self._written(batch, created)
+            self._written(batch, created, stood)
             delay, size = self.retry_initial, min(size * 2, SAVE_BATCH)
             alone.clear()
         self._outage.back()
@@ -443,14 +466,23 @@ class Recorder(Claiming):
         self._refusals[key] = tries
         return tries >= REFUSED_TRIES
 
-    def _written(self, batch: list[tuple[Key, Entry]], created: Collection[Key] = ()) -> None:
+    def _written(
+        self,
+        batch: list[tuple[Key, Entry]],
+        created: Collection[Key] = (),
+        stood: Sequence[RunRecord] = (),
+    ) -> None:
+        marks = {(r.id, r.attempt): r for r in stood}
         for key, entry in batch:
             self._pending.remove(key, entry)
             if key in created and (tell := self._told.pop(key, None)) is not None:
                 tell(entry[0])
+            if key in marks and (tell := self._marked.pop(key, None)) is not None:
+                tell(marks[key])
             if key not in self._pending:  # a newer state of it may have come meanwhile
                 self._refusals.pop(key, None)
                 self._told.pop(key, None)
+                self._marked.pop(key, None)
 
     def _refuse(self, record: RunRecord) -> None:
         """Another instance recorded this slot while the store was unavailable here: its
@@ -466,7 +498,3 @@ class Recorder(Claiming):
                 "fields": {"run": record.id, "attempt": record.attempt, "status": record.status}
             },
         )
-
-
-def _waiting(records: list[RunRecord]) -> None:
-    raise StoreUnavailable("earlier records are waiting")

@@ -51,6 +51,7 @@ class RunStops:
     _killed: set[tuple[str, int]]
     _deferred: dict[str, dict[datetime, tuple[asyncio.TimerHandle, Definition]]]
     _undefer: Callable[[str], None]
+    _notify: Callable[[RunRecord], None]
 
     def going(self) -> list[tuple[str, int]]:
         """The runs in flight here, ``(run id, attempt)``: whose stop asked through the store
@@ -113,21 +114,35 @@ class RunStops:
                 active.no_retry = active.no_retry or reason
         return len(runs)
 
-    async def _save_end(self, active: ActiveRun, final: RunRecord, ended: bool) -> None:
+    async def _save_end(self, active: ActiveRun, final: RunRecord, ended: bool) -> RunRecord | None:
         """Write ``final``, a run's end record. A run whose work has ended (``ended``: no retry
         follows) is let go if the store has not taken it within :data:`LET_GO_AFTER`: a store
         slow or away must not hold its task (the next slot skipped under Forbid for a run that
         had ended). Not at once: while the store answers, listeners (the status reporter) hear
         a run's final record before it leaves the active ones. A timer, not a task: this is
-        every run's path."""
+        every run's path.
+
+        With replicas, the record another replica marked interrupted (``ProcessDied``: it
+        judged this one gone and took the task) may stand instead of ``final``
+        (``RunStore.save_many``): returned, for the listeners to hear instead. One found by a
+        later write (``final`` was kept: the store was away) is told to them then, after
+        ``final``."""
         timer = None
         if ended:
             timer = asyncio.get_running_loop().call_later(LET_GO_AFTER, self._let_go, active)
+        stood: list[RunRecord] = []
+        answered: list[bool] = []
+
+        def marked(record: RunRecord) -> None:  # before ``save`` answers True, or after False
+            _stood(record)
+            (self._notify if answered else stood.append)(record)
+
         try:
-            await self.recorder.save(final)
+            answered.append(await self.recorder.save(final, marked=marked))
         finally:
             if timer is not None:
                 timer.cancel()
+        return stood[0] if stood else None
 
     def _let_go(self, active: ActiveRun) -> None:
         """A run that waited (a retry; a first attempt superseded) and will not start, or one
@@ -261,3 +276,11 @@ class RunStops:
             draining.cancel()
             return False
         return draining.result()
+
+
+def _stood(record: RunRecord) -> None:
+    log.warning(
+        "run's end not recorded: another replica had recorded the run interrupted, having"
+        " judged this replica gone; its record stands, and is what the listeners hear",
+        extra={"fields": {"task": record.task, "run": record.id, "attempt": record.attempt}},
+    )

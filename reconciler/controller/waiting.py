@@ -20,7 +20,7 @@ from collections.abc import Collection
 from typing import Final, Literal
 
 from reconciler.core.runs import RunRecord
-from reconciler.store.base import RunStore
+from reconciler.store.base import RunStore, StoreUnavailable
 
 # How a kept record is to be written once the store is back:
 CREATE: Final = "create"  # only if the slot has no record (a skip): whatever exists stands
@@ -115,10 +115,11 @@ def _cut(record: RunRecord) -> RunRecord:
 
 def write_kept(
     store: RunStore, entries: list[Entry], told: Collection[Key] = ()
-) -> tuple[list[RunRecord], list[Key]]:
+) -> tuple[list[RunRecord], list[Key], list[RunRecord]]:
     """Write kept records (distinct slots) in two transactions; returns the claims refused,
-    and the records of ``told`` this process wrote: a save, a claim taken, a skip inserted now
-    or before (the call whose answer came late; only those skips are read back, one read each).
+    the records of ``told`` this process wrote: a save, a claim taken, a skip inserted now
+    or before (the call whose answer came late; only those skips are read back, one read each),
+    and the marks the saves left standing (``RunStore.save_many``).
 
     A skip (CREATE) is inserted only if its slot has no record: whatever exists stands. A
     claim whose answer never came (CLAIM) is inserted, or, if its slot's record is this
@@ -142,7 +143,13 @@ def write_kept(
                 refused.append(record)
             else:
                 saves.append(record)
+    stood: list[RunRecord] = []
     if saves:
-        store.save_many(saves)
+        stood = store.save_many(saves) or []  # a test's store may return nothing
         created += [(r.id, r.attempt) for r in saves if (r.id, r.attempt) in told]
-    return refused, created
+    return refused, created, stood
+
+
+def behind(records: list[RunRecord]) -> None:
+    """The write of records queued before an outage began: they wait behind those kept."""
+    raise StoreUnavailable("earlier records are waiting")

@@ -291,13 +291,12 @@ class RunStore(Protocol):
         """
         ...
 
-    def save_many(self, records: Sequence[RunRecord]) -> None:
+    def save_many(self, records: Sequence[RunRecord]) -> list[RunRecord]:
         """Write the newest state of each record in one call (one transaction where the store
         has them): an existing ``(id, attempt)`` has its mutable fields overwritten as by
-        ``complete``, a missing one is inserted whole (with replicas, one
-        :meth:`mark_interrupted` ended is left as marked: ``store.keep_marks``). A key given
-        twice ends with its last record. This is how finished runs are written: a burst of runs
-        ending together costs one store round trip."""
+        ``complete``, a missing one is inserted whole (with replicas, one :meth:`mark_interrupted`
+        ended is left as marked, and returned as it stands: ``store.keep_marks``; else ``[]``).
+        A key given twice ends with its last record. This is how finished runs are written."""
         ...
 
     def get(self, run_id: str, attempt: int | None = None) -> RunRecord | None:

@@ -147,7 +147,8 @@ class MemoryRunStore:
                 raise KeyError(key)
             self._records[key] = _overwritten(old, record)
 
-    def save_many(self, records: Sequence[RunRecord]) -> None:
+    def save_many(self, records: Sequence[RunRecord]) -> list[RunRecord]:
+        left: dict[_Key, RunRecord] = {}  # the marks that stand, by key
         for record in map(normalized, records):
             key = (record.id, record.attempt)
             with self._lock:  # the look and the write: one step, as a mark's
@@ -157,6 +158,10 @@ class MemoryRunStore:
                     self._records[key] = record
                 elif not self.keep_marks or _saved_over(old, key in self._stops):
                     self._records[key] = _overwritten(old, record)
+                    left.pop(key, None)
+                elif not died(record):  # a record marked so itself is no mark left
+                    left[key] = old
+        return list(left.values())
 
     def get(self, run_id: str, attempt: int | None = None) -> RunRecord | None:
         with self._lock:

@@ -288,17 +288,15 @@ class SqlRunStore:
         if self._write(lambda conn: conn.execute(statement).rowcount) == 0:
             raise KeyError((row["id"], row["attempt"]))
 
-    def save_many(self, records: Sequence[RunRecord]) -> None:
+    def save_many(self, records: Sequence[RunRecord]) -> list[RunRecord]:
         # The last record per key: PostgreSQL refuses to update one row twice in a statement.
         latest = {(r.id, r.attempt): record_to_row(normalized(r)) for r in records}
-        if not latest:
-            return
         rows = [latest[key] for key in sorted(latest)]  # in key order, as claim_many
-
         stmt = self._save_keeping_stmt if self.keep_marks else self._save_stmt
 
-        def save(conn: Connection) -> None:
+        def save(conn: Connection) -> list[RunRecord]:
             conn.execute(stmt, rows)
+            left = sql_running.left_marked(conn, rows) if self.keep_marks else []
             if not self._sqlite:
                 # After psycopg's pipelined executemany the server does not start its idle
                 # timer again until the next statement: a replica frozen between this save and
@@ -307,8 +305,9 @@ class SqlRunStore:
                 # One more statement starts it (RETURNING did too, at two or three times the
                 # cost of a save).
                 conn.execute(IDLE_TIMER)
+            return left
 
-        self._write(save)
+        return self._write(save) if rows else []
 
     def get(self, run_id: str, attempt: int | None = None) -> RunRecord | None:
         stmt = sa.select(runs).where(_c.id == run_id)

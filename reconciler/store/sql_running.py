@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
-from reconciler.core.runs import PROCESS_DIED, UNTOLD_NOTES, RunStatus
+from reconciler.core.runs import PROCESS_DIED, UNTOLD_NOTES, RunRecord, RunStatus
 from reconciler.store import sql_rows
 from reconciler.store.base import INTERRUPTED_MESSAGE, UNTOLD_MAX
 from reconciler.store.records import utc
@@ -166,3 +166,20 @@ def take_untold(ids: Collection[str]) -> sa.Executable:
         .values(message=_without_untold())
         .returning(*runs.c)
     )
+
+
+def left_marked(conn: sa.Connection, rows: Iterable[dict[str, Any]]) -> list[RunRecord]:
+    """In a save's transaction (``store.keep_marks``), after it: the records it left as
+    mark_interrupted ended them (``SAVED_OVER``), as they stand. A row saved as one such
+    itself (the end of a run of a crontask found dead) is no mark left."""
+    keys = {sql_rows.row_key(row) for row in rows if not _marks(row)}
+    ids = sorted({run for run, _ in keys})
+    found: list[RunRecord] = []
+    for at in range(0, len(ids), STOP_IDS_AT_ONCE):
+        stmt = sa.select(runs).where(_c.id.in_(ids[at : at + STOP_IDS_AT_ONCE]), ~SAVED_OVER)
+        found += sql_rows.records_of(conn.execute(stmt).all())
+    return [r for r in found if (r.id, r.attempt) in keys]
+
+
+def _marks(row: dict[str, Any]) -> bool:
+    return bool(row["status"] == RunStatus.INTERRUPTED.value and row["reason"] == PROCESS_DIED)

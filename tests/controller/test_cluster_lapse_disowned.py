@@ -14,8 +14,8 @@ import pytest
 from reconciler.controller.disowned import DISOWNED
 from reconciler.controller.sweep import interrupt_gone
 from reconciler.core.runs import PROCESS_DIED, RunRecord, RunStatus
-from reconciler.runner.base import Actions
-from reconciler.runner.memory import ScriptedAction
+from reconciler.runner.base import Actions, Outcome, failed
+from reconciler.runner.memory import SUCCESS, ScriptedAction
 from reconciler.store.base import RunQuery
 from tests.controller.test_cluster import Replica, World, settle
 from tests.controller.test_cluster_lapse import IDS, KEY, SLOT, a_records, world_with
@@ -197,3 +197,27 @@ def test_an_end_just_after_a_mark_from_a_stale_sweep_is_not_written_over_it(
 
     asyncio.run(main())
     assert a_records(world) == [(1, RunStatus.INTERRUPTED, PROCESS_DIED)]
+
+
+@pytest.mark.parametrize("ends", [SUCCESS, failed("Error", "exit 1")], ids=["success", "retried"])
+def test_an_end_that_lost_to_a_mark_is_heard_as_the_mark(tmp_path: Path, ends: Outcome) -> None:
+    """The end of the test above reaches the store after b's mark, which stands: a's listeners
+    (notifier, metrics, status) hear that record, as b's did, not the end the store left out
+    (metrics would count the run twice, a notification say it succeeded)."""
+    world = world_with(tmp_path, "{limit: 1, backoffSeconds: 0}")
+
+    async def main() -> list[RunRecord]:
+        a, b = world.replicas("a", "b")
+        await settle([a, b])
+        action, heard = await running_on_a(a)
+        world.clocks.advance(20)
+        assert await a.step()
+        interrupt_gone(world.store, IDS["b"], {IDS["b"]}, None, outlives=lambda r: False)
+        action.attempts[0].finish(ends)  # a failure is not retried: the run is b's now
+        assert await a.dispatcher.drain(5)
+        assert len(action.attempts) == 1
+        return heard
+
+    heard = asyncio.run(main())
+    assert [r.status for r in heard] == [RunStatus.RUNNING, RunStatus.INTERRUPTED]
+    assert heard[-1] == a_run(world)

@@ -137,11 +137,12 @@ class SlowSave(MemoryRunStore):
     def claim_exclusive(self, records: Sequence[RunRecord]) -> list[ExclusiveClaim]:
         raise StoreUnavailable("connection refused")
 
-    def save_many(self, records: Sequence[RunRecord]) -> None:
+    def save_many(self, records: Sequence[RunRecord]) -> list[RunRecord]:
         self.saving.set()
         assert self.release.wait(5)
-        super().save_many(records)
+        left = super().save_many(records)
         self.saved.set()
+        return left
 
 
 def test_a_manual_run_unchecked_whose_skip_is_answered_late_is_heard_once() -> None:

@@ -197,11 +197,11 @@ def failed_ends_held() -> tuple[MemoryRunStore, threading.Event, threading.Event
     saving, release = threading.Event(), threading.Event()
     save_many = store.save_many
 
-    def slow_save(records: Any) -> None:
+    def slow_save(records: Any) -> list[RunRecord]:
         if any(r.status is RunStatus.FAILED for r in records):
             saving.set()
             release.wait(10)
-        save_many(records)
+        return save_many(records)
 
     store.save_many = slow_save  # type: ignore[method-assign]
     return store, saving, release

@@ -42,10 +42,10 @@ class OutageStore(MemoryRunStore):
         return attr
 
     # The batch write too: the twin's own does not go through ``complete``.
-    def save_many(self, records: Sequence[RunRecord]) -> None:
+    def save_many(self, records: Sequence[RunRecord]) -> list[RunRecord]:
         if self.down:
             raise StoreUnavailable("connection refused")
-        super().save_many(records)
+        return super().save_many(records)
 
 
 def record(minute: int, status: RunStatus = RunStatus.RUNNING) -> RunRecord:
@@ -231,11 +231,11 @@ class CountingStore(MemoryRunStore):
             raise ValueError("the store refuses this record")
         return super().claim_many(records)
 
-    def save_many(self, records: Any) -> None:
+    def save_many(self, records: Any) -> list[RunRecord]:
         self.batches.append(len(records))
         if any(r.message == "unstorable" for r in records):
             raise ValueError("the store refuses this record")
-        super().save_many(records)
+        return super().save_many(records)
 
 
 def test_claims_go_at_once_and_those_made_meanwhile_together() -> None:
@@ -281,9 +281,9 @@ def test_claims_waiting_go_before_saves_waiting() -> None:
             order.append("claim")
             return super().claim_many(records)
 
-        def save_many(self, records: Any) -> None:
+        def save_many(self, records: Any) -> list[RunRecord]:
             order.append("save")
-            super().save_many(records)
+            return super().save_many(records)
 
     store = OrderedStore()
 
@@ -433,9 +433,9 @@ class LockedRowStore(MemoryRunStore):
         self._touch(records)
         return super().claim_many(records)
 
-    def save_many(self, records: Any) -> None:
+    def save_many(self, records: Any) -> list[RunRecord]:
         self._touch(records)
-        super().save_many(records)
+        return super().save_many(records)
 
 
 def test_a_record_whose_row_stays_locked_holds_back_only_itself() -> None:

@@ -25,10 +25,10 @@ class FullStore(OutageStore):
             raise StoreUnavailable("database or disk is full")
         return super().claim_many(records)
 
-    def save_many(self, records: Sequence[RunRecord]) -> None:
+    def save_many(self, records: Sequence[RunRecord]) -> list[RunRecord]:
         if self.down:
             raise StoreUnavailable("database or disk is full")
-        super().save_many(records)
+        return super().save_many(records)
 
 
 def fields(caplog: pytest.LogCaptureFixture, message: str) -> list[dict[str, object]]:

@@ -35,13 +35,13 @@ class CountedStore(FullStore):
         self.saves_tried = 0
         self._lock = threading.Lock()
 
-    def save_many(self, records: Sequence[RunRecord]) -> None:
+    def save_many(self, records: Sequence[RunRecord]) -> list[RunRecord]:
         refused = self.saves_down  # decided before it is counted: a test that waits for the
         with self._lock:  # count and then lets writes go does not change this try's answer
             self.saves_tried += 1
         if refused:
             raise StoreUnavailable("database or disk is full")
-        super().save_many(records)
+        return super().save_many(records)
 
     def tried(self, times: int) -> Callable[[], bool]:
         """Whether the records kept were tried ``times`` times yet."""

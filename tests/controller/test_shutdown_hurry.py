@@ -136,11 +136,11 @@ def test_a_command_reaped_while_its_record_is_written_is_not_signalled_again(
             super().__init__()
             self.entered, self.release = threading.Event(), threading.Event()
 
-        def save_many(self, records: Sequence[RunRecord]) -> None:
+        def save_many(self, records: Sequence[RunRecord]) -> list[RunRecord]:
             if any(r.status.finished for r in records):
                 self.entered.set()
                 self.release.wait(BOUND)
-            super().save_many(records)
+            return super().save_many(records)
 
     store = HeldWrites()
     d = Dispatcher(store, owner="host:1:abc", clock=lambda: SLOT, actions=local_actions())

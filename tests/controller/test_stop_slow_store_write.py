@@ -45,13 +45,13 @@ class SlowStore(FullStore):
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def save_many(self, records: Sequence[RunRecord]) -> None:
+    def save_many(self, records: Sequence[RunRecord]) -> list[RunRecord]:
         if self.slow:
             self.entered.set()
             self.release.wait(BOUND)
             if self.fail:
                 raise StoreUnavailable("server closed the connection unexpectedly")
-        super().save_many(records)
+        return super().save_many(records)
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ def test_skips_nobody_waits_for_are_not_read_back() -> None:
     store = CountingStore()
     entries = skips(50)
     store.claim_many([record(minute, RunStatus.SUCCEEDED) for minute in range(50)])  # theirs
-    refused, created = write_kept(store, entries)
+    refused, created, _ = write_kept(store, entries)
     assert (refused, created, store.reads) == ([], [], 0)
 
 
@@ -40,6 +40,6 @@ def test_a_skip_told_is_read_back_and_found_written_by_this_process() -> None:
     mine = entries[1][0]
     store.claim_many([mine])  # its late insert went in after all
     told = {(r.id, r.attempt) for r, _ in entries}
-    _, created = write_kept(store, entries, told)
+    _, created, _ = write_kept(store, entries, told)
     assert sorted(created) == sorted(told)  # two inserted now, one found as it was kept
     assert store.reads == 1

@@ -36,7 +36,7 @@ def test_an_end_saved_after_the_mark_is_not_written_over_it(replicas_store: RunS
     (marked, _) = store.mark_interrupted([MINE], T0)
     end = rec(at=0, status=RunStatus.SUCCEEDED, owner=MINE)
     new = rec("ops/new", at=1, status=RunStatus.SUCCEEDED, owner=MINE)
-    store.save_many([end, new])
+    assert store.save_many([end, new]) == [marked]  # said to the saver, as it stands
     assert store.get(going.id, 1) == marked  # the mark stands
     assert store.get(new.id, 1) == new  # a record the store lacks is inserted, as before
     store.save_many([dataclasses.replace(other, started_at=T0)])  # its running state too
@@ -48,7 +48,7 @@ def test_an_end_saved_before_the_mark_stands_and_is_not_marked(replicas_store: R
     going = rec(at=0, status=RunStatus.RUNNING, owner=MINE)
     store.claim(going)
     end = rec(at=0, status=RunStatus.FAILED, owner=MINE, reason="Error")
-    store.save_many([end])
+    assert store.save_many([end]) == []
     assert store.mark_interrupted([MINE], T0) == []
     store.save_many([dataclasses.replace(end, message="again")])  # its own end: overwritten
     assert store.get(going.id, 1).message == "again"  # type: ignore[union-attr]
@@ -63,7 +63,7 @@ def test_the_end_of_a_run_asked_to_stop_is_written_over_the_mark(
     assert store.request_stop([going.id], "Replaced") == 1
     assert store.mark_interrupted([MINE], T0)[0].reason == PROCESS_DIED
     end = rec(at=0, status=RunStatus.FAILED, owner=MINE, reason="Replaced")
-    store.save_many([end])
+    assert store.save_many([end]) == []
     assert store.get(going.id, 1).reason == "Replaced"  # type: ignore[union-attr]
 
 
@@ -72,5 +72,14 @@ def test_without_replicas_an_end_replaces_the_mark(store: RunStore) -> None:
     store.claim(going)
     assert store.mark_interrupted([MINE], T0)
     end = rec(at=0, status=RunStatus.SUCCEEDED, owner=MINE)
-    store.save_many([end])
+    assert store.save_many([end]) == []
     assert store.get(going.id, 1) == end  # its crontask lived on: its end is the truth
+
+
+def test_a_mark_saved_over_a_mark_is_no_mark_left(replicas_store: RunStore) -> None:
+    """The end of a run of a crontask found dead (``controller.instance``), written by its
+    next start over the others' mark: the same word, not an end that lost."""
+    store = replicas_store
+    store.claim(rec(at=0, status=RunStatus.RUNNING, owner=MINE))
+    (marked,) = store.mark_interrupted([MINE], T0)
+    assert store.save_many([marked]) == []
