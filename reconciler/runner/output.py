@@ -122,6 +122,9 @@ class TailReader:
         """Wait for end of file, but at most ``timeout`` seconds."""
         if self._eof.is_set():
             return  # the usual case: the pipe closed with the process
+        if self._polls is not None:  # read in turns: what the process left is there now
+            self._polls.cancel()
+            self._poll_soon(0)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._eof.wait()

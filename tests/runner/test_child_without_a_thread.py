@@ -26,6 +26,7 @@ from reconciler.runner import process
 from reconciler.runner.command import CommandRun
 from reconciler.runner.output import TailReader
 from tests.helpers import wait_for
+from tests.http_held import BOUND, StoppableLoop, run_stoppable
 
 ENV = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C.UTF-8"}
 
@@ -139,6 +140,32 @@ def test_output_read_in_turns_leaves_the_loop_to_others_however_fast_it_comes() 
     late, read = asyncio.run(main())
     assert read
     assert late < 1.5
+
+
+@pytest.mark.usefixtures("no_pipe_watch")
+def test_the_output_read_in_turns_is_read_at_once_when_its_process_has_ended() -> None:
+    """Its next turn could be a quarter of a second away (a quiet command's): every run of
+    such a command ended that much later than its process."""
+
+    async def main() -> tuple[float, str]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, StoppableLoop)
+        read_fd, write_fd = os.pipe()
+        reader = TailReader(loop, read_fd, 1000)
+        try:
+            for _ in range(10):  # quiet for a while (the loop's clock moved on): turns slow down
+                loop.stopped_for += 1
+                await asyncio.sleep(0)
+            os.write(write_fd, b"done\n")
+            os.close(write_fd)  # the process has ended
+            began = time.monotonic()
+            await reader.drain(BOUND)
+            return time.monotonic() - began, reader.text()
+        finally:
+            reader.close()
+
+    took, read = run_stoppable(main())
+    assert (took < 0.1, read) == (True, "done\n")
 
 
 def _orphan(loop: asyncio.AbstractEventLoop) -> tuple[int, concurrent.futures.Future[Any]]:
