@@ -94,9 +94,11 @@ def not_blank(hint: str) -> Callable[[object], object]:
 
 @functools.cache
 def _optional_keys(model: type[Model]) -> frozenset[str]:
-    """The keys of ``model``'s fields that may be left out, by name and by alias."""
+    """The keys of ``model``'s fields that may be left out, as the resource spells them: an
+    empty ``time_zone:`` is an unknown field as ``time_zone: UTC`` is (a file's is respelled
+    with a warning, ``sources.pythonnames``)."""
     fields = model.model_fields.items()
-    return frozenset(k for n, f in fields if not f.is_required() for k in (n, f.alias) if k)
+    return frozenset(f.alias or n for n, f in fields if not f.is_required())
 
 
 # One set per shape seen (which optional fields were given); bounded, as a hostile folder

@@ -141,3 +141,18 @@ def test_api_version_is_refused_as_written_in_python() -> None:
     document["api_version"] = document.pop("apiVersion")
     with pytest.raises(ValidationError):
         CronTask.model_validate(document)
+
+
+def test_an_empty_python_name_is_refused_by_the_models_and_warned_of_in_a_file() -> None:
+    """``time_zone:`` with nothing after it: an empty value of a field that may be left out is
+    left out, but only as the resource spells the field; the Python name is refused (by the
+    API) or warned of (in a file), as with a value."""
+    document = task_doc()
+    document["spec"]["time_zone"] = None
+    with pytest.raises(ValidationError):
+        CronTask.model_validate(document)
+    text = FILE.replace("  concurrency_policy: Allow\n", "  time_zone:\n")
+    parsed = parse_text(text, "snake.yaml")
+    assert parsed.errors == []
+    first = parsed.warnings[0].message
+    assert first == "spec.time_zone: " + said("time_zone", "timeZone"), parsed.warnings
