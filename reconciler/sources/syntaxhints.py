@@ -16,8 +16,9 @@ from reconciler.sources.yamlpositions import Lines
 
 _RESERVED = {"@": '"@daily"', "`": '"`date`"'}  # no plain scalar starts with these (YAML 1.1)
 _ALIAS = "while scanning an alias"
-# A line that is a key and a value run together (``  - name:x``): a field's name is short.
-_NO_SPACE = re.compile(r"[ \t]*(?:-[ \t]+)?([A-Za-z][\w.-]{0,62}):[^\s#]")
+# A line that is a key and a value run together (``  - name:x``): a field's name is short. The
+# text's first line may start with a byte order mark, which the reader drops.
+_NO_SPACE = re.compile(r"\ufeff?[ \t]*(?:-[ \t]+)?([A-Za-z][\w.-]{0,62}):[^\s#]")
 # The colon YAML refuses after such a line: a value's ("mapping values are not allowed", libyaml
 # adds "in this context", PyYAML "here"), or a simple key's, in a mapping of other keys.
 _LOOKED_AT = 16 * 1024  # characters before the refused colon

@@ -86,3 +86,15 @@ def test_a_colon_refused_after_a_value_names_no_line_above(
     (error,) = documents.parse_text(HEAD.replace("NAME", "h") + body, "h.yaml").errors
     assert str(error).startswith("h.yaml:8:"), error
     assert str(error).endswith(("in this context", "here")), error
+
+
+@pytest.mark.parametrize("loader", [documents._Loader, yaml.SafeLoader])
+def test_a_slip_on_the_first_line_after_a_byte_order_mark_is_named(
+    loader: type[yaml.SafeLoader], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An editor on Windows saves UTF-8 with a byte order mark: the first line starts with it."""
+    monkeypatch.setattr(documents, "_Loader", loader)
+    text = "\ufeffapiVersion:crontask.dev/v1alpha1\nkind: CronTask\n"
+    (error,) = documents.parse_text(text, "b.yaml").errors
+    assert str(error).startswith("b.yaml:2:5: YAML syntax error: mapping values"), error
+    assert str(error).endswith(f"(line 1: {SPACE} 'apiVersion:')"), error
