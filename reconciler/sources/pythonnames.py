@@ -41,9 +41,14 @@ class Respelled:
     def warning(self) -> str:
         """What ``crontask validate`` says at the key (``docwarnings``)."""
         name = self.loc[-1]
+        kubectl = (  # kubectl refuses an object without apiVersion, drops an unknown field
+            "kubectl refuses a CronTask without apiVersion"
+            if self.loc == ("api_version",)
+            else "a CronTask applied with kubectl drops it"
+        )
         return (
             f"{dotted(self.loc)}: write {self.alias}: the spelling {name} is read for now,"
-            " refused from a later release, and a CronTask applied with kubectl drops it"
+            f" refused from a later release, and {kubectl}"
         )
 
 

@@ -156,3 +156,13 @@ def test_an_empty_python_name_is_refused_by_the_models_and_warned_of_in_a_file()
     assert parsed.errors == []
     first = parsed.warnings[0].message
     assert first == "spec.time_zone: " + said("time_zone", "timeZone"), parsed.warnings
+
+
+def test_api_version_in_python_is_said_to_be_refused_by_kubectl() -> None:
+    """kubectl drops no apiVersion: it refuses the object ('apiVersion not set')."""
+    text = FILE.replace("apiVersion:", "api_version:")
+    (warning,) = [w for w in parse_text(text, "snake.yaml").warnings if "api_" in w.message]
+    assert warning.message == (
+        "api_version: write apiVersion: the spelling api_version is read for now, refused from"
+        " a later release, and kubectl refuses a CronTask without apiVersion"
+    )
