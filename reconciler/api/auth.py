@@ -48,7 +48,7 @@ from pydantic import model_validator as _model_validator
 from pydantic.alias_generators import to_camel
 
 from reconciler.api.jwtkeys import holds_private_key, public_bytes
-from reconciler.api.loopback import is_loopback as is_loopback  # check_listen; its old home
+from reconciler.loopback import is_loopback as is_loopback  # check_listen; its old home
 from reconciler.secretfile import MAX_SECRET_FILE_BYTES, read_secret_file
 from reconciler.sinks.refusals import RefusalLog
 

@@ -52,9 +52,9 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reconciler.api import problems
-from reconciler.api.loopback import is_loopback
 from reconciler.hostnames import ANY_NAME, normal_name
 from reconciler.logs import bounded
+from reconciler.loopback import is_loopback
 
 log = logging.getLogger("crontask.api")
 
@@ -109,7 +109,7 @@ def _name_of(header: str) -> str | None:
 
 def is_loopback_name(name: str) -> bool:
     """Whether a ``Host`` header's name (:func:`host_name`) is a loopback one: ``localhost``
-    or a loopback address, as ``--listen``'s (``api.loopback``: ``127.1`` and
+    or a loopback address, as ``--listen``'s (``reconciler.loopback``: ``127.1`` and
     ``::ffff:127.0.0.1`` too, which no page can own, as it can a name)."""
     return is_loopback(name)
 

@@ -16,8 +16,8 @@ import sys
 from typing import Final
 from urllib.parse import urlsplit
 
-from reconciler.api.loopback import numeric_address
 from reconciler.cli.terminal import printable
+from reconciler.loopback import numeric_address
 
 TOKEN_ENV: Final = "CRONTASK_TOKEN"  # noqa: S105 - the name of a variable
 
@@ -30,7 +30,7 @@ def is_loopback(server: str) -> bool:
     ``2130706433``), and the unspecified address (``0.0.0.0``, ``::``). Those went through
     ``$HTTP_PROXY`` with the token. No name is resolved, and a name is not this machine:
     ``localhost.`` and ``127.0.0.1.`` are looked up in DNS, not in /etc/hosts, and may be
-    another machine. Read as the API reads ``--listen`` (``api.loopback``)."""
+    another machine. Read as the API reads ``--listen`` (``reconciler.loopback``)."""
     host = urlsplit(server).hostname or ""
     if host == "localhost":
         return True

@@ -19,7 +19,7 @@ import pytest
 
 from reconciler.api.auth import check_listen
 from reconciler.api.hosts import host_name, is_loopback_name
-from reconciler.api.loopback import is_loopback
+from reconciler.loopback import is_loopback
 from tests.helpers import free_port, start_crontask_run, wait_for
 
 LOOPBACK = [

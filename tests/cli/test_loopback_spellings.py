@@ -1,14 +1,14 @@
 """The other spellings of this machine are asked directly too, never through the proxy
-``$HTTP_PROXY`` names: ``127.1``, ``0x7f.1`` and ``2130706433`` (what ``inet_aton``, and so
-the system's resolver, reads as ``127.0.0.1``), and the unspecified addresses ``0.0.0.0``
-and ``[::]`` (a connection to them reaches this machine). They went through the proxy with
+``$HTTP_PROXY`` names: ``127.1``, ``0x7f.1`` and ``2130706433`` (what ``inet_aton``, and so the
+system's resolver, reads as ``127.0.0.1``), and the unspecified addresses ``0.0.0.0`` and
+``[::]`` (a connection to them reaches this machine). They went through the proxy with
 ``$CRONTASK_TOKEN``, and were warned of as plain http to another machine. No name is looked up
-to tell, and they are read as the API reads ``--listen`` (``api.loopback``). ``localhost.`` is
-not among them: a name with the root's dot is looked up in DNS, not in ``/etc/hosts``, so it
-may be any machine; it was taken for this one, and so asked directly, without the plain-http
-warning. Nor is ``127.0.0.1.``: the resolver reads no address with a trailing dot, but looks
-it up as a name in DNS (glibc), and the token went to whatever DNS answered, directly and
-unwarned."""
+to tell, and they are read as the API reads ``--listen`` (``reconciler.loopback``).
+``localhost.`` is not among them: a name with the root's dot is looked up in DNS, not in
+``/etc/hosts``, so it may be any machine; it was taken for this one, and so asked directly,
+without the plain-http warning. Nor is ``127.0.0.1.``: the resolver reads no address with a
+trailing dot, but looks it up as a name in DNS (glibc), and the token went to whatever DNS
+answered, directly and unwarned."""
 
 from __future__ import annotations
 

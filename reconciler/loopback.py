@@ -8,6 +8,9 @@ any other name is not, ``localhost.`` either: a name with the root's dot is look
 not in ``/etc/hosts``, and may name another address of this machine. Nor is ``127.0.0.1.``:
 the resolver reads it as a name, not as an address. Nor is an unspecified address
 (``0.0.0.0``, ``::``, ``::ffff:0.0.0.0``): bound, it takes every interface's connections.
+
+Apart from ``reconciler.api`` (which loads the web framework), as ``hostnames`` is, so that the
+command line (``cli.credentials``) reads a ``--server`` without loading it.
 """
 
 from __future__ import annotations
