@@ -98,6 +98,7 @@ OFF_THE_STOP_PATH = {
     "PING_TIMEOUT": "/readyz's store ping, not made at stop",
     "MAX_WAIT": "crontask trigger's client-side wait (--max-wait), another process",
     "COLLECTION_TIMEOUT": "git maintenance, not run at stop",
+    "sources/gitmaintenance.py:CHECK_TIMEOUT": "a damaged mirror's check, in a sync: cancelled",
     "ORPHAN_WAIT": "an earlier crontask's git, killed before a start's first fetch: ends at once",
     "DELETE_TIMEOUT": "a Job's delete: Jobs outlive the process, detached at stop",
     "STOP_READ_TIMEOUT": "a Job run's end reads: a Job is detached at stop, nothing read",
