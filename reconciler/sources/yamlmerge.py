@@ -45,21 +45,21 @@ class MergingConstructor(yaml.constructor.SafeConstructor):
             self.flatten_mapping(value)
             return list(value.value)
         if not isinstance(value, yaml.SequenceNode):
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping",
-                node.start_mark,
-                f"expected a mapping or list of mappings for merging, but found {value.id}",
-                value.start_mark,
-            )
+            raise _refused(node, "a mapping or list of mappings", value)
         pairs: list[tuple[yaml.Node, yaml.Node]] = []
         for item in reversed(value.value):  # the first mapping listed wins: its pairs last
             if not isinstance(item, yaml.MappingNode):
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    f"expected a mapping for merging, but found {item.id}",
-                    item.start_mark,
-                )
+                raise _refused(node, "a mapping", item)
             self.flatten_mapping(item)
             pairs.extend(item.value)
         return pairs
+
+
+def _refused(node: yaml.Node, expected: str, found: Any) -> yaml.constructor.ConstructorError:
+    """PyYAML's own error for a merge of something else, at what was merged."""
+    return yaml.constructor.ConstructorError(
+        "while constructing a mapping",
+        node.start_mark,
+        f"expected {expected} for merging, but found {found.id}",
+        found.start_mark,
+    )

@@ -16,9 +16,9 @@ import pytest
 
 from reconciler.core.runs import PROCESS_DIED, RunStatus
 from tests.ha.conftest import Cluster
-from tests.ha.test_frozen_replica import _TIMING, _stopped
+from tests.ha.frozen_runs import frozen_and_other, pid_task
+from tests.ha.test_frozen_replica import _stopped
 from tests.ha.test_frozen_replica_replaced import _alive, _record, _trigger
-from tests.ha.test_replicas import members
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
@@ -37,23 +37,8 @@ def _zombie(pid: int) -> bool:
 def test_a_run_marked_interrupted_while_its_replica_was_frozen_is_not_its_own_once_resumed(
     cluster: Cluster, tmp_path: Path, ended: bool
 ) -> None:
-    pids, gate = tmp_path / "pids", tmp_path / "gate"
-    pids.mkdir()
-    # Each run writes its shell's pid under its run id; it runs until SIGTERM or its gate.
-    script = (
-        f"echo $$ > {pids}/$CRONTASK_RUN_ID.tmp && mv {pids}/$CRONTASK_RUN_ID.tmp "
-        f"{pids}/$CRONTASK_RUN_ID; trap 'exit 3' TERM; "
-        f"while [ ! -e {gate} ] && [ ! -e {gate}.$CRONTASK_RUN_ID ]; do sleep 0.1; done"
-    )
-    (cluster.tasks / "rp.yaml").write_text(
-        "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\nmetadata: {name: rp}\n"
-        'spec:\n  schedule: "@yearly"\n  concurrencyPolicy: Forbid\n'
-        f"  command: {{args: [sh, -c, {script!r}]}}\n"
-    )
-    frozen = cluster.add("frozen", *_TIMING)
-    other = cluster.add("other", *_TIMING)
-    members(frozen, 2)
-    members(other, 2)
+    pids, gate = pid_task(cluster, tmp_path, "Forbid", gate_per_run=True)
+    frozen, other = frozen_and_other(cluster)
     try:
         first = _trigger(frozen)
         assert first["status"] == "running", first

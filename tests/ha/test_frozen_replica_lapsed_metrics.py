@@ -15,10 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.core.runs import RunStatus
 from tests.ha.conftest import Cluster, Replica
-from tests.ha.test_frozen_replica import _TIMING, _stopped
+from tests.ha.frozen_runs import frozen_and_other, pid_task
+from tests.ha.test_frozen_replica import _stopped
 from tests.ha.test_frozen_replica_lapsed import NOT_RECORDED_LOG
 from tests.ha.test_frozen_replica_replaced import _alive, _record, _trigger
-from tests.ha.test_replicas import members
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
@@ -40,21 +40,8 @@ def _samples(replica: Replica) -> dict[tuple[str, frozenset[tuple[str, str]]], f
 def test_a_run_another_replica_marked_while_this_one_was_frozen_is_no_duration_here(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    pids, gate = tmp_path / "pids", tmp_path / "gate"
-    pids.mkdir()
-    script = (
-        f"echo $$ > {pids}/$CRONTASK_RUN_ID.tmp && mv {pids}/$CRONTASK_RUN_ID.tmp "
-        f"{pids}/$CRONTASK_RUN_ID; trap 'exit 3' TERM; while [ ! -e {gate} ]; do sleep 0.1; done"
-    )
-    (cluster.tasks / "rp.yaml").write_text(
-        "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\nmetadata: {name: rp}\n"
-        'spec:\n  schedule: "@yearly"\n  concurrencyPolicy: Forbid\n'
-        f"  command: {{args: [sh, -c, {script!r}]}}\n"
-    )
-    frozen = cluster.add("frozen", *_TIMING)
-    other = cluster.add("other", *_TIMING)
-    members(frozen, 2)
-    members(other, 2)
+    pids, gate = pid_task(cluster, tmp_path, "Forbid")
+    frozen, _other = frozen_and_other(cluster)  # the other marks the run
     try:
         first = _trigger(frozen)
         assert first["status"] == "running", first

@@ -20,8 +20,8 @@ import pytest
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.store import open_store
 from tests.ha.conftest import Cluster, Replica
-from tests.ha.test_frozen_replica import _TIMING, _stopped
-from tests.ha.test_replicas import members
+from tests.ha.frozen_runs import frozen_and_other, pid_task
+from tests.ha.test_frozen_replica import _stopped
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
@@ -51,23 +51,8 @@ def _alive(pid: int) -> bool:
 def test_a_run_replaced_while_its_replica_was_frozen_stops_once_resumed(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    pids, gate = tmp_path / "pids", tmp_path / "gate"
-    pids.mkdir()
-    # Each run writes its shell's pid under its run id; it runs until SIGTERM or the gate.
-    script = (
-        f"echo $$ > {pids}/$CRONTASK_RUN_ID.tmp && mv {pids}/$CRONTASK_RUN_ID.tmp "
-        f"{pids}/$CRONTASK_RUN_ID; trap 'exit 3' TERM; "
-        f"while [ ! -e {gate} ]; do sleep 0.1; done"
-    )
-    (cluster.tasks / "rp.yaml").write_text(
-        "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\nmetadata: {name: rp}\n"
-        'spec:\n  schedule: "@yearly"\n  concurrencyPolicy: Replace\n'
-        f"  command: {{args: [sh, -c, {script!r}]}}\n"
-    )
-    frozen = cluster.add("frozen", *_TIMING)
-    other = cluster.add("other", *_TIMING)
-    members(frozen, 2)
-    members(other, 2)
+    pids, gate = pid_task(cluster, tmp_path, "Replace")
+    frozen, other = frozen_and_other(cluster)
     store = open_store(cluster.db)
     try:
         first = _trigger(frozen)
