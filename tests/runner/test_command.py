@@ -553,62 +553,8 @@ def test_non_executable_file_is_a_start_failure(tmp_path: Path) -> None:
     assert outcome.message == f"permission denied: {script}"
 
 
-needs_libc_spawn = pytest.mark.skipif(
-    not process_module.spawner().parallel,
-    reason="the missing interpreter is told apart by the C library's spawner",
-)
-
-
-@needs_libc_spawn
-@pytest.mark.parametrize(
-    ("first_line", "said"),
-    [
-        pytest.param(
-            "#!/no/such/interpreter -e\n",
-            "interpreter not found: /no/such/interpreter (the #! line of {script})",
-            id="missing",
-        ),
-        pytest.param(
-            "#!/bin/sh\r\n",
-            "interpreter not found: '/bin/sh\\r' (the #! line of {script} ends with CR:"
-            " Windows line endings?)",
-            id="CR LF",
-        ),
-    ],
-)
-def test_a_script_whose_interpreter_is_missing_says_so(
-    tmp_path: Path, first_line: str, said: str
-) -> None:
-    # exec says ENOENT for the interpreter as for the script: "command not found" misled.
-    script = tmp_path / "crontask-test-script"
-    script.write_text(f"{first_line}echo hi\n")
-    script.chmod(0o755)
-    for args, env in [
-        ([str(script)], ENV),
-        ([script.name], {**ENV, "PATH": f"{tmp_path}:{ENV['PATH']}"}),  # found on the PATH
-    ]:
-        outcome = run(args, env=env)
-        assert (outcome.reason, outcome.message) == ("StartFailed", said.format(script=args[0]))
-
-
-@needs_libc_spawn
-def test_a_program_that_is_there_but_cannot_be_run_is_not_reported_missing(
-    tmp_path: Path,
-) -> None:
-    # A #! line names an interpreter that exists but whose own #! names none (or an ELF
-    # program whose loader is missing): what is missing cannot be named, only that it is not
-    # the program.
-    interpreter = tmp_path / "interp"
-    interpreter.write_text("#!/no/such/interpreter\n")
-    interpreter.chmod(0o755)
-    script = tmp_path / "script"
-    script.write_text(f"#!{interpreter}\n")
-    script.chmod(0o755)
-    outcome = run([str(script)])
-    assert outcome.message == (
-        f"cannot start {script}: it is there, but what runs it was not found"
-        " (the interpreter of its #! line, or its ELF loader)"
-    )
+# A script whose interpreter is missing, or that is there but cannot be run: with each
+# spawner, in test_start_failures_without_libc.
 
 
 def test_a_spawner_thread_that_cannot_start_is_a_start_failure(
