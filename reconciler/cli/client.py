@@ -25,14 +25,14 @@ A page refused as longer than one answer may be is asked for again with half as 
 down to one, and the pages after it are of that size: a server before 0.4 bounds a runs page
 by its count alone, and 1 000 runs with long messages were a 128 MB answer.
 
-Whose credentials go where: a loopback server (``127.0.0.0/8``, ``::1``, ``localhost``, and
-the other spellings of this machine: ``127.1``, ``localhost.``, ``0.0.0.0``) is asked
-directly, never through the proxy ``$HTTP_PROXY`` or ``$ALL_PROXY`` names (as Go's
-``ProxyFromEnvironment`` does), so that the token stays on the machine; any other goes through
-it, ``$NO_PROXY`` excepted. A user name in the server's URL and ``$CRONTASK_TOKEN`` together are
-warned of (httpx sends the URL's Basic credentials instead of the token), as is a credential
-sent over plain ``http://`` to another machine, once a command however many requests it makes
-(:mod:`~reconciler.cli.credentials`).
+Whose credentials go where: a loopback server (``127.0.0.0/8``, ``::1``, ``localhost``, and the
+other spellings of this machine: ``127.1``, ``0.0.0.0``; not ``localhost.`` nor ``127.0.0.1.``,
+which the resolver looks up in DNS) is asked directly, never through the proxy ``$HTTP_PROXY``
+or ``$ALL_PROXY`` names (as Go's ``ProxyFromEnvironment`` does), so that the token stays on the
+machine; any other goes through it, ``$NO_PROXY`` excepted. A user name in the server's URL and
+``$CRONTASK_TOKEN`` together are warned of (httpx sends the URL's Basic credentials instead of
+the token), as is a credential sent over plain ``http://`` to another machine, once a command
+however many requests it makes (:mod:`~reconciler.cli.credentials`).
 
 A TLS failure (a certificate that does not verify) is said as such, not as a server that cannot
 be reached: the server is there, and the fix is the certificate or ``$SSL_CERT_FILE``
