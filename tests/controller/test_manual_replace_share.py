@@ -54,10 +54,11 @@ def test_a_burst_under_replace_leaves_the_other_tasks_their_manual_runs() -> Non
         replace, other = definition("r", concurrencyPolicy="Replace"), definition("o")
         first = d.fire_manual(replace)
         await until(lambda: len(action.running()) == 1)
-        for _ in range(MANUAL_MAX_TOTAL):  # as requests come, each its own turn of the loop
+        for _ in range(MANUAL_MAX_TOTAL):  # as requests come
             assert d.fire_manual(replace).status is RunStatus.RUNNING
-            await asyncio.sleep(0)
-        await until(lambda: d.active_count() == 2)  # the deaf run, the newest waiting for it
+            # The one it replaced ends before it began: the deaf run and the newest go on
+            # (before, each replaced one held its place until the deaf run ended).
+            await until(lambda: d.active_count() == 2)
         asked = d.fire_manual(other)
         assert (asked.status, asked.reason) == (RunStatus.RUNNING, None), asked.message
         (deaf,) = [a for a in action.running() if a.record.id == first.id]
