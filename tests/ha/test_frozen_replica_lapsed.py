@@ -16,9 +16,15 @@ import pytest
 
 from reconciler.core.runs import PROCESS_DIED, RunStatus
 from tests.ha.conftest import Cluster
-from tests.ha.frozen_runs import frozen_and_other, pid_task
-from tests.ha.test_frozen_replica import _stopped
-from tests.ha.test_frozen_replica_replaced import _alive, _record, _trigger
+from tests.ha.frozen_runs import (
+    alive,
+    frozen_and_other,
+    pid_task,
+    record,
+    run_then_freeze,
+    trigger,
+    wait_interrupted,
+)
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
@@ -40,40 +46,28 @@ def test_a_run_marked_interrupted_while_its_replica_was_frozen_is_not_its_own_on
     pids, gate = pid_task(cluster, tmp_path, "Forbid", gate_per_run=True)
     frozen, other = frozen_and_other(cluster)
     try:
-        first = _trigger(frozen)
-        assert first["status"] == "running", first
-        mark = pids / first["id"]
-        wait_for("the first run's command", mark.exists)
-        old = int(mark.read_text())
+        first, old = run_then_freeze(frozen, pids)
         assert frozen.proc is not None
-        frozen.proc.send_signal(signal.SIGSTOP)
-        wait_for("the replica to stop", lambda: _stopped(frozen))
-
-        def interrupted() -> bool:
-            record = _record(cluster, first["id"])
-            return record is not None and record.status is RunStatus.INTERRUPTED
-
-        wait_for("the other replica to mark the run interrupted", interrupted, timeout=30)
-        marked = _record(cluster, first["id"])
+        marked = wait_interrupted(cluster, first["id"])
         if ended:
             (tmp_path / f"gate.{first['id']}").touch()
             wait_for("the first run's command to exit", lambda: _zombie(old))
-        second = _trigger(other)  # Forbid: nothing holds the task back any more
+        second = trigger(other)  # Forbid: nothing holds the task back any more
         assert second["status"] == "running", second
         wait_for("the second run's command", (pids / second["id"]).exists)
         new = int((pids / second["id"]).read_text())
-        assert _alive(old)  # both commands run (or, ended, wait to be heard of)
+        assert alive(old)  # both commands run (or, ended, wait to be heard of)
 
         frozen.proc.send_signal(signal.SIGCONT)
         # Its first renewal finds the run is no longer its own: SIGTERM, the command ends.
-        wait_for("the lapsed run's command to end", lambda: not _alive(old), timeout=20)
+        wait_for("the lapsed run's command to end", lambda: not alive(old), timeout=20)
         frozen.wait_log(NOT_RECORDED_LOG, timeout=20)
-        kept = _record(cluster, first["id"])
+        kept = record(cluster, first["id"])
         assert kept == marked, kept  # the other replica's record stands, as it wrote it
         assert kept is not None
         assert kept.reason == PROCESS_DIED
-        assert _alive(new)  # the run that took over goes on
-        current = _record(cluster, second["id"])
+        assert alive(new)  # the run that took over goes on
+        current = record(cluster, second["id"])
         assert current is not None
         assert current.status is RunStatus.RUNNING, current
         log = frozen.log()

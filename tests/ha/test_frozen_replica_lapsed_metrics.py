@@ -13,12 +13,15 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from reconciler.core.runs import RunStatus
 from tests.ha.conftest import Cluster, Replica
-from tests.ha.frozen_runs import frozen_and_other, pid_task
-from tests.ha.test_frozen_replica import _stopped
+from tests.ha.frozen_runs import (
+    alive,
+    frozen_and_other,
+    pid_task,
+    run_then_freeze,
+    wait_interrupted,
+)
 from tests.ha.test_frozen_replica_lapsed import NOT_RECORDED_LOG
-from tests.ha.test_frozen_replica_replaced import _alive, _record, _trigger
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
@@ -43,21 +46,11 @@ def test_a_run_another_replica_marked_while_this_one_was_frozen_is_no_duration_h
     pids, gate = pid_task(cluster, tmp_path, "Forbid")
     frozen, _other = frozen_and_other(cluster)  # the other marks the run
     try:
-        first = _trigger(frozen)
-        assert first["status"] == "running", first
-        wait_for("the run's command", (pids / first["id"]).exists)
-        old = int((pids / first["id"]).read_text())
+        first, old = run_then_freeze(frozen, pids)
         assert frozen.proc is not None
-        frozen.proc.send_signal(signal.SIGSTOP)
-        wait_for("the replica to stop", lambda: _stopped(frozen))
-
-        def interrupted() -> bool:
-            record = _record(cluster, first["id"])
-            return record is not None and record.status is RunStatus.INTERRUPTED
-
-        wait_for("the other replica to mark the run interrupted", interrupted, timeout=30)
+        wait_interrupted(cluster, first["id"])
         frozen.proc.send_signal(signal.SIGCONT)
-        wait_for("the lapsed run's command to end", lambda: not _alive(old), timeout=20)
+        wait_for("the lapsed run's command to end", lambda: not alive(old), timeout=20)
         frozen.wait_log(NOT_RECORDED_LOG, timeout=20)
 
         found = _samples(frozen)

@@ -12,39 +12,21 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.store import open_store
-from tests.ha.conftest import Cluster, Replica
-from tests.ha.frozen_runs import frozen_and_other, pid_task
-from tests.ha.test_frozen_replica import _stopped
+from tests.ha.conftest import Cluster
+from tests.ha.frozen_runs import alive, frozen_and_other, pid_task, record, run_then_freeze, trigger
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 
 
-def _trigger(replica: Replica) -> dict[str, Any]:
-    response = httpx.post(f"{replica.server}/api/v1/tasks/default/rp/runs", timeout=30)
-    assert response.status_code == 202, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def _record(cluster: Cluster, run_id: str) -> RunRecord | None:
-    return next((r for r in cluster.runs("default/rp") if r.id == run_id), None)
-
-
-def _finished(cluster: Cluster, run_id: str) -> RunRecord | None:
-    record = _record(cluster, run_id)
-    return record if record is not None and record.status.finished else None
-
-
-def _alive(pid: int) -> bool:
-    return Path(f"/proc/{pid}").exists()
+def finished(cluster: Cluster, run_id: str) -> RunRecord | None:
+    found = record(cluster, run_id)
+    return found if found is not None and found.status.finished else None
 
 
 @pytest.mark.slow  # about half a minute: a replica frozen past its lease
@@ -55,39 +37,33 @@ def test_a_run_replaced_while_its_replica_was_frozen_stops_once_resumed(
     frozen, other = frozen_and_other(cluster)
     store = open_store(cluster.db)
     try:
-        first = _trigger(frozen)
-        assert first["status"] == "running", first
-        mark = pids / first["id"]
-        wait_for("the first run's command", mark.exists)
-        old = int(mark.read_text())
+        first, old = run_then_freeze(frozen, pids)
         assert frozen.proc is not None
-        frozen.proc.send_signal(signal.SIGSTOP)
-        wait_for("the replica to stop", lambda: _stopped(frozen))
 
-        second = _trigger(other)
+        second = trigger(other)
         assert second["status"] == "pending", second  # it waits for the frozen one's run
         wait_for("the second run's command", (pids / second["id"]).exists, timeout=60)
         new = int((pids / second["id"]).read_text())
         # The replica asked marked the frozen one's run interrupted; the request stays on it.
-        marked = _record(cluster, first["id"])
+        marked = record(cluster, first["id"])
         assert marked is not None
         assert marked.status is RunStatus.INTERRUPTED, marked
         assert marked.owner is not None
         assert store.stop_requests(marked.owner, [(first["id"], 1)]) == [
             (first["id"], 1, "Replaced")
         ]
-        assert _alive(old)  # both commands run
+        assert alive(old)  # both commands run
 
         frozen.proc.send_signal(signal.SIGCONT)
         # Its first renewal reads the request: SIGTERM, the command ends at once.
-        wait_for("the replaced run's command to end", lambda: not _alive(old), timeout=20)
+        wait_for("the replaced run's command to end", lambda: not alive(old), timeout=20)
         ended = wait_for(
-            "the replaced run's end record", lambda: _finished(cluster, first["id"]), timeout=20
+            "the replaced run's end record", lambda: finished(cluster, first["id"]), timeout=20
         )
         assert ended.status is RunStatus.FAILED, ended  # not succeeded, nor left interrupted
         assert ended.reason == "Replaced", ended
-        assert _alive(new)  # the run that replaced it goes on
-        current = _record(cluster, second["id"])
+        assert alive(new)  # the run that replaced it goes on
+        current = record(cluster, second["id"])
         assert current is not None
         assert current.status is RunStatus.RUNNING, current
         assert "Traceback" not in frozen.log()
