@@ -19,7 +19,7 @@ import signal
 
 from reconciler.core.runs import RunStatus
 from reconciler.runner.base import Outcome
-from reconciler.runner.libc_spawn import ByteOrderMark, InterpreterNotFound
+from reconciler.runner.libc_spawn import ByteOrderMark, InterpreterNotFound, PermissionDenied
 
 
 class End(enum.Enum):
@@ -155,6 +155,8 @@ def start_failed(
             message = _interpreter_not_found(named, exc.interpreter)
         elif exc.errno == errno.ENOENT:
             message = f"command not found: {named}{_looked_for_in(command, path)}"
+        elif isinstance(exc, PermissionDenied):
+            message = f"permission denied: {named}{_DENIED_BECAUSE.get(exc.found, '')}"
         elif exc.errno == errno.EACCES:
             message = f"permission denied: {named}"
         elif isinstance(exc, ByteOrderMark):
@@ -182,6 +184,12 @@ def start_failed(
         pid=None,
     )
 
+
+_DENIED_BECAUSE = {
+    "folder": " is a folder, not a program",
+    "mode": " has no execute permission (chmod +x)",
+    "noexec": " is on a file system mounted noexec",
+}
 
 # How much of a PATH a message shows: enough for any usual one, not a 32 KiB value whole.
 _PATH_SHOWN = 300

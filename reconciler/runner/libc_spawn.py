@@ -61,6 +61,16 @@ class ByteOrderMark(OSError):
         super().__init__(errno.ENOEXEC, os.strerror(errno.ENOEXEC), program)
 
 
+class PermissionDenied(PermissionError):
+    """EACCES for ``program``, with why, when the file exec found says it (``found``): a
+    ``"folder"``, a file crontask's user may not execute (``"mode"``), or one on a file system
+    mounted noexec (``"noexec"``: "chmod +x" would not help)."""
+
+    def __init__(self, program: str, found: str) -> None:
+        super().__init__(errno.EACCES, os.strerror(errno.EACCES), program)
+        self.found = found
+
+
 class LibcSpawn:
     """``posix_spawn`` called through ctypes; it and ``access`` let go of the GIL."""
 
@@ -219,6 +229,8 @@ class LibcSpawn:
             raise InterpreterNotFound(command, _missing_interpreter(runs_on, cwd))
         if code == errno.ENOEXEC:
             raise not_executable(command, env, cwd) or OSError(code, os.strerror(code), command)
+        if code == errno.EACCES:
+            raise permission_denied(command, env, cwd) or OSError(code, os.strerror(code), command)
         raise OSError(code, os.strerror(code), command)
 
     def _remember(self, key: tuple[str, str | None, str | None], path: bytes) -> None:
@@ -284,6 +296,35 @@ def not_executable(command: str, env: Mapping[str, str], cwd: str | None) -> OSE
         if os.path.isfile(program):
             return ByteOrderMark(command) if _head(program).startswith(b"\xef\xbb\xbf#!") else None
     return None
+
+
+def permission_denied(command: str, env: Mapping[str, str], cwd: str | None) -> OSError | None:
+    """What an exec of ``command`` that said EACCES found (as ``interpreter_not_found`` finds
+    it), when that is the reason: a folder, a file crontask's user may not execute, a file
+    system mounted noexec. None otherwise (a folder on the way not searchable, a security
+    module's refusal)."""
+    for path in _executables(command, env):
+        program = _seen_from(path, cwd)
+        try:
+            mode = os.stat(program).st_mode
+        except OSError:
+            continue
+        if stat.S_ISDIR(mode):
+            return PermissionDenied(command, "folder")
+        if not stat.S_ISREG(mode):
+            return None
+        if _mounted_noexec(program):
+            return PermissionDenied(command, "noexec")
+        # As crontask's user: a file with only its owner's bit set, owned by another, too.
+        return None if os.access(program, os.X_OK) else PermissionDenied(command, "mode")
+    return None
+
+
+def _mounted_noexec(program: bytes) -> bool:
+    try:
+        return bool(os.statvfs(program).f_flag & os.ST_NOEXEC)
+    except OSError:
+        return False
 
 
 def _head(program: bytes) -> bytes:

@@ -94,6 +94,8 @@ def _popen(args: Sequence[str], env: Mapping[str, str], cwd: str | None, output_
             raise
         raise libc_spawn.interpreter_not_found(args[0], env, cwd) or error from None
     except OSError as error:
+        if error.errno == errno.EACCES and error.filename == args[0]:
+            raise libc_spawn.permission_denied(args[0], env, cwd) or error from None
         if error.errno != errno.ENOEXEC:
             raise
         raise libc_spawn.not_executable(args[0], env, cwd) or error from None

@@ -152,7 +152,10 @@ def test_a_missing_or_unexecutable_program_is_a_failed_run(
         "command not found: no-such-program-for-crontask (looked for in"
         f" PATH={os.environ.get('PATH', os.defpath)})",
     )
-    assert (noexec.reason, noexec.message) == ("StartFailed", f"permission denied: {script}")
+    assert (noexec.reason, noexec.message) == (
+        "StartFailed",
+        f"permission denied: {script} has no execute permission (chmod +x)",
+    )
     assert missing.exit_code is None
     # Each slot fails again; the other tasks go on.
     wait_for("three failed runs of each", lambda: len(failed("missing")()) >= 3)

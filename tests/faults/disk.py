@@ -72,14 +72,16 @@ def require(fault: str) -> None:
 
 
 class SmallDisk:
-    """A tmpfs of ``size`` bytes mounted on ``path`` (created if missing) until :meth:`unmount`."""
+    """A tmpfs of ``size`` bytes mounted on ``path`` (created if missing) until :meth:`unmount`;
+    ``noexec``: mounted so, as a hardened /tmp often is."""
 
-    def __init__(self, path: Path, size: int = 8 * 1024 * 1024) -> None:
+    def __init__(self, path: Path, size: int = 8 * 1024 * 1024, *, noexec: bool = False) -> None:
         self.path = path
         self.filler = path / "filler"
         path.mkdir(parents=True, exist_ok=True)
+        options = f"size={size},mode=0755" + (",noexec" if noexec else "")
         subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
             check=True,
             capture_output=True,
         )

@@ -550,7 +550,7 @@ def test_non_executable_file_is_a_start_failure(tmp_path: Path) -> None:
     script.chmod(stat.S_IRUSR | stat.S_IWUSR)
     outcome = run([str(script)])
     assert outcome.reason == "StartFailed"
-    assert outcome.message == f"permission denied: {script}"
+    assert outcome.message == f"permission denied: {script} has no execute permission (chmod +x)"
 
 
 # A script whose interpreter is missing, or that is there but cannot be run: with each

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.core.runs import RunStatus
 from reconciler.runner import process
 from reconciler.runner.base import Outcome
 from reconciler.runner.command import CommandRun
+from tests.faults import disk
 
 ENV = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C.UTF-8"}
 
@@ -110,7 +112,44 @@ def test_a_missing_program_or_working_directory_is_still_told_as_such(
     # A folder where the program is named: not a program, not "not found" either.
     (tmp_path / "folder").mkdir()
     outcome = run(["folder"], {**ENV, "PATH": str(tmp_path)})
-    assert outcome.message == "permission denied: folder"
+    assert outcome.message == "permission denied: folder is a folder, not a program"
+
+
+def test_a_permission_denied_says_what_exec_found(spawner: str, tmp_path: Path) -> None:
+    """EACCES alone sent users checking a file's mode when they had named a folder, or a
+    script they had not made executable: the message says which."""
+    (tmp_path / "folder").mkdir()
+    assert run([str(tmp_path / "folder")]).message == (
+        f"permission denied: {tmp_path / 'folder'} is a folder, not a program"
+    )
+    assert run(["./folder"], working_dir=str(tmp_path)).message == (
+        "permission denied: ./folder is a folder, not a program"
+    )
+    script = tmp_path / "script"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o644)
+    assert run([str(script)]).message == (
+        f"permission denied: {script} has no execute permission (chmod +x)"
+    )
+    # A folder on the PATH before the program: exec goes on to the program, as a shell does.
+    (tmp_path / "true").mkdir()
+    assert run(["true"], {**ENV, "PATH": f"{tmp_path}:{ENV['PATH']}"}).status is RunStatus.SUCCEEDED
+
+
+def test_a_script_on_a_file_system_mounted_noexec_says_so(spawner: str, tmp_path: Path) -> None:
+    """A hardened /tmp is mounted noexec: the script's mode allows what exec refuses there, and
+    "chmod +x" would be the wrong advice."""
+    disk.require("full")  # a tmpfs can be mounted here
+    mounted = disk.SmallDisk(tmp_path / "noexec", noexec=True)
+    try:
+        script = mounted.path / "script"
+        script.write_text("#!/bin/sh\n")
+        script.chmod(0o755)
+        assert run([str(script)]).message == (
+            f"permission denied: {script} is on a file system mounted noexec"
+        )
+    finally:
+        mounted.unmount()
 
 
 def test_a_script_whose_hash_bang_follows_a_byte_order_mark_says_so(
