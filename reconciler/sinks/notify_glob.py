@@ -12,6 +12,7 @@ from reconciler.core.runs import DNS1123_LABEL
 
 # What a task's name is made of (metadata.name is a DNS-1123 label: no '.', unlike a subdomain).
 NAME_CHARACTERS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+NAME_MOST: Final = 63  # a DNS-1123 label's length
 
 
 def misread(glob: str) -> str | None:
@@ -56,20 +57,26 @@ def unmatchable(glob: str) -> str | None:
             )
         return "a task's name holds no '/' (its namespace is matched apart, by namespace:)"
     i = 0
+    shortest = 0  # characters a matching name has at least: each but a '*' takes one
     while i < len(glob):
         end = set_end(glob, i) if glob[i] == "[" else None
         if end is not None:
             taken = glob[i : end + 1]
             if not any(fnmatch.fnmatchcase(c, taken) for c in NAME_CHARACTERS):
                 return f"{taken} matches no character of a task name"
-            i = end + 1
+            i, shortest = end + 1, shortest + 1
             continue
         if glob[i] not in NAME_CHARACTERS and glob[i] not in "*?":
             return (
                 f"{glob[i]!r} is in no task name (lower-case letters, digits and '-'; a glob "
                 "adds *, ? and [...]): write '-' or ? in its place"
             )
-        i += 1
+        i, shortest = i + 1, shortest + (glob[i] != "*")
+    if shortest > NAME_MOST:
+        return (
+            f"a name it matches has at least {shortest} characters, and a task's name has at "
+            f"most {NAME_MOST}"
+        )
     return None
 
 

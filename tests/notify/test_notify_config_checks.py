@@ -98,6 +98,11 @@ def test_a_url_file_with_such_a_host_fails_its_delivery_without_the_url(tmp_path
             "odd[out",
             "'odd[out' can match no task: '[' is in no task name",
         ),
+        (  # longer than a DNS-1123 label, each '?' and [set] one character, each '*' none
+            "backup-" + "?" * 54 + "[0-9]" + "*" * 20 + "-x",
+            "'backup-" + "?" * 54 + "[0-9]" + "*" * 20 + "-x' can match no task: a name it"
+            " matches has at least 64 characters",
+        ),
     ],
 )
 def test_a_name_no_task_can_have_is_refused_with_what_to_write(
@@ -121,7 +126,10 @@ def test_a_namespace_that_is_a_key_or_a_glob_says_what_to_write(tmp_path: Path) 
     )
 
 
-@pytest.mark.parametrize("name", ["backup-*", "b?ckup-[0-9]*", "[!_]*", "[a_]x", "[!A-Z]ackup-*"])
+@pytest.mark.parametrize(
+    "name",
+    ["backup-*", "b?ckup-[0-9]*", "[!_]*", "[a_]x", "[!A-Z]ackup-*", "x" * 53 + "[0-9]*" * 10],
+)
 def test_names_some_task_can_have_still_load(tmp_path: Path, name: str) -> None:
     loaded = load(written(tmp_path, FILE.replace('"backup-*"', f'"{name}"')))
 
