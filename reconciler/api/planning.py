@@ -25,6 +25,8 @@ it from the other side. Reads and changes nothing of the running crontask.
   error that names no task (a YAML syntax error, a bound broken, not UTF-8, a document without
   a valid name) may hide any of them, so then none of them is removed: each one the text does
   not yield is kept (its adds and changes are still planned), whatever else its errors name.
+  So is a syntax error that names its task (``documentkeys.key_before_error``): the parser
+  stops there, and the documents after it may be any of them too.
   An empty set of tasks removes nothing unless ``allow_empty``, as for ``run``: a text that
   yields nothing and names no task holds them (the route's default is the server's own
   ``--allow-empty``).
@@ -41,6 +43,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Final
 
+import yaml
 from pydantic import ValidationError
 
 from reconciler.api.params import BodyProblem, parse_object
@@ -55,13 +58,14 @@ from reconciler.core.desired import (
 from reconciler.core.model import CronTask
 from reconciler.core.plan import FieldChange, Plan, Step, diff_documents, plan
 from reconciler.core.urls import redact_request_url
-from reconciler.sources.boms import not_utf8
+from reconciler.sources.boms import document_boms, not_utf8
 from reconciler.sources.documentkeys import key_of
 from reconciler.sources.documents import parse_text, unexpected
 from reconciler.sources.filestate import UNKNOWN, FileState
 from reconciler.sources.messages import MAX_SHOWN, Problem, more_problems, problems
 from reconciler.sources.taskbound import refused
 
+_LOADER: Final[type[yaml.SafeLoader]] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 PLANNED_KINDS: Final = (SourceKind.FILE, SourceKind.GIT)
 BODY: Final = "body"  # the location of the posted text in its problems and steps
 # A JSON body's problems listed: one fewer than the route shows, so that the note of how many
@@ -95,8 +99,9 @@ def plan_text(
     one CronTask as JSON (``_read_json``), not a task file's text. ``new_source``: the source
     a task not in force would be added to (files or git), counted against its bound."""
     current = {k: d for k, d in in_force.items() if d.location.source in PLANNED_KINDS}
-    read, errors, notes = _read(data, as_json=as_json)
-    definitions, refusals, held = _bounded(read, errors, current, max_tasks, new_source)
+    read, errors, notes, stopped = _read(data, as_json=as_json)
+    hides = stopped or any(e.key is None for e in errors)  # any task's document, unread
+    definitions, refusals, held = _bounded(read, errors, hides, current, max_tasks, new_source)
     if not jobs:
         definitions, errors = _without_jobs(definitions, errors)
     others = [d for d in in_force.values() if d.location.source not in PLANNED_KINDS]
@@ -104,7 +109,7 @@ def plan_text(
     desired = {k: d for k, d in settled.tasks.items() if d.location.source in PLANNED_KINDS}
     # A refusal names no task but hides none either: the text's own errors decide what stays.
     desired.update(held)  # a source past its bound: none of its changes, see _bounded
-    kept = _kept(errors, desired, current, allow_empty=allow_empty)
+    kept = _kept(errors, hides, desired, current, allow_empty=allow_empty)
     kept = tuple(sorted({*kept, *_changed(read, held, exact=exact)}))
     desired.update((k, current[k]) for k in kept)
     if not exact:
@@ -116,39 +121,57 @@ def plan_text(
 
 def _kept(
     errors: list[DefinitionError],
+    hides: bool,
     desired: Mapping[str, Definition],
     current: Mapping[str, Definition],
     *,
     allow_empty: bool,
 ) -> tuple[str, ...]:
     """The tasks in force that the text does not yield and ``run`` would keep: those a broken
-    document names; all of them when an error names no task (a syntax error, a bound, not
-    UTF-8, a document without a valid name), as the documents it hides may be any of them and
+    document names; all of them when the text ``hides`` documents (an error that names no
+    task: a syntax error, a bound, not UTF-8, a document without a valid name; or a syntax
+    error that names its own, past which nothing was read), as they may be any of them and
     ``run`` keeps a broken file whole, whatever the other errors name. A text that yields
     nothing and names no task in force holds them instead, unless ``allow_empty`` (``crontask
     plan FILE --server`` says the same of such a file): no removal is planned either way."""
     gone = current.keys() - desired.keys()
     named = gone & {e.key for e in errors if e.key}
     # A named task kept makes the set not empty: the others must be kept, not removed, too.
-    if any(e.key is None for e in errors) and (desired or allow_empty or named):
+    if hides and (desired or allow_empty or named):
         return tuple(sorted(gone))
     return tuple(sorted(named))
 
 
-Read = tuple[list[Definition], list[DefinitionError], tuple[str, ...]]
+# The definitions, the errors, the notes shown after every problem, and whether the reading
+# stopped before the end of the text (a YAML syntax error: what follows it is unread).
+Read = tuple[list[Definition], list[DefinitionError], tuple[str, ...], bool]
 
 
 def _read(data: bytes, *, as_json: bool) -> Read:
-    """The text's definitions, its errors and the notes shown after every problem."""
+    """The text's definitions, its errors, the notes shown after every problem, and whether
+    its reading stopped before its end."""
     if as_json:
         return _read_json(data)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:  # worded and placed as for a file (sources.files)
         line, column, why = not_utf8(data, err)
-        return [], [DefinitionError(Location(SourceKind.FILE, BODY, line, column), why)], ()
+        return [], [DefinitionError(Location(SourceKind.FILE, BODY, line, column), why)], (), True
     parsed = parse_text(text, BODY)
-    return parsed.definitions, parsed.errors, ()
+    # Only a keyed error can hide documents unnoticed: one without a key hides them anyway.
+    stopped = any(e.key for e in parsed.errors) and _stops_early(text)
+    return parsed.definitions, parsed.errors, (), stopped
+
+
+def _stops_early(text: str) -> bool:
+    """Whether YAML reading ``text`` ends at a syntax error, before the documents after it: the
+    parser's events alone (a bounded body, no document built), as ``parse_text`` reads it."""
+    try:
+        for _ in yaml.parse(document_boms(text), Loader=_LOADER):
+            pass
+    except yaml.YAMLError:
+        return True
+    return False
 
 
 def _read_json(data: bytes) -> Read:
@@ -162,7 +185,7 @@ def _read_json(data: bytes) -> Read:
     try:
         document = parse_object(data)
     except BodyProblem as problem:  # no task named: as a YAML syntax error
-        return [], [DefinitionError(where, str(Problem(problem.path, problem.message)))], ()
+        return [], [DefinitionError(where, str(Problem(problem.path, problem.message)))], (), True
     key = key_of(document)
     try:
         task = CronTask.model_validate(document)  # as a file's document (documents._document)
@@ -170,15 +193,16 @@ def _read_json(data: bytes) -> Read:
         said, more = problems(err, JSON_SHOWN)
         errors = [DefinitionError(where, str(p), key) for p in said]
         note = str(DefinitionError(where, more_problems(more, JSON_SHOWN))) if more else None
-        return [], errors, (note,) if note else ()
+        return [], errors, (note,) if note else (), False
     except Exception as err:  # a bug of crontask's, worded and logged as for a file
-        return [], [unexpected(err, where, key)], ()
-    return [Definition.of(task, where)], [], ()
+        return [], [unexpected(err, where, key)], (), False
+    return [Definition.of(task, where)], [], (), False
 
 
 def _bounded(
     definitions: list[Definition],
     errors: list[DefinitionError],
+    hides: bool,
     current: Mapping[str, Definition],
     max_tasks: int | None,
     new_source: SourceKind,
@@ -188,7 +212,7 @@ def _bounded(
     in force (see the module docstring)."""
     if max_tasks is None:
         return definitions, [], {}
-    stays = _staying(errors, definitions, current)
+    stays = _staying(errors, hides, definitions, current)
     past: set[SourceKind] = set()
     refusals = []
     for source in PLANNED_KINDS:
@@ -220,13 +244,15 @@ def _changed(
 
 def _staying(
     errors: list[DefinitionError],
+    hides: bool,
     definitions: list[Definition],
     current: Mapping[str, Definition],
 ) -> set[str]:
     """The tasks in force the text does not yield that its source keeps holding: those its
-    errors name, every one if an error names none (as ``_kept``, before ``allow_empty``)."""
+    errors name, every one if the text ``hides`` documents (as ``_kept``, before
+    ``allow_empty``)."""
     gone = current.keys() - {d.key for d in definitions}
-    if any(e.key is None for e in errors):
+    if hides:
         return set(gone)
     return gone & {e.key for e in errors if e.key}
 

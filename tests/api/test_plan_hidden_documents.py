@@ -22,6 +22,12 @@ from tests.helpers import task_doc, wait_for
 NAMES = ("change", "drop", "keep")
 ALL = [f"default/{name}" for name in NAMES]
 UNCLOSED = "spec: [unclosed\n"
+# A syntax error in a document that says first which task it is: it names that task, and still
+# hides every document after it (the parser stops there).
+NAMED_UNCLOSED = (
+    "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\n"
+    "metadata: {name: other, namespace: default}\nspec: [unclosed\n"
+)
 DEEP = {"apiVersion": "crontask.dev/v1alpha1", "kind": "CronTask", "spec": {"x": []}}
 
 
@@ -75,7 +81,9 @@ def _steps(found: Any) -> list[tuple[str, str]]:
     return [(step["operation"], step["key"]) for step in found["steps"]]
 
 
-@pytest.mark.parametrize("tail", [UNCLOSED, _deep()], ids=["syntax", "bound"])
+@pytest.mark.parametrize(
+    "tail", [UNCLOSED, _deep(), NAMED_UNCLOSED], ids=["syntax", "bound", "named-syntax"]
+)
 def test_a_hidden_document_removes_nothing_and_the_rest_is_planned(
     server: _Server, tail: str
 ) -> None:
@@ -96,6 +104,22 @@ def test_an_error_that_names_its_task_keeps_that_task_only(server: _Server) -> N
     found = server.plan(_yielding(yaml.safe_dump(task_doc("other", schedule="0 25 * * *"))))
     assert ("remove", "default/drop") in _steps(found)
     assert found["kept"] == []
+
+
+def test_a_syntax_error_that_names_its_task_still_hides_the_documents_after_it(
+    server: _Server,
+) -> None:
+    """``drop`` comes after the broken document, which the parser never gets past: it is kept,
+    as ``run`` keeps the broken file whole, not planned as removed."""
+    text = _yielding(NAMED_UNCLOSED, yaml.safe_dump(task_doc("drop")))
+    for query in ("", "?allowEmpty=true"):
+        found = server.plan(text, query)
+        assert _steps(found) == [("update", "default/change"), ("add", "default/new")]
+        assert found["kept"] == ["default/drop"]
+    only = server.plan(
+        NAMED_UNCLOSED + "---\n" + yaml.safe_dump(task_doc("drop")), "?allowEmpty=true"
+    )
+    assert (only["steps"], only["kept"]) == ([], ALL)
 
 
 def test_not_utf8_yields_nothing_and_holds_or_keeps_every_task(server: _Server) -> None:
