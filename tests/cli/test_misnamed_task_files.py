@@ -92,3 +92,20 @@ def test_run_logs_each_such_file_once_not_at_every_resync(tmp_path: Path) -> Non
     assert proc.returncode == 0, text
     said = re.findall(rf"level=warning logger=\S+ {re.escape(LOGGED)}(\S+)", text)
     assert said == ["tasks/Backup.YAML", "tasks/t2.YML"], text
+
+
+def test_validate_of_a_folder_without_task_files_says_so(tmp_path: Path) -> None:
+    """An empty folder, one of other files, or a mistyped path to a folder that exists: still
+    valid (a repository may hold no task yet), but not a silent ok."""
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "backup.yaml.txt").write_text(NEVER_DUE)
+
+    done = crontask_cli("validate", "tasks", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "tasks: warning: no task files: crontask reads the *.yaml and *.yml files under it",
+        "ok: 0 files, 0 tasks, 1 warning",
+    ]
+    (tmp_path / "tasks" / "backup.yaml").write_text(NEVER_DUE)
+    assert crontask_cli("validate", "tasks", cwd=tmp_path).stdout == "ok: 1 file, 1 task\n"
