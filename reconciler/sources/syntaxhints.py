@@ -3,7 +3,8 @@ tab (which an editor does not show), a value that starts with a character a plai
 may not start with (an unquoted ``@daily``), or with ``*``, which YAML reads as an alias (an
 unquoted ``*/5 * * * *``), or a key written without a space after its colon
 (``schedule:"@daily"`` among other keys: YAML reads it as text that runs on to the next key,
-whose colon it then refuses, "mapping values are not allowed"). The same hint from libyaml's
+whose colon it then refuses, "mapping values are not allowed"), a key longer than YAML reads
+(1024 characters: the parser's words name no key). The same hint from libyaml's
 parser and from PyYAML's, whose words differ."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ _NO_SPACE = re.compile(r"\ufeff?[ \t]*(?:-[ \t]+)?([A-Za-z][\w.-]{0,62}):[^\s#]"
 # The colon YAML refuses after such a line: a value's ("mapping values are not allowed", libyaml
 # adds "in this context", PyYAML "here"), or a simple key's, in a mapping of other keys.
 _LOOKED_AT = 16 * 1024  # characters before the refused colon
+_KEY_MOST = 1024  # an implicit key's length YAML 1.1 and 1.2 allow (libyaml and PyYAML count so)
 _BREAK = re.compile(r"\r\n?|\n")
 _AFTER_NO_SPACE = ("mapping values are not allowed", "could not find expected ':'")
 # What such a run-on text leaves before the refused colon on its line: a key alone (``command``),
@@ -49,8 +51,22 @@ def hint(text: str, err: yaml.MarkedYAMLError, libyaml: bool) -> str:
             " (a value starting with '*' is a YAML alias: quote the value, as in \"*/5 * * * *\")"
         )
     if str(err.problem).startswith(_AFTER_NO_SPACE):
-        return _no_space(text, index)
+        return _long_key(text, index) or _no_space(text, index)
     return ""
+
+
+def _long_key(text: str, index: int) -> str:
+    """`` (a key of 1100 characters: YAML ends a key at 1024)`` when the refused colon at
+    ``index`` follows a key longer than YAML reads before its ':' (libyaml says "mapping values
+    are not allowed" there, PyYAML "could not find expected ':'"): the text from the start of
+    its line, past its indent and a ``- ``, with no colon of its own."""
+    above = max(0, index - _LOOKED_AT)
+    start = max(text.rfind("\n", above, index), text.rfind("\r", above, index)) + 1
+    key = text[start or above : index].lstrip(" ")
+    key = key[2:].lstrip(" ") if key.startswith("- ") else key
+    if len(key) <= _KEY_MOST or ":" in key or (start == 0 and above > 0):
+        return ""
+    return f" (a key of {len(key)} characters: YAML reads at most {_KEY_MOST} before its ':')"
 
 
 def _no_space(text: str, index: int) -> str:

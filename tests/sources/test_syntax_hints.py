@@ -98,3 +98,24 @@ def test_a_slip_on_the_first_line_after_a_byte_order_mark_is_named(
     (error,) = documents.parse_text(text, "b.yaml").errors
     assert str(error).startswith("b.yaml:2:5: YAML syntax error: mapping values"), error
     assert str(error).endswith(f"(line 1: {SPACE} 'apiVersion:')"), error
+
+
+@pytest.mark.parametrize("loader", [documents._Loader, yaml.SafeLoader])
+@pytest.mark.parametrize("line", ["    LONG: v\n", "  - LONG: v\n", '    "LONG": v\n'])
+def test_a_key_longer_than_yaml_reads_says_so(
+    loader: type[yaml.SafeLoader], line: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """YAML ends an implicit key at 1024 characters: libyaml says "mapping values are not
+    allowed", PyYAML "could not find expected ':'", and neither names the key."""
+    monkeypatch.setattr(documents, "_Loader", loader)
+    body = "  labels:\n" + line.replace("LONG", "k" * 1100) + "  command: {args: [x]}\n"
+    (error,) = documents.parse_text(HEAD.replace("NAME", "h") + body, "h.yaml").errors
+    length = 1102 if '"' in line else 1100
+    assert str(error).endswith(
+        f" (a key of {length} characters: YAML reads at most 1024 before its ':')"
+    ), error
+    # One of 1020 is read (and refused by what reads the task, not by YAML).
+    body = "  labels:\n" + line.replace("LONG", "k" * 1020) + "  command: {args: [x]}\n"
+    errors = documents.parse_text(HEAD.replace("NAME", "h") + body, "h.yaml").errors
+    assert errors, "a task without a schedule"
+    assert not any("YAML syntax error" in str(error) for error in errors), errors
