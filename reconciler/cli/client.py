@@ -49,7 +49,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from reconciler.cli.answers import RemoteError as RemoteError
 from reconciler.cli.answers import (
@@ -64,7 +64,7 @@ from reconciler.cli.answers import (
 from reconciler.cli.client_env import TIMEOUT_SECONDS, default_server, default_timeout
 from reconciler.cli.client_failures import Progress, failed, timed_out
 from reconciler.cli.client_tls import ssl_words
-from reconciler.cli.credentials import check_credentials, is_loopback
+from reconciler.cli.credentials import TOKEN_ENV, check_credentials, is_loopback
 from reconciler.cli.terminal import printable
 from reconciler.core.urls import redact_url
 from reconciler.sources.limits import MIB, format_size
@@ -268,6 +268,8 @@ class _Api:
             via = carried_by(response.request)
             if status == 407 and via is not None:  # the proxy's answer, not crontask's
                 line = f"the proxy {printable(via)} refused the request to {server}: {line}"
+            if status == 401:
+                line += self._whose_token()
             raise RemoteProblem(
                 line,
                 status,
@@ -332,6 +334,16 @@ class _Api:
         if budget is not None:
             budget.values -= values
         return values
+
+    def _whose_token(self) -> str:
+        """What a ``401`` line adds: where the token comes from (``$CRONTASK_TOKEN``), or
+        nothing when the URL's own credentials were sent (a proxy's Basic ones)."""
+        parts = urlsplit(self.server)
+        if parts.username or parts.password:
+            return ""
+        if self.token:
+            return f"; the token sent is ${TOKEN_ENV}'s"
+        return f"; no token was sent: set ${TOKEN_ENV}"
 
     def _too_many(self, listed: bool) -> RemoteError:
         if listed:

@@ -63,8 +63,9 @@ def test_errors_are_one_line(
     server: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert cli("tasks", "--server", server) == 1
-    assert (
-        capsys.readouterr().err == "crontask: 401 Unauthorized: a valid bearer token is required\n"
+    assert capsys.readouterr().err == (
+        "crontask: 401 Unauthorized: a valid bearer token is required; no token was sent: "
+        "set $CRONTASK_TOKEN\n"
     )
     monkeypatch.setenv("CRONTASK_TOKEN", STATIC_TOKENS[Role.VIEWER])
     assert cli("trigger", "default/hello", "--server", server) == 1
