@@ -5,6 +5,8 @@ hidden."""
 
 from __future__ import annotations
 
+import ast
+import re
 import urllib.parse
 
 import httpx
@@ -16,6 +18,16 @@ from reconciler.runner.http_secrets import Secrets
 # A server chooses its reason phrase and what a protocol error quotes (up to h11's 16 KiB):
 # messages keep this much of it.
 _SERVER_TEXT = 200
+
+# h11 quotes a line it refuses as the repr of its buffer ("illegal status line:
+# bytearray(b'HTTP/1.1 2000 OK')"): said as the text it is, between plain quotes.
+_BUFFER = re.compile(r"""bytearray\((b'(?:[^'\\]|\\.)*'|b"(?:[^"\\]|\\.)*")\)""")
+# And a 101 answer to a request that proposed no upgrade in the names of its state machine.
+_UNASKED_SWITCH = "Received server _SWITCH_UPGRADE event without a pending proposal"
+_UNASKED_SWITCH_SAID = (
+    "the server switched protocols (101 Switching Protocols) though the request asked for no "
+    "upgrade (no Upgrade header)"
+)
 
 
 def summary(response: httpx.Response, url: str, secrets: Secrets) -> str:
@@ -48,14 +60,27 @@ def _location(url: str, location: str, secrets: Secrets) -> str:
 
 def describe(err: httpx.HTTPError, secrets: Secrets) -> str:
     cause = err.__cause__ or err.__context__
-    text = clip(str(err) or type(err).__name__, secrets)
+    text = clip(_in_words(str(err)) or type(err).__name__, secrets)
     if isinstance(err, httpx.ConnectError):
         return f"cannot connect ({text})"
     if cause is None:
         return f"{type(err).__name__}: {text}"
     # httpx re-raises h11's and the socket's errors with the same text: said once, not twice.
-    said = clip(_cause_text(cause), secrets)
+    said = clip(_in_words(_cause_text(cause)), secrets)
     return text if said == text else f"{text} ({said})"
+
+
+def _in_words(text: str) -> str:
+    """An HTTP library's error ``text`` as a user reads it (``_BUFFER``, ``_UNASKED_SWITCH``)."""
+    if text == _UNASKED_SWITCH:
+        return _UNASKED_SWITCH_SAID
+    return _BUFFER.sub(_quoted, text)
+
+
+def _quoted(match: re.Match[str]) -> str:
+    data: bytes = ast.literal_eval(match.group(1))
+    text = data.decode("utf-8", errors="backslashreplace")
+    return "'" + "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text) + "'"
 
 
 def _cause_text(cause: BaseException) -> str:
