@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI
 
@@ -26,11 +27,15 @@ def install(
     clock: Callable[[], datetime] | None = None,
     *,
     loopback: bool = True,
+    base: str = "",
 ) -> FastAPI:
     """Serve the page on ``app`` (its routes declare their roles like the API's). ``clock``:
     what "now" is for relative times and the timeline (tests pin it). ``loopback``: whether
     the server listens on loopback only; without auth the header says who may use the page
-    (``crontask run`` listens elsewhere without auth only with ``--insecure-no-auth``)."""
+    (``crontask run`` listens elsewhere without auth only with ``--insecure-no-auth``).
+    ``base``: the path people reach the page under (:func:`page_base`), which each of its
+    links, forms, assets and redirects begins with; the routes stay where they are (a proxy
+    takes the path off before it forwards)."""
     for route in pages.router.routes:
         if not isinstance(route, PageRoute):
             raise RuntimeError(f"{route!r} is not a PageRoute")
@@ -38,8 +43,18 @@ def install(
     app.state.crontask_session = session or Session()
     app.state.crontask_clock = clock
     app.state.crontask_loopback = loopback
+    trimmed = base.strip("/")
+    app.state.crontask_base = f"/{trimmed}" if trimmed else ""
     app.include_router(pages.router)
     return app
 
 
-__all__ = ["Session", "install"]
+def page_base(external_url: str | None) -> str:
+    """The path of ``external_url`` (``--external-url``), without its last ``/``: where a
+    reverse proxy serves the page (``https://example.com/crontask`` gives ``/crontask``; ""
+    at the root). Quoted as a URL's path, as the links that begin with it are."""
+    path = urlsplit(external_url or "").path.rstrip("/")
+    return quote(path, safe="/%:@!$&'()*+,;=-._~")
+
+
+__all__ = ["Session", "install", "page_base"]

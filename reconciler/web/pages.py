@@ -47,6 +47,7 @@ from reconciler.web.session import (
     CSRF_FIELD,
     NEXT_MAX,
     PageRoute,
+    base_of,
     clear_session,
     form_of,
     local_path,
@@ -184,6 +185,7 @@ def render(request: Request, template: str, code: int = 200, **values: Any) -> H
         now=now_of(request),
         refresh=REFRESH_SECONDS,
         path=request.url.path,
+        base=base_of(request),
         **values,
     )
     return HTMLResponse(page, status_code=code, headers=_HEADERS)
@@ -344,7 +346,7 @@ def run_now(request: Request, runtime: Runtime, namespace: Namespace, name: Name
     # store slow to take its record): the task's page, which refreshes and lists the run once
     # it is recorded; the run's would say there is none, and not refresh.
     where = f"/runs/{record.id}" if stored else f"/tasks/{namespace}/{name}"
-    return RedirectResponse(where, status_code=303)
+    return RedirectResponse(base_of(request) + where, status_code=303)
 
 
 @router.get("/runs/{run_id}", openapi_extra=role_extra("viewer"))
@@ -398,7 +400,7 @@ def sources_page(request: Request, runtime: Runtime) -> HTMLResponse:
 @router.get("/login", openapi_extra=role_extra(PUBLIC))
 def login_page(request: Request, next: NextPath = "/") -> Response:
     if context(request).auth is None:
-        return RedirectResponse(local_path(next), status_code=303)
+        return RedirectResponse(base_of(request) + local_path(next), status_code=303)
     return render(request, "login.html", target=local_path(next), problem=None)
 
 
@@ -408,7 +410,7 @@ async def login(request: Request) -> Response:
     form = await form_of(request)
     target = local_path(form.get("next"))
     if auth is None:
-        return RedirectResponse(target, status_code=303)
+        return RedirectResponse(base_of(request) + target, status_code=303)
     # The Origin only: the sign-in form is posted before there is a session to derive a
     # token from (Run now carries one, ``Session.check_post``; Sign out, see ``logout``).
     if not same_origin(request):
@@ -426,7 +428,7 @@ async def login(request: Request) -> Response:
             warn_auth_failed(request, log, "page sign-in failed", exc.reason)
             problem = "That token is not valid here (unknown, expired or for another server)."
         else:
-            response = RedirectResponse(target, status_code=303)
+            response = RedirectResponse(base_of(request) + target, status_code=303)
             if set_session(response, request, credential):
                 log.info(
                     "page sign-in",
@@ -467,7 +469,7 @@ async def logout(request: Request) -> Response:
         and not await session_of(request).carries_token(request)
     ):
         raise ProblemError(403, "the form is stale or not from this page: sign out here")
-    response = RedirectResponse("/login" if auth else "/", status_code=303)
+    response = RedirectResponse(base_of(request) + ("/login" if auth else "/"), status_code=303)
     clear_session(response, request)
     return response
 

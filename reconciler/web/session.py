@@ -338,6 +338,13 @@ def local_path(target: str | None) -> str:
     return target
 
 
+def base_of(request: Request) -> str:
+    """The path the page is served under (``web.install``'s ``base``; "" at the root), which
+    its links and redirects begin with."""
+    found = getattr(request.app.state, "crontask_base", "")
+    return found if isinstance(found, str) else ""
+
+
 def session_of(request: Request) -> Session:
     found = request.app.state.crontask_session
     assert isinstance(found, Session)
@@ -366,7 +373,8 @@ class PageRoute(GuardedRoute):
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 if len(target) > NEXT_MAX:  # back to the overview, not to an error
                     target = "/"
-                return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+                login = f"{base_of(request)}/login?next={quote(target)}"
+                return RedirectResponse(login, status_code=303)
             needed = Role(role)
             if principal.role is None or not principal.role.allows(needed):
                 held = f"role {principal.role}" if principal.role else "no crontask role"

@@ -134,7 +134,9 @@
         signal: controller.signal,
       });
       if (response.status === 401) {
-        location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
+        // The page itself, asked for as a page: the server sends it to the sign-in with the
+        // way back (under the path a proxy serves it at, which this script does not know).
+        location.assign(url);
         return;
       }
       const page = new DOMParser().parseFromString(await response.text(), "text/html");
