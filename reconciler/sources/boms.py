@@ -31,13 +31,47 @@ _ENCODINGS = {
 }
 
 
+# What YAML's own detection reads of a text without a byte order mark: a NUL among its first
+# four bytes, where UTF-8 YAML has none (a NUL is no character of it), and which of them.
+_UNMARKED = {
+    (True, True, True, False): "UTF-32 (big-endian",
+    (False, True, True, True): "UTF-32 (little-endian",
+    (True, False): "UTF-16 (big-endian",
+    (False, True): "UTF-16 (little-endian",
+}
+_UNMARKED_REASON = "unmarked"
+
+
+def decoded(data: bytes) -> str:
+    """``data`` as UTF-8; :class:`UnicodeDecodeError` also for a text of UTF-16 or UTF-32 with
+    no byte order mark, whose ASCII characters each come with NULs that are UTF-8 too (YAML
+    said "unacceptable character #x0000" of it). :func:`not_utf8` says which."""
+    if b"\0" in data[:4]:
+        raise UnicodeDecodeError("utf-8", data, 0, 1, _UNMARKED_REASON)
+    return data.decode("utf-8")
+
+
 def not_utf8(data: bytes, err: UnicodeDecodeError) -> tuple[int, int, str]:
     """The line and column where ``data`` stops being UTF-8 (``err``: decoding it), and the
     message: a text that starts with the byte order mark of UTF-16 or UTF-32 (Windows
-    PowerShell 5 writes one; YAML allows it, crontask reads only UTF-8) is named so, at 1:1."""
+    PowerShell 5 writes one; YAML allows it, crontask reads only UTF-8) is named so, at 1:1,
+    and one whose first bytes say so without a mark (:func:`decoded`)."""
     for mark, encoding in _ENCODINGS.items():
         if data.startswith(mark):
             return 1, 1, f"not UTF-8 but {encoding}; its byte order mark says so): save it as UTF-8"
+    if err.reason == _UNMARKED_REASON:
+        nuls = tuple(byte == 0 for byte in data[:4])
+        encoding = _UNMARKED.get(nuls) or _UNMARKED.get(nuls[:2])
+        if encoding is not None:
+            return (
+                1,
+                1,
+                (
+                    f"not UTF-8 but {encoding}, without a byte order mark; its first bytes say so):"
+                    " save it as UTF-8"
+                ),
+            )
+        return 1, 1 + data.index(b"\0"), "not UTF-8: a NUL byte (0x00) at its start"
     line = data.count(b"\n", 0, err.start) + 1
     column = err.start - data.rfind(b"\n", 0, err.start)
     return line, column, f"not UTF-8: byte 0x{data[err.start]:02x}"

@@ -59,7 +59,7 @@ from reconciler.aio import ended, first_of
 from reconciler.core.desired import Definition, DefinitionError, ErrorKind, Location, SourceKind
 from reconciler.sources.adrift import Adrift
 from reconciler.sources.base import Notify, Ready, SourceState
-from reconciler.sources.boms import not_utf8
+from reconciler.sources.boms import decoded, not_utf8
 from reconciler.sources.documents import ParsedText, PlainText, parse_text, plain_definitions
 from reconciler.sources.filehints import known_path, says_more, too_deep, within_bound
 from reconciler.sources.filestate import FileState, Signature, signature_of
@@ -453,7 +453,7 @@ class DirectorySource:
             error = err.error(Location(self.kind, shown, 1, 1, revision))
             return FileState(signature, None, (error,), revision=revision)
         try:
-            return signature, data.decode("utf-8")
+            return signature, decoded(data)
         except UnicodeDecodeError as err:
             line, column, why = not_utf8(data, err)
             error = DefinitionError(Location(self.kind, shown, line, column, revision), why)

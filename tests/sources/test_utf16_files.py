@@ -44,3 +44,24 @@ def test_a_utf16_or_utf32_file_is_named_so(tmp_path: Path) -> None:
         # Any other byte that is no UTF-8 is named as before, at its place.
         f"{tmp_path}/e.yaml:7:1: not UTF-8: byte 0xff",
     ]
+
+
+def test_one_without_a_byte_order_mark_is_named_so(tmp_path: Path) -> None:
+    """Without a mark, the ASCII characters of UTF-16 and UTF-32 are UTF-8 too, each with NULs:
+    YAML said "unacceptable character #x0000: special characters are not allowed". Its first
+    bytes tell the encoding, as YAML's own detection reads them."""
+    codecs = {"a16le": "utf-16-le", "b16be": "utf-16-be", "c32le": "utf-32-le"}
+    for name, codec in codecs.items():
+        (tmp_path / f"{name}.yaml").write_bytes(TASK.replace("NAME", name).encode(codec))
+    (tmp_path / "d32be.yaml").write_bytes("métadata: x\n".encode("utf-32-be"))
+    (tmp_path / "e.yaml").write_bytes(b"ab\0: 1\n")  # a NUL, in no such pattern
+    done = crontask_cli("validate", str(tmp_path))
+    assert done.returncode == 1, done.stderr
+    unmarked = "without a byte order mark; its first bytes say so): save it as UTF-8"
+    assert done.stdout.splitlines() == [
+        f"{tmp_path}/a16le.yaml:1:1: not UTF-8 but UTF-16 (little-endian, {unmarked}",
+        f"{tmp_path}/b16be.yaml:1:1: not UTF-8 but UTF-16 (big-endian, {unmarked}",
+        f"{tmp_path}/c32le.yaml:1:1: not UTF-8 but UTF-32 (little-endian, {unmarked}",
+        f"{tmp_path}/d32be.yaml:1:1: not UTF-8 but UTF-32 (big-endian, {unmarked}",
+        f"{tmp_path}/e.yaml:1:3: not UTF-8: a NUL byte (0x00) at its start",
+    ]
