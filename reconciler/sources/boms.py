@@ -61,16 +61,10 @@ def not_utf8(data: bytes, err: UnicodeDecodeError) -> tuple[int, int, str]:
             return 1, 1, f"not UTF-8 but {encoding}; its byte order mark says so): save it as UTF-8"
     if err.reason == _UNMARKED_REASON:
         nuls = tuple(byte == 0 for byte in data[:4])
-        encoding = _UNMARKED.get(nuls) or _UNMARKED.get(nuls[:2])
-        if encoding is not None:
-            return (
-                1,
-                1,
-                (
-                    f"not UTF-8 but {encoding}, without a byte order mark; its first bytes say so):"
-                    " save it as UTF-8"
-                ),
-            )
+        unmarked = _UNMARKED.get(nuls) or _UNMARKED.get(nuls[:2])
+        if unmarked is not None:
+            why = f"{unmarked}, without a byte order mark; its first bytes say so)"
+            return 1, 1, f"not UTF-8 but {why}: save it as UTF-8"
         return 1, 1 + data.index(b"\0"), "not UTF-8: a NUL byte (0x00) at its start"
     line = data.count(b"\n", 0, err.start) + 1
     column = err.start - data.rfind(b"\n", 0, err.start)
