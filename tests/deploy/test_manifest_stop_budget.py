@@ -79,6 +79,9 @@ def stop_path(ha: bool) -> dict[str, float]:
         "kubernetes: Events flushed": _timeout_default(EventRecorder.stop),
         "kubernetes: statuses flushed": _timeout_default(StatusWriter.stop),
         "heartbeat: this crontask's row removed": FORGET_WAIT,
+        # The notifier looks at the runs that ended last (each may read the store), then its
+        # senders deliver what that queued: one wait after the other.
+        "notifications: the last runs looked at": SHUTDOWN_SECONDS,
         "notifications: delivered or dropped": SHUTDOWN_SECONDS,
         "serve: crontask's own threads": THREADS_WAIT,
         "cli.daemon: the threads again, before the exit": THREADS_WAIT,
