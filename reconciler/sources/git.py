@@ -90,6 +90,7 @@ from reconciler.sources.gitcheckout import FILE_SIZE_MARGIN, CheckoutLimits, Che
 from reconciler.sources.gitcredentials import credentials_of
 from reconciler.sources.gitenv import Credentials, git_env
 from reconciler.sources.gitfiles import repository_files
+from reconciler.sources.gitintact import check_in_force
 from reconciler.sources.gitkeys import describe, log_previous, start_removal, state_key
 from reconciler.sources.gitmaintenance import CollectionBackoff, tidy
 from reconciler.sources.gitnames import check_ref, clean_path
@@ -457,10 +458,13 @@ class GitSource:
     def read_ahead(self, workers: int) -> int:
         """At start-up, before any thread exists: read the tree an earlier run left in force
         on ``workers`` processes (``sources.ahead``), for the first refresh to take. The files
-        read; 0 when there is no such tree (the first sync clones it)."""
+        read; 0 when there is no such tree (the first sync clones it). The tree is checked
+        against its commit first, and checked out again if it differs (``gitintact``)."""
         with self._tree_lock:
             if self._revisions.applied is None:
                 return 0
+            fields: dict[str, object] = {"url": self.url, "ref": self.options.ref}
+            check_in_force(self._revisions, self._repo(None, Redactor()), fields)
             self._files.revision = self._revisions.applied
             return read_ahead(self._files, workers)
 

@@ -93,10 +93,12 @@ class CheckoutLimits:
 class Checkout:
     """What a checkout of one revision for ``--git-path`` asks git for (``paths``), and the
     entries under ``--git-path`` git never writes (``refused``: the path up to the name git
-    refuses, once for all that is under it), in order."""
+    refuses, once for all that is under it), in order; and the files and links it writes, as
+    the commit lists them (``files``: what a checkout left on disk is checked against)."""
 
     paths: list[str]
     refused: list[str]
+    files: list[TreeEntry] = dataclasses.field(default_factory=list)
 
 
 def checkout_paths(repo: GitRepo, sha: str, path: str, limits: CheckoutLimits) -> list[str]:
@@ -112,7 +114,7 @@ def plan_checkout(repo: GitRepo, sha: str, path: str, limits: CheckoutLimits) ->
     plan = _CheckoutPlan(repo, sha, limits)
     paths = plan.paths(path)
     refused = sorted(part for part in plan.refused if _within(part, path))
-    return Checkout(paths, refused)
+    return Checkout(paths, refused, plan.files(paths))
 
 
 class _CheckoutPlan:
@@ -156,6 +158,20 @@ class _CheckoutPlan:
         # a folder that holds only such names (``--git-path`` then holds no file, which the
         # reading reports).
         return sorted(p for p in self.wanted if refused_part(p) is None and self._writes(p))
+
+    def files(self, paths: Sequence[str]) -> list[TreeEntry]:
+        """The blobs (files and links) a checkout of ``paths`` writes."""
+        tops = {""} if paths == ["."] else set(paths)
+        return [
+            entry
+            for entry in self.known.values()
+            if entry.kind == "blob"
+            and refused_part(entry.path, link=entry.mode == _LINK) is None
+            and any(
+                "/".join(entry.path.split("/")[:n]) in tops
+                for n in range(entry.path.count("/") + 2)
+            )
+        ]
 
     def _writes(self, path: str) -> bool:
         """Whether git writes an entry at or under ``path`` ("" for the root; listed whole,

@@ -83,6 +83,8 @@ REPLACEMENT = "repo.new.git"
 REPLACED = "repo.old.git"
 # Beside a worktree: the entries of its revision git never wrote (see the module).
 REFUSED = ".refused"
+# The tree in force while it is checked out again (``check_out_again``).
+ASIDE = ".aside"
 
 
 class Mirror(enum.Enum):
@@ -231,6 +233,26 @@ class Revisions:
             record.write_bytes(said.encode(errors="surrogateescape"))
         else:
             record.unlink(missing_ok=True)
+
+    def check_out_again(self, repo: GitRepo, sha: str) -> None:
+        """Write the tree of ``sha``, the revision in force, anew (``gitintact``: the one on
+        disk differs from its commit). The tree is set aside meanwhile, put back if the
+        checkout fails, and deleted once it succeeded (else by the next ``remove_old``); the
+        caller holds the lock of reads. Raises CheckoutRefusedError, GitError or OSError."""
+        tree, aside = self.worktrees / sha, self.worktrees / f"{sha}{ASIDE}"
+        if aside.exists():
+            remove_tree(aside)
+        os.rename(tree, aside)
+        try:
+            self.check_out(repo, sha)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                if tree.exists():
+                    remove_tree(tree)
+                os.rename(aside, tree)
+            raise
+        with contextlib.suppress(OSError):
+            remove_tree(aside)
 
     def refused(self, sha: str | None) -> list[tuple[Path, str]]:
         """Where in ``current`` the revision ``sha`` (the one in force) has entries git never
