@@ -90,13 +90,14 @@ class HeaderValueError(Exception):
 
 async def resolve_headers(
     action: HttpAction, environ: Mapping[str, str], *, deadline: float | None = None
-) -> dict[str, str]:
-    """The headers of ``action``, ``valueFrom`` read now; files are read by ``deadline`` (the
-    loop's clock). Raises :class:`HeaderValueError`."""
-    headers: dict[str, str] = {}
+) -> list[tuple[str, str]]:
+    """The headers of ``action`` as (name, value), one for each it gives, in its order (a name
+    given twice is sent twice, as HTTP allows), ``valueFrom`` read now; files are read by
+    ``deadline`` (the loop's clock). Raises :class:`HeaderValueError`."""
+    headers: list[tuple[str, str]] = []
     for header in action.headers:
         if header.value is not None:
-            headers[header.name] = header.value
+            headers.append((header.name, header.value))
             continue
         source = header.value_from
         assert source is not None  # the model guarantees exactly one of value, valueFrom
@@ -106,7 +107,7 @@ async def resolve_headers(
                     f"header {header.name!r}: environment variable {source.env} is not set"
                 )
             # As a file's: a space or newline at an end is the way it was set, not the value.
-            headers[header.name] = environ[source.env].strip()
+            headers.append((header.name, environ[source.env].strip()))
             continue
         assert source.file is not None
         try:
@@ -119,8 +120,8 @@ async def resolve_headers(
         except ValueError as err:  # read_secret_file's: "not a regular file: not read", ...
             raise HeaderValueError(f"header {header.name!r}: {source.file}: {err}") from None
         # Not ASCII: U+FFFD, which the check below refuses without quoting anything.
-        headers[header.name] = data.decode("utf-8", errors="replace").strip()
-    for name, value in headers.items():
+        headers.append((header.name, data.decode("utf-8", errors="replace").strip()))
+    for name, value in headers:
         # httpx would refuse it with an error that quotes the value (a newline, a space at an
         # end) or raise UnicodeEncodeError, whose repr holds the value (non-ASCII): check first,
         # say nothing of it.
@@ -293,21 +294,19 @@ class HttpRun:
             )
         return self._answered(response, body)
 
-    async def _headers(self, deadline: float) -> dict[str, str] | Outcome:
+    async def _headers(self, deadline: float) -> list[tuple[str, str]] | Outcome:
         """The request's headers, `valueFrom` ones read by `deadline` and added to what is
         hidden; or the outcome of a header that cannot be sent."""
         action = self.action
         try:
-            headers = _merged(
-                await resolve_headers(action, self.env, deadline=deadline), self.extra_headers
-            )
+            given = await resolve_headers(action, self.env, deadline=deadline)
         except HeaderValueError as err:
             if err.timed_out:
                 message = f"{err} within {self.timeout:g}s"
                 return _failed("DeadlineExceeded", message, status=RunStatus.TIMED_OUT)
             return _failed("InvalidHeader", str(err))
-        self._secrets = self._secrets.with_values(header_secrets(action, headers))
-        return headers
+        self._secrets = self._secrets.with_values(header_secrets(action, given))
+        return _merged(given, self.extra_headers)
 
     async def _sending(self, request: httpx.Request) -> None:
         self._sent = request
@@ -347,12 +346,12 @@ class HttpRun:
         )
 
 
-def _merged(task: Mapping[str, str], ours: Mapping[str, str]) -> dict[str, str]:
+def _merged(task: list[tuple[str, str]], ours: Mapping[str, str]) -> list[tuple[str, str]]:
     """The task's headers and crontask's own, which replace any of the task's of the same name
     in any case: HTTP names are case-insensitive, and two ``X-Crontask-Run-Id`` would let a
     receiver pick the task's."""
     names = {name.lower() for name in ours}
-    return {**{k: v for k, v in task.items() if k.lower() not in names}, **ours}
+    return [(k, v) for k, v in task if k.lower() not in names] + list(ours.items())
 
 
 async def _read_head(response: httpx.Response, limit: int, into: bytearray) -> None:

@@ -30,7 +30,7 @@ import html
 import json
 import re
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Sequence
 
 import httpx
 
@@ -198,12 +198,12 @@ def _secret_name(name: str) -> bool:
     return any(part in name for part in _SECRET_NAME_PARTS)
 
 
-def header_secrets(action: HttpAction, headers: Mapping[str, str]) -> set[str]:
-    """The ``valueFrom`` values of ``headers``, as a response may quote them."""
+def header_secrets(action: HttpAction, headers: Sequence[tuple[str, str]]) -> set[str]:
+    """The ``valueFrom`` values of ``headers`` (the action's headers as read, one (name,
+    value) for each of them, in their order), as a response may quote them."""
     found: set[str] = set()
-    for header in action.headers:
-        value = headers.get(header.name)
-        if header.value_from is not None and value is not None:
+    for header, (_, value) in zip(action.headers, headers, strict=True):
+        if header.value_from is not None:
             found |= _value_forms(value)
     return _escapes_both_ways(found)
 

@@ -155,7 +155,7 @@ def test_a_value_from_is_hidden_percent_encoded_and_basic_decoded(server: str) -
 
     action = HttpAction.model_validate({"url": "https://h.example/", "headers": headers})
     secrets = Secrets(()).with_values(
-        header_secrets(action, {"Authorization": f"Basic {basic}", "X-Key": key})
+        header_secrets(action, [("Authorization", f"Basic {basic}"), ("X-Key", key)])
     )
     said = f"user robot:{password} password {password} key {query} {query.lower()}"
     assert secrets.hide(said) == "user *** password *** key *** ***", secrets.hide(said)
