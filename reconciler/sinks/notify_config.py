@@ -53,6 +53,7 @@ from pydantic.alias_generators import to_camel
 
 from reconciler.core.desired import SourceKind
 from reconciler.core.fields import Label
+from reconciler.core.textplace import byte_place
 from reconciler.secretfile import read_secret_file
 from reconciler.sinks import notify_glob
 from reconciler.sinks.notify_config_yaml import Builder, describe, nearest, read_yaml
@@ -302,8 +303,7 @@ def load(path: str | Path, *, warn: Warn | None = None) -> Notifications:
         # Refused, as a task's file is: read with each such byte replaced, a URL holding one
         # (a file saved as Latin-1) was another URL, and every delivery failed. The byte is not
         # said: it may be one of a secret URL's.
-        line = raw.count(b"\n", 0, err.start) + 1
-        column = err.start - raw.rfind(b"\n", 0, err.start)
+        line, column = byte_place(raw, err.start)
         raise NotificationConfigError(
             f"{path}:{line}:{column}: not UTF-8 text: save the file as UTF-8"
         ) from None

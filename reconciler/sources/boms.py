@@ -16,6 +16,8 @@ from __future__ import annotations
 import codecs
 import re
 
+from reconciler.core.textplace import byte_place
+
 BOM = "\ufeff"
 # A line of leading marks, and the rest of the line (a "\r" of a "\r\n" left out).
 _LINE = re.compile(f"^({BOM}+)([^\\r\\n]*)", re.MULTILINE)
@@ -66,8 +68,7 @@ def not_utf8(data: bytes, err: UnicodeDecodeError) -> tuple[int, int, str]:
             why = f"{unmarked}, without a byte order mark; its first bytes say so)"
             return 1, 1, f"not UTF-8 but {why}: save it as UTF-8"
         return 1, 1 + data.index(b"\0"), "not UTF-8: a NUL byte (0x00) at its start"
-    line = data.count(b"\n", 0, err.start) + 1
-    column = err.start - data.rfind(b"\n", 0, err.start)
+    line, column = byte_place(data, err.start)
     return line, column, f"not UTF-8: byte 0x{data[err.start]:02x}"
 
 

@@ -57,3 +57,12 @@ def test_a_utf8_file_still_loads(tmp_path: Path) -> None:
     loaded = load(written(tmp_path, LATIN_1.replace(b"\xe9", "\u00e9".encode())))
 
     assert loaded.config.receivers[0].url == "https://hooks.example/caf\u00e9/T0K3N"
+
+
+def test_the_column_counts_characters_as_an_editor_does(tmp_path: Path) -> None:
+    """An "ó" (two bytes of UTF-8) before the Latin-1 byte on its line: the column an editor
+    shows (64), not the byte's offset (65)."""
+    data = LATIN_1.replace(b"{name: hook,", "{name: hoók,".encode(), 1)
+    with pytest.raises(NotificationConfigError) as caught:
+        load(written(tmp_path, data))
+    assert str(caught.value).startswith(f"{tmp_path / 'notify.yaml'}:2:64: not UTF-8 text")

@@ -65,3 +65,17 @@ def test_one_without_a_byte_order_mark_is_named_so(tmp_path: Path) -> None:
         f"{tmp_path}/d32be.yaml:1:1: not UTF-8 but UTF-32 (big-endian, {unmarked}",
         f"{tmp_path}/e.yaml:1:3: not UTF-8: a NUL byte (0x00) at its start",
     ]
+
+
+def test_the_column_of_a_byte_that_is_not_utf8_counts_characters(tmp_path: Path) -> None:
+    """As an editor shows the column: an "é" before it is one character, not two bytes; a byte
+    order mark at the start of the file is none."""
+    line = '  command: {args: ["café", "\xff"]}\n'.encode().replace(b"\xc3\xbf", b"\xff")
+    text = TASK.replace("NAME", "a").encode().replace(b'  command: {args: ["true"]}\n', line)
+    (tmp_path / "a.yaml").write_bytes(text)
+    (tmp_path / "b.yaml").write_bytes(b"\xef\xbb\xbfk\xe9: 1\n")
+    done = crontask_cli("validate", str(tmp_path))
+    assert done.stdout.splitlines() == [
+        f"{tmp_path}/a.yaml:6:29: not UTF-8: byte 0xff",
+        f"{tmp_path}/b.yaml:1:2: not UTF-8: byte 0xe9",
+    ]
