@@ -6,6 +6,7 @@ hidden."""
 from __future__ import annotations
 
 import ast
+import os
 import re
 import urllib.parse
 
@@ -24,6 +25,9 @@ _SERVER_TEXT = 200
 _BUFFER = re.compile(r"""bytearray\((b'(?:[^'\\]|\\.)*'|b"(?:[^"\\]|\\.)*")\)""")
 # And a 101 answer to a request that proposed no upgrade in the names of its state machine.
 _UNASKED_SWITCH = "Received server _SWITCH_UPGRADE event without a pending proposal"
+# anyio's error when no address of a host took a connection; the reasons are in its cause.
+_ALL_FAILED = "All connection attempts failed"
+_CAUSES_MOST = 64  # errors looked at under it (a host has a few addresses, a chain few links)
 _UNASKED_SWITCH_SAID = (
     "the server switched protocols (101 Switching Protocols) though the request asked for no "
     "upgrade (no Upgrade header)"
@@ -62,12 +66,35 @@ def describe(err: httpx.HTTPError, secrets: Secrets) -> str:
     cause = err.__cause__ or err.__context__
     text = clip(_in_words(str(err)) or type(err).__name__, secrets)
     if isinstance(err, httpx.ConnectError):
-        return f"cannot connect ({text})"
+        return f"cannot connect ({_connect_reasons(cause) if text == _ALL_FAILED else text})"
     if cause is None:
         return f"{type(err).__name__}: {text}"
     # httpx re-raises h11's and the socket's errors with the same text: said once, not twice.
     said = clip(_in_words(_cause_text(cause)), secrets)
     return text if said == text else f"{text} ({said})"
+
+
+def _connect_reasons(cause: BaseException | None) -> str:
+    """Why no address took the connection, as the system says each reason (``Connection
+    refused``), once each: from the errors under anyio's ``_ALL_FAILED`` (one, or a group of
+    one per address), their codes, not their text (which quotes the address). anyio's words
+    when none has a code."""
+    reasons: list[str] = []
+    seen: set[int] = set()
+    pending = [] if cause is None else [cause]
+    while pending and len(seen) < _CAUSES_MOST:
+        error = pending.pop(0)
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, BaseExceptionGroup):
+            pending[:0] = error.exceptions
+        elif isinstance(error, OSError) and error.errno:
+            reason = os.strerror(error.errno)
+            reasons += [] if reason in reasons else [reason]
+        elif (under := error.__cause__ or error.__context__) is not None:
+            pending.insert(0, under)
+    return "; ".join(reasons) or _ALL_FAILED
 
 
 def _in_words(text: str) -> str:

@@ -136,7 +136,7 @@ def test_a_failure_at_the_proxy_names_it(down_proxy: str) -> None:
     outcome = run("http://example.invalid/hooks/some-secret-path")
     assert (outcome.status, outcome.reason) == (RunStatus.FAILED, "RequestFailed")
     assert outcome.message == (
-        "GET http://example.invalid/***: cannot connect (All connection attempts failed) "
+        "GET http://example.invalid/***: cannot connect (Connection refused) "
         f"through proxy {down_proxy}"
     )
 
