@@ -67,6 +67,10 @@ ASSETS: Final = {
     "crontask.js": "text/javascript",
     "favicon.svg": "image/svg+xml",
 }
+# Read at import, as the templates are: the old process's pages keep the old script.
+_ASSET_BODIES: Final = {
+    n: (resources.files("reconciler.web") / "static" / n).read_bytes() for n in ASSETS
+}
 REFRESH_SECONDS: Final = 5
 RETRY_AFTER: Final = 5  # seconds, as the API's 503 says (``api.problems``)
 _LABEL: Final = re.compile(DNS1123_LABEL)
@@ -155,6 +159,8 @@ _templates = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
     finalize=_as_text,
+    auto_reload=False,  # read at import, all of them, below: an upgrade installed over a
+    cache_size=-1,  # running crontask gave its old code the new templates (every page a 500)
 )
 _templates.globals.update(
     relative=views.relative,
@@ -163,6 +169,8 @@ _templates.globals.update(
     in_zone=views.in_zone,
     version=__version__,
 )
+for _name in _templates.list_templates():
+    _templates.get_template(_name)
 
 Text = Annotated[str, Query(max_length=views.TEXT_MAX)]
 Cursor = Annotated[str | None, Query(max_length=1024, pattern=r"^[A-Za-z0-9_-]+$")]
@@ -479,9 +487,8 @@ def asset(name: str) -> Response:
     media = ASSETS.get(name)
     if media is None:
         raise ProblemError(404, f"no asset {name[:100]!r}")
-    body = (resources.files("reconciler.web") / "static" / name).read_bytes()
     return Response(
-        body,
+        _ASSET_BODIES[name],
         media_type=media,
         headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
     )
