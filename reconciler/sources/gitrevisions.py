@@ -43,6 +43,7 @@ import contextlib
 import enum
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -81,10 +82,36 @@ CHECK_LIMIT = 3
 # The new clone, beside the mirror; and the mirror's name while the clone takes its place.
 REPLACEMENT = "repo.new.git"
 REPLACED = "repo.old.git"
+# What git init writes in the mirror's HEAD, and how much of one is looked at.
+_HEAD = b"ref: refs/heads/master\n"
+_HEAD_READ = 4096
 # Beside a worktree: the entries of its revision git never wrote (see the module).
 REFUSED = ".refused"
 # The tree in force while it is checked out again (``check_out_again``).
 ASIDE = ".aside"
+
+
+def _readable_head(git_dir: Path) -> None:
+    """Write the mirror's ``HEAD`` anew if git would not read it (empty or garbled, as a power
+    loss can leave it: git writes it once, when the mirror is made, and never syncs it): git
+    then takes the folder for no repository, and every fetch failed for ever, nothing checked
+    or cloned again. Nothing reads it (the fetch keeps its own ref): its objects are kept."""
+    head = git_dir / "HEAD"
+    try:
+        with head.open("rb") as file:
+            said = file.read(_HEAD_READ)
+    except OSError:  # none: ``GitRepo.ensure`` makes the repository again
+        return
+    if said.startswith(b"ref:") and said[4:].lstrip().startswith(b"refs/"):
+        return
+    if re.match(rb"[0-9a-fA-F]{40}", said):
+        return
+    scratch = git_dir / f".HEAD.{os.getpid()}"
+    scratch.write_bytes(_HEAD)
+    os.replace(scratch, head)
+    log.warning(
+        "git mirror's HEAD damaged: written anew", extra={"fields": {"repository": str(git_dir)}}
+    )
 
 
 class Mirror(enum.Enum):
@@ -125,6 +152,7 @@ class Revisions:
             if (left := self.base / name).exists():
                 end_orphans(left)  # its fetch, left running
                 remove_tree(left)
+        _readable_head(repo.git_dir)
         self._made = repo.git_dir if repo.ensure() else None
         repo.forget_worktrees(keep=self.applied)
 
