@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from reconciler.core.fields import MAX_ITEMS, Label, LabelValue, Model, Text, not_blank
+from reconciler.core.http_status import STATUS_RANGES, dead_statuses
 from reconciler.core.jobspec import (
     CRONTASK_JOB_ANNOTATIONS,
     MAX_ANNOTATIONS_BYTES,
@@ -252,12 +253,6 @@ class HttpHeader(Model):
         return self
 
 
-STATUS_RANGES = r"^\d{3}(-\d{3})?(,\d{3}(-\d{3})?)*$"
-# What a response's status can be: three digits from 100, as h11 reads them (RFC 9110 15 names
-# 100-599, but servers send more: LinkedIn's 999). A range below it, or from its high end to its
-# low one ("299-200"), matches nothing.
-STATUS_LEAST, STATUS_MOST = 100, 999
-
 # ${NAME}, $NAME, {name}: what a shell, Compose or a template would fill in. Nothing does here:
 # the URL is sent as written.
 _PLACEHOLDER = re.compile(r"[${}]")
@@ -265,21 +260,6 @@ _PLACEHOLDER = re.compile(r"[${}]")
 # but one written whole as ``${NAME}`` is a secret meant to be filled in (each run a 401).
 _WHOLE_PLACEHOLDER = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 _SCHEME = re.compile(r"[^:/?#]*")
-
-
-def _dead_statuses(ranges: str) -> list[str]:
-    """Why each part of ``ranges`` (an ``expectStatus``) that matches no status does not."""
-    dead = []
-    for part in ranges.split(","):
-        low, _, high = part.partition("-")
-        if int(low) > int(high or low):
-            dead.append(
-                f"{part!r} matches no status: a range goes from its lowest status to its "
-                f"highest ('{high}-{low}')"
-            )
-        elif int(high or low) < STATUS_LEAST:
-            dead.append(f"{part!r} matches no status: a status is {STATUS_LEAST} to {STATUS_MOST}")
-    return dead
 
 
 def _first(text: str, characters: str) -> int:
@@ -372,7 +352,7 @@ class HttpAction(Model):
         # Refused only when no part matches a status (every run would fail); a dead part beside
         # live ones is a warning (``doubts``): such files were read before, and a file is
         # applied whole, so a refusal stopped every task of it.
-        dead = _dead_statuses(ranges)
+        dead = dead_statuses(ranges)
         if len(dead) == ranges.count(",") + 1:
             either = " (no other part matches one either)" if len(dead) > 1 else ""
             raise ValueError(dead[0] + either)
@@ -385,7 +365,7 @@ class HttpAction(Model):
         header, which the client sends as Basic credentials in place of the header's."""
         said = [
             f"expectStatus {self.expect_status!r}: {why}"
-            for why in _dead_statuses(self.expect_status)
+            for why in dead_statuses(self.expect_status)
         ]
         url = urllib.parse.urlsplit(self.url)
         if url.username or url.password:

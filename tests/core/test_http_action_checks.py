@@ -17,6 +17,13 @@ REVERSED = (
     "'299-200' matches no status: a range goes from its lowest status to its highest ('200-299')"
 )
 
+# A 1xx but 101 is an interim answer: the client reads on to the final status, which a run
+# ends with; 101 (Switching Protocols) is final.
+INTERIM = (
+    "{} matches no status a run ends with: a 1xx other than 101 is an interim answer, "
+    "followed by the final status"
+)
+
 
 def problem(**fields: Any) -> str:
     with pytest.raises(ValidationError) as caught:
@@ -36,6 +43,9 @@ def doubts(**fields: Any) -> list[str]:
         ("000", "'000' matches no status: a status is 100 to 999"),
         ("000-099", "'000-099' matches no status: a status is 100 to 999"),
         ("299-200,000", f"{REVERSED} (no other part matches one either)"),
+        ("100", INTERIM.format("'100'")),
+        ("102-199", INTERIM.format("'102-199'")),
+        ("100,103", f"{INTERIM.format(repr('100'))} (no other part matches one either)"),
     ],
 )
 def test_an_expect_status_that_matches_no_status_is_refused(ranges: str, said: str) -> None:
@@ -44,7 +54,20 @@ def test_an_expect_status_that_matches_no_status_is_refused(ranges: str, said: s
 
 # 600-999: h11 reads any three digits from 100 (LinkedIn answers 999).
 @pytest.mark.parametrize(
-    "ranges", ["100-599", "200", "200-200", "200-299,304", "599", "999", "100-999", "200-299,999"]
+    "ranges",
+    [
+        "100-599",
+        "200",
+        "200-200",
+        "200-299,304",
+        "599",
+        "999",
+        "100-999",
+        "200-299,999",
+        "101",
+        "100-101",
+        "199-200",
+    ],
 )
 def test_statuses_a_response_can_have_are_taken_without_a_word(ranges: str) -> None:
     action = HttpAction.model_validate({"url": "http://example.com/", "expectStatus": ranges})
@@ -57,6 +80,7 @@ def test_statuses_a_response_can_have_are_taken_without_a_word(ranges: str) -> N
     [
         ("200,299-200", [REVERSED]),
         ("200-299,000", ["'000' matches no status: a status is 100 to 999"]),
+        ("200-299,100", [INTERIM.format("'100'")]),
         (
             "099-098,200,299-200",
             [
