@@ -55,6 +55,7 @@ from reconciler.membership.base import (
 )
 from reconciler.membership.clock import ClockWatch
 from reconciler.store.base import StoreUnavailable
+from reconciler.store.members_cut import Cutter
 from reconciler.store.sql_errors import translated_errors
 from reconciler.store.sql_schema import (
     UTCDateTime,
@@ -125,6 +126,7 @@ class SqlMembership:
         self._other_leases = OtherLeases(most)
         self._clock = clock
         self.clock_watch = ClockWatch()
+        self._cutter = Cutter(engine)
 
     @classmethod
     def open(
@@ -184,7 +186,11 @@ class SqlMembership:
             ~sa.exists().where(members.c.id == member_views.c.member)
         )
         try:
-            with translated_errors(), self.engine.begin() as conn:
+            with (
+                translated_errors(),
+                self._cutter.bounded(me.budget),
+                self.engine.begin() as conn,
+            ):
                 self._set_timeouts(conn, me)
                 conn.execute(upsert)
                 conn.execute(members.delete().where(dead_row))
@@ -195,7 +201,10 @@ class SqlMembership:
                 rows = conn.execute(self._live(me, live_row, _NOW)).mappings().all()
                 after = self._clock()
         except StoreUnavailable as err:
-            raise MembershipUnavailable(str(err)) from err
+            said = str(err)
+            if self._cutter.tripped:  # not psycopg's "server closed the connection"
+                said = f"the run store did not answer the renewal in {me.budget:.1f} s"
+            raise MembershipUnavailable(said) from err
         if rows:  # our own row is always among them
             self.clock_watch.note(before, after, rows[0]["db_now"])
         self._cap.count(rows[0]["live"] if rows else 0)
