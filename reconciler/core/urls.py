@@ -25,6 +25,10 @@ _AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/]")
 # "/" before its first ":" (/srv/a:b@c). No ":" in the user name: the match is tried at the
 # first ":" only, each "@" once (a pattern tried at every ":" took 184 s for 160 KB).
 _LOOSE_PASSWORD = re.compile(r"[^/@:]+:(?:[^@]*@)+[^/@:]*:")
+# The same with no ":" after the host (deploy:TOKEN@host/path: https:// left out): git reads
+# "deploy" as the host, the token as the start of the path. Told from an scp-like address by
+# the "@" before any "/" of its path; one such path (host:r@v1.git) is caught with it.
+_LOOSE_PASSWORD_PATH = re.compile(r"[^/@:]+:[^/@:]*@[^/@:]*(?:/|$)")
 _SCHEME_UNSLASHED = re.compile(r"(?:https?|ssh|git|ftps?):(?!//[^/])[^@]*@", re.IGNORECASE)
 
 
@@ -46,14 +50,15 @@ def looks_like_path(text: str) -> bool:
 
 def loose_password(text: str) -> bool:
     """Whether ``text`` holds a ``user:password@`` that is no URL's userinfo: no ``//`` right
-    after a scheme before it (``oauth2:TOKEN@host:path``, ``https:/deploy:TOKEN@host/r.git``).
+    after a scheme before it (``oauth2:TOKEN@host:path``, ``https:/deploy:TOKEN@host/r.git``,
+    ``deploy:TOKEN@host/r.git``).
     urlsplit takes ``oauth2:`` or ``https:`` for a scheme with no host, and git the text before
     the first ``:`` for the host: neither finds the password, so neither hides it. As for
     ``--db`` (:func:`redact_db_url`), such a text is hidden; an scp-like address
     (``git@host:org/r.git``) and a local path are not caught."""
     if _AUTHORITY.match(text) is not None:
         return False
-    return any(p.match(text) for p in (_LOOSE_PASSWORD, _SCHEME_UNSLASHED))
+    return any(p.match(text) for p in (_LOOSE_PASSWORD, _LOOSE_PASSWORD_PATH, _SCHEME_UNSLASHED))
 
 
 def redact_url(url: str) -> str:

@@ -28,6 +28,9 @@ LOOSE = [
     f"oauth2:S3/{SECRET}@127.0.0.1:/srv/tasks.git",
     f"https:/deploy:S3/{SECRET}@127.0.0.1:1/tasks.git",
     f"https:deploy:S3/{SECRET}@127.0.0.1:1/tasks.git",
+    # https:// left out: git read "deploy" as the host and the token as its path's start.
+    f"deploy:{SECRET}@git.example/tasks.git",
+    f"deploy:{SECRET}@git.example",
 ]
 REFUSAL = "a user name and password (user:password@) with no '//' right before them"
 
