@@ -118,6 +118,7 @@ class JobCleanup:
         doomed = {
             key: self._doomed(key, declared.get(key), busy, holding) for key in sorted(targets)
         }
+        await self._former(doomed, declared)
         removed = [job for key, jobs in doomed.items() if key not in declared for job in jobs]
         if removed:
             ids = {_run_id(job) for job in removed if _uid(job) not in self._theirs}
@@ -147,6 +148,21 @@ class JobCleanup:
             elif gone:
                 deleted += 1
         return deleted
+
+    async def _former(
+        self, doomed: dict[str, list[dict[str, Any]]], declared: Mapping[str, Definition]
+    ) -> None:
+        """Of a declared task that no longer runs Jobs (its ``job`` replaced by a ``command``
+        or ``http``), only the finished Jobs whose run the history no longer keeps (pruned by
+        the same limits, or by age) go: its newer runs made none, so counting its Jobs alone
+        never put one past the limits."""
+        keys = [key for key in doomed if _former_job_task(declared.get(key))]
+        if not keys:
+            return
+        ids = {_run_id(job) for key in keys for job in doomed[key]}
+        kept = await self.dispatcher.recorder.call(_recorded, self.store, ids)
+        for key in keys:
+            doomed[key] = [job for job in doomed[key] if _run_id(job) not in kept]
 
     async def _delete(self, key: str, job: dict[str, Any], why: str) -> bool | JobApiError:
         """True if deleted, False if gone already, the error if the delete failed (logged)."""
@@ -197,6 +213,8 @@ class JobCleanup:
             # holds removals back: the task may not be removed at all), unless they were a
             # CronTask's: its deletion decided their fate (--cascade=orphan keeps them).
             return [] if holding or self.runner.collected(key) else done
+        if _former_job_task(definition):
+            return done  # those whose run the history still keeps are left (_former)
         # As the run history does: a run (all its attempts' Jobs) counts as its latest
         # attempt says, and goes whole; the newest runs are kept.
         runs: dict[str, list[dict[str, Any]]] = {}
@@ -216,6 +234,11 @@ class JobCleanup:
             else:
                 doomed.extend(group)
         return doomed
+
+
+def _former_job_task(definition: Definition | None) -> bool:
+    """Whether ``definition`` is declared and makes no Job: its Jobs are of earlier runs."""
+    return definition is not None and definition.task.spec.job is None
 
 
 def _admission(err: JobApiError) -> bool:
