@@ -352,10 +352,15 @@ class Revisions:
             self._undeleted.discard(tree.name)
 
     def _read_current(self) -> str | None:
-        """The revision in force from an earlier run: where ``current`` points, if it is there."""
+        """The revision in force from an earlier run: where ``current`` points, if it is there
+        (put back if a kill left it aside in ``check_out_again``)."""
         try:
             target = os.readlink(self.current)
         except OSError:
             return None
         sha = PurePosixPath(target).name
-        return sha if (self.worktrees / sha).is_dir() else None
+        tree, aside = self.worktrees / sha, self.worktrees / f"{sha}{ASIDE}"
+        if not tree.exists() and aside.is_dir():
+            with contextlib.suppress(OSError):
+                os.rename(aside, tree)
+        return sha if tree.is_dir() else None

@@ -121,3 +121,19 @@ def test_crontask_run_runs_the_tasks_of_a_damaged_tree_after_a_restart(tmp_path:
         assert "tasks=2" in started
     finally:
         app.stop(signal.SIGTERM)
+
+
+def test_a_start_after_a_crash_mid_check_out_puts_the_tree_aside_back(tmp_path: Path) -> None:
+    """Killed while the tree in force was set aside (``check_out_again``): the next start has it
+    in force again, and checks it out anew, rather than starting with no revision in force
+    (no task at all while the remote cannot be reached)."""
+    remote, state, clock = Remote(tmp_path), tmp_path / "state", Clock()
+    _, tree = applied(remote, state, clock)
+    (tree / "tasks" / "a.yaml").write_bytes(b"")
+    tree.rename(tree.with_name(f"{tree.name}.aside"))
+    remote.bare.rename(tmp_path / "moved.git")
+
+    source = restarted(remote, state, clock)
+    assert source.status().revision == tree.name
+    assert schedules(source) == IN_FORCE
+    assert sorted(p.name for p in source.worktrees.iterdir()) == [tree.name]
