@@ -35,7 +35,13 @@ from typing import Any, Final
 from reconciler.aio import retrieved
 from reconciler.core.model import ConcurrencyPolicy
 from reconciler.core.runs import RunRecord, RunStatus
-from reconciler.store.base import DuplicateRun, ExclusiveClaim, RunStore, StoreUnavailable
+from reconciler.store.base import (
+    DuplicateRun,
+    ExclusiveClaim,
+    RunStore,
+    StoreClosed,
+    StoreUnavailable,
+)
 
 log = logging.getLogger("crontask.runner")
 
@@ -227,6 +233,9 @@ class Handover:
         except StoreUnavailable as err:
             for _, answer in batch:
                 _fail(answer, StoreUnavailable(str(err)))
+        except StoreClosed as err:  # crontask is stopping: not a record the store refused
+            for _, answer in batch:
+                _fail(answer, err)
         except Exception as err:
             if len(batch) == 1:
                 _fail(batch[0][1], err)
