@@ -8,9 +8,9 @@ have the one shape :func:`reconciler.core.runs.run_id` gives them.
 
 A CronTask sent as JSON (:data:`DocumentBody`) is read as strictly as the YAML of a task file:
 a key given twice in one object (JSON parsers keep the last without a word; YAML refuses it),
-nesting deeper than :data:`BODY_DEPTH`, a number longer than :data:`NUMBER_LENGTH`
-characters or a text that is not UTF-8 (JSON's reader takes UTF-16 and UTF-32 too) is a 422
-naming the place, never a bare 400.
+nesting deeper than :data:`BODY_DEPTH`, more values than a stored task may count (a key is
+one), a number longer than :data:`NUMBER_LENGTH` characters or a text that is not UTF-8
+(JSON's reader takes UTF-16 and UTF-32 too) is a 422 naming the place, never a bare 400.
 
 An ``If-None-Match`` header is read as the versions it names (:func:`if_none_match_tags`);
 a value that is no entity tag is a 422 naming the header. An ``If-Match`` or ``If-None-Match``
@@ -36,6 +36,7 @@ from starlette.concurrency import run_in_threadpool
 from reconciler.api.problems import FieldProblem, ProblemError, bounded_location
 from reconciler.core.desired import SourceKind
 from reconciler.core.runs import DNS1123_LABEL, RFC3339_QUERY_PATTERN
+from reconciler.sources.api import STORED_LIMITS
 from reconciler.sources.limits import YamlLimits
 from reconciler.sources.messages import dotted
 
@@ -79,6 +80,7 @@ def within_bytes(items: Sequence[_T], size: Callable[[_T], int], budget: int) ->
 
 # A body read as a task file's YAML is (sources.limits).
 BODY_DEPTH: Final = YamlLimits().max_depth
+BODY_VALUES: Final = STORED_LIMITS.max_values  # what a stored task may count (its JobSpec's)
 NUMBER_LENGTH: Final = YamlLimits().max_number_length
 CONTINUE_MAX: Final = 1024  # a token this API issues is far shorter
 
@@ -422,10 +424,12 @@ _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 
 def _walk(data: dict[str, Any]) -> None:
-    """BodyProblem at the first repeated key, nesting too deep or lone surrogate found. Each
-    value carries its parent's link, not a copy of its path: the walk is linear in the body."""
+    """BodyProblem at the first repeated key, nesting too deep, value too many (counted before
+    the stack holds them: a 1 MiB body of half a million values took 80 MiB) or lone surrogate
+    found. Each value carries its parent's link, not a copy of its path: the walk is linear."""
     Link = tuple[str | int, Any] | None
     stack: list[tuple[Any, int, Link]] = [(data, 0, None)]
+    values = 1  # as yamlwalk counts a document's: the root, each item, each key and its value
     while stack:
         value, depth, link = stack.pop()
         if depth > BODY_DEPTH:
@@ -435,6 +439,11 @@ def _walk(data: dict[str, Any]) -> None:
             raise BodyProblem("duplicate key (a JSON reader would keep the last one)", path)
         if isinstance(value, str) and not value.isascii() and _SURROGATE.search(value):
             raise BodyProblem(_LONE_SURROGATE, _path(link))
+        if isinstance(value, dict | list):
+            values += len(value) * (2 if isinstance(value, dict) else 1)
+            if values > BODY_VALUES:
+                too_many = f"more than {BODY_VALUES:,} values (the limit for one task)"
+                raise BodyProblem(too_many, _path(link))
         if isinstance(value, dict):
             for key in value:
                 if not key.isascii() and _SURROGATE.search(key):

@@ -1,12 +1,14 @@
 """A CronTask sent as JSON is read as strictly as a task file's YAML: a key given twice in one
 object (which JSON readers settle by keeping the last one, silently), nesting deeper than a
-task file may be and a number of thousands of digits are each a 422 naming the place, never a
-task stored from half of what was sent, nor a bare 400."""
+task file may be, more values than a stored task may count and a number of thousands of
+digits are each a 422 naming the place, never a task stored from half of what was sent, nor
+a bare 400."""
 
 from __future__ import annotations
 
 import pytest
 
+from reconciler.sources.api import STORED_LIMITS
 from reconciler.sources.limits import YamlLimits
 from tests.api.conftest import TestClient
 from tests.api.fakes import FakeRuntime
@@ -14,6 +16,7 @@ from tests.api.test_problems import assert_problem
 
 JSON = {"content-type": "application/json"}
 BODY_DEPTH = YamlLimits().max_depth  # as deep as a task file's YAML may be
+BODY_VALUES = STORED_LIMITS.max_values  # as many values as a stored task may count
 HEAD = (
     '{"apiVersion": "crontask.dev/v1alpha1", "kind": "CronTask", '
     '"metadata": {"name": "dup", "namespace": "ops"}, '
@@ -58,6 +61,29 @@ def test_nesting_deeper_than_a_task_file_is_422(client: TestClient) -> None:
         body = HEAD + '"spec": ' + "[" * depth + "]" * depth + "}"
         problem = send(client, body)
         assert f"nested deeper than {BODY_DEPTH} levels" in str(problem["detail"])
+
+
+@pytest.mark.parametrize("item", ["0", "[]", "{}", '"a"'])
+def test_more_values_than_a_task_file_document_is_422_naming_where(
+    client: TestClient, runtime: FakeRuntime, item: str
+) -> None:
+    """A 1 MiB body of half a million values took some 80 MiB to read (its walk alone), and
+    sixteen at once took the server past 1 GiB; a stored task reads back only within its
+    bound (a task file's document counts 10 000 values at most, and a JobSpec 20 000)."""
+    body = (
+        HEAD + '"spec": {"schedule": "0 0 * * *", "x": [' + ",".join([item] * BODY_VALUES) + "]}}"
+    )
+    problem = send(client, body)
+    message = f"more than {BODY_VALUES:,} values (the limit for one task)"
+    assert problem["errors"] == [{"location": ["body", "spec", "x"], "message": message}]
+    assert runtime.task("ops/dup") is None
+
+
+def test_a_document_within_the_values_is_read_and_validated(client: TestClient) -> None:
+    many = BODY_VALUES - 100  # more than a file's document, as a large JobSpec may be
+    body = HEAD + '"spec": {"schedule": "0 0 * * *", "x": [' + ",".join(["0"] * many) + "]}}"
+    answer = client.post("/api/v1/tasks", content=body.encode(), headers=JSON)
+    assert "spec.x" in str(assert_problem(answer, 422, "invalid-definition")["detail"])
 
 
 def test_a_number_of_thousands_of_digits_is_422(client: TestClient) -> None:
