@@ -11,7 +11,8 @@
 // and in each region a refresh brings. A refresh also brings the page's form token (<meta
 // name="csrf-token">), put in the forms outside the live regions (Run now, Sign out): one kept
 // from before a restart of crontask (a token of the old process's secret) or a new sign-in
-// was refused as stale, on a page that had refreshed as current.
+// was refused as stale, on a page that had refreshed as current. And it brings the footer,
+// which says when the page was rendered.
 "use strict";
 (function () {
   const HELD_NOTICE_MS = 30000; // a refresh held this long says so
@@ -106,6 +107,14 @@
     meta.setAttribute("content", token);
   }
 
+  // The answer's footer (when the page was rendered) in place of this page's: it said the
+  // first load's moment while the regions above it were current.
+  function renewFooter(answer) {
+    const given = answer.querySelector("footer");
+    const footer = document.querySelector("footer");
+    if (given && footer) footer.replaceWith(document.importNode(given, true));
+  }
+
   // A refresh answered with another page that has a live region (a task taken out of its
   // file, a run pruned: "Not found") shows that page: it is what is now.
   function replacePage(answer) {
@@ -115,6 +124,7 @@
     current.replaceWith(shown(document.importNode(main, true)));
     document.title = answer.title;
     renewToken(answer);
+    renewFooter(answer);
     fresh();
     return true;
   }
@@ -154,6 +164,7 @@
       }
       if (replaced) {
         renewToken(page);
+        renewFooter(page);
         fresh();
         counted("refreshes");
         if (asked) history.replaceState(null, "", url);
