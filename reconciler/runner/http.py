@@ -43,7 +43,6 @@ import asyncio
 import functools
 import math
 import os
-import ssl
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
@@ -59,23 +58,12 @@ from reconciler.core.fields import MAX_TEXT
 from reconciler.core.runs import RunRecord, RunStatus, truncation_marker
 from reconciler.core.urls import redact_request_url
 from reconciler.resolver import abandonable
-from reconciler.runner import http_deadline, http_text
+from reconciler.runner import http_deadline, http_text, http_trust
 from reconciler.runner.base import Outcome, run_environment
 from reconciler.runner.base import failed as _failed
 from reconciler.runner.http_secrets import Secrets, header_secrets, proxy_secrets, url_secrets
 from reconciler.runner.output import bounded_text
 from reconciler.secretfile import read_secret_file
-
-
-@functools.cache
-def _verifying_context() -> ssl.SSLContext:
-    """The TLS context of every attempt: what httpx's default ``verify=True`` builds (certifi's
-    bundle, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``), verification and hostname check on.
-
-    Built once per process (tasks have no TLS settings of their own), then only read:
-    an ``SSLContext`` is safe to share between connections.
-    """
-    return httpx.create_ssl_context()
 
 
 class HeaderValueError(Exception):
@@ -231,6 +219,11 @@ class HttpRun:
         headers = await self._headers(deadline)
         if isinstance(headers, Outcome):
             return headers
+        problem = http_trust.trust().problem
+        if problem is not None and action.url[:8].lower() == "https://":
+            return _failed(
+                "RequestFailed", f"{action.method} {shown}: cannot verify the server: {problem}"
+            )
         secrets, body = self._secrets, self._body
         try:
             # The deadline is for the whole request and its body (httpx's timeout is per
@@ -238,7 +231,7 @@ class HttpRun:
             async with (
                 http_deadline.Deadline(deadline, self.timeout) as cut,
                 httpclient.async_client(
-                    verify=_verifying_context(),
+                    verify=http_trust.trust().context,
                     # None of httpx's own: its read timeout, whose timer runs in the same
                     # round as the deadline's, would cut the answer the deadline takes.
                     timeout=math.inf,
@@ -417,7 +410,7 @@ class HttpRunner:
     def __init__(self, environ: Mapping[str, str], *, output_limit: int = 64 * 1024) -> None:
         self.environ = dict(environ)
         self.output_limit = output_limit
-        _verifying_context()  # at start-up, not in the first burst of due tasks
+        http_trust.trust()  # at start-up (said then), not in the first burst of due tasks
         # A proxy setting that cannot be used is said at start-up; what a response may quote of
         # the proxies' credentials is worked out once, not at each attempt.
         self._proxies = _proxy_secrets()

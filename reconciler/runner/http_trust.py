@@ -1,0 +1,64 @@
+"""The TLS context of every http attempt, and what to say when crontask's CA setting cannot be
+used (``runner.http``).
+
+``SSL_CERT_FILE`` (a PEM bundle) or ``SSL_CERT_DIR`` replaces certifi's public CAs. A bundle
+that names no file, or holds no certificate, made building the context raise at start: crontask
+stopped with a traceback, its command tasks with it. Such a setting is now said once at start,
+naming the variable, and the context trusts no CA: every https request fails, saying why,
+before it is sent (nothing is verified less), while plain http requests go on.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import ssl
+from typing import NamedTuple
+
+import httpx
+
+log = logging.getLogger("crontask.runner")
+
+# How much of the setting's value a message shows (a path; never a secret, but unbounded).
+_SHOWN = 200
+
+
+class Trust(NamedTuple):
+    context: ssl.SSLContext
+    problem: str | None  # why the CA setting cannot be used; None: it can
+
+
+@functools.cache
+def trust() -> Trust:
+    """What httpx's default ``verify=True`` builds (certifi's bundle, or ``SSL_CERT_FILE`` /
+    ``SSL_CERT_DIR``), verification and hostname check on; built once per process, then only
+    read (an ``SSLContext`` is safe to share between connections). A setting that cannot be
+    used gives a context that verifies against no CA, and the problem."""
+    try:
+        return Trust(httpx.create_ssl_context(), None)
+    except OSError as err:  # ssl.SSLError is one
+        problem = f"{_setting()} cannot be used: {_why(err)}"
+        log.warning(
+            "https requests of http tasks fail: the CA certificates cannot be read",
+            extra={"fields": {"problem": problem}},
+        )
+        return Trust(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), problem)
+
+
+def _setting() -> str:
+    """The setting httpx read, as httpx picks it."""
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+        value = os.environ.get(name)
+        if value:
+            shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in value[:_SHOWN])
+            return f"${name} ({shown}{'...' if len(value) > _SHOWN else ''})"
+    return "certifi's CA bundle"
+
+
+def _why(err: OSError) -> str:
+    if isinstance(err, ssl.SSLError):
+        if err.reason == "NO_CERTIFICATE_OR_CRL_FOUND":
+            return "no certificate in it"
+        return f"not a PEM bundle of CA certificates ({err.reason or err})"
+    return err.strerror or str(err)
