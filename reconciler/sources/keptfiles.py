@@ -8,8 +8,10 @@ broken (its tasks kept with the error, or its change refused for room), its last
 definitions are written to ``<state_dir>/kept-files/``, beside the source's
 ``refused-files.json``; at start, a file that reads broken (its text the same), with no good
 reading of its own, takes them back from there, and its tasks stay in force with the error,
-as they were before the restart. Without a state directory (``crontask validate``, ``plan``)
-nothing is kept. The git source keeps none yet (``kept_files``).
+as they were before the restart. The git source keeps them too, beside its own record
+(``<state_dir>/git/<key>/``): its root is read through ``current``, the same path in every
+revision, and a restart reads the revision in force again, the broken text with it. Without a
+state directory (``crontask validate``, ``plan``) nothing is kept.
 
 - What is kept is each definition's document (what the file set, defaults left out; not
   the file's text, which is gone once the file is broken), its line and column, its hash and
@@ -55,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import statedir
-from reconciler.core.desired import Definition, SourceKind
+from reconciler.core.desired import Definition
 from reconciler.sources.documents import PlainText, plain_definitions
 from reconciler.sources.filestate import FileState, Signature
 from reconciler.sources.rootpaths import closest_root
@@ -73,11 +75,10 @@ _CHUNK = 64 * 1024  # a broken file's bytes are hashed so much at a time
 def kept_files(
     record: Path | None, roots: Sequence[Path], kind: str, max_file_size: int
 ) -> KeptFiles | None:
-    """The kept files beside a folder source's refused record (``DirectorySource(
+    """The kept files beside a folder or git source's refused record (``DirectorySource(
     refused_record=)``: given by ``crontask run`` only, in its state directory); None without
-    one, and for the git source, whose files are read from a revision (not yet: a restart
-    there still has no last good definition of a file broken in the revision in force)."""
-    if record is None or kind != SourceKind.FILE:
+    one."""
+    if record is None:
         return None
     return KeptFiles(record.parent / FOLDER, roots, kind, 2 * max_file_size + _SLACK)
 
