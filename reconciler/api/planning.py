@@ -4,7 +4,7 @@ it from the other side. Reads and changes nothing of the running crontask.
 
 - The text is read as a task file is (``sources.documents.parse_text``: the same YAML, bounds
   and messages), at the location ``body``: ``body:6:16: spec.schedule: ...``. A JSON body is
-  one CronTask, read as ``POST /api/v1/tasks`` reads one (``params.parse_object``: YAML 1.1
+  one CronTask, read as ``POST /api/v1/tasks`` reads one (``jsonbody.parse_object``: YAML 1.1
   would read ``3e2`` as a string and refuse a surrogate pair's escapes) and validated as a
   file's document, every problem at ``body:1:1`` (the note of how many more there are last).
   Without a Kubernetes connection a ``job`` task is the error of its key, as ``run`` makes it.
@@ -46,7 +46,7 @@ from typing import Final
 import yaml
 from pydantic import ValidationError
 
-from reconciler.api.params import BodyProblem, parse_object
+from reconciler.api.jsonbody import BodyProblem, parse_object
 from reconciler.controller.job_options import NO_CONNECTION
 from reconciler.core.desired import (
     Definition,
@@ -175,7 +175,7 @@ def _stops_early(text: str) -> bool:
 
 
 def _read_json(data: bytes) -> Read:
-    """One CronTask object, read as ``POST /api/v1/tasks`` reads one (``params.parse_object``:
+    """One CronTask object, read as ``POST /api/v1/tasks`` reads one (``jsonbody.parse_object``:
     JSON, not YAML 1.1, which reads ``3e2`` as a string and refuses a surrogate pair's
     escapes; the same bounds) and validated as a file's document is, its problems worded as
     a file's (``sources.messages``). Every problem is at ``body:1:1``: the note of how many

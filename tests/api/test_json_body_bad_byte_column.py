@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.api.params import BodyProblem, parse_object
+from reconciler.api.jsonbody import BodyProblem, parse_object
 from reconciler.sources.api import ApiTaskFiles
 from tests.api.live_api import JSON, LiveApi, files_root
 from tests.api.test_problems import assert_problem
