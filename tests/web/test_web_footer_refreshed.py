@@ -3,7 +3,8 @@ load's moment while the regions above it refreshed every 5 s, so a page shown fo
 current, said it was rendered an hour ago.
 
 In Debian's chromium (skipped where it or Playwright is missing), against the page served by
-uvicorn over a runtime whose clock moves a minute at each page drawn."""
+uvicorn over a runtime whose clock moves a minute at each page drawn. A footer whose text is
+selected (being copied) is left until the selection is gone."""
 
 from __future__ import annotations
 
@@ -48,3 +49,15 @@ def test_a_refresh_renews_when_the_page_says_it_was_rendered(
     tick_until(page, "refreshes", 0)
     assert page.inner_text("footer") != first
     assert "page rendered" in page.inner_text("footer")
+
+
+def test_a_footer_being_copied_is_left_as_it_is(page: Any, served: str) -> None:
+    page.goto(served + "/")
+    first = page.inner_text("footer")
+    page.eval_on_selector("footer", "f => getSelection().selectAllChildren(f)")
+    tick_until(page, "refreshes", 0)
+    assert page.inner_text("footer") == first
+    assert page.evaluate("getSelection().toString()").strip() == first
+    page.evaluate("getSelection().removeAllRanges()")
+    tick_until(page, "refreshes", 1)
+    assert page.inner_text("footer") != first

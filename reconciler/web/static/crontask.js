@@ -108,11 +108,15 @@
   }
 
   // The answer's footer (when the page was rendered) in place of this page's: it said the
-  // first load's moment while the regions above it were current.
+  // first load's moment while the regions above it were current. Not while text of it is
+  // selected (the version, being copied): a later refresh renews it.
   function renewFooter(answer) {
     const given = answer.querySelector("footer");
     const footer = document.querySelector("footer");
-    if (given && footer) footer.replaceWith(document.importNode(given, true));
+    if (!given || !footer) return;
+    const selection = window.getSelection();
+    if (selection && !selection.isCollapsed && selection.containsNode(footer, true)) return;
+    footer.replaceWith(document.importNode(given, true));
   }
 
   // A refresh answered with another page that has a live region (a task taken out of its
