@@ -22,7 +22,8 @@ spec never reaches the cluster:
 - then crontask's own rules (:data:`REFUSED`): what would let a Job never end. ``suspend``
   (a suspended Job never starts and its deadline does not run) and ``managedBy`` another
   controller (the Job controller leaves such a Job alone, its deadline included) would keep a
-  run ``running`` forever and wedge a ``Forbid`` task. (``ttlSecondsAfterFinished`` is taken,
+  run ``running`` forever and wedge a ``Forbid`` task; so would ``parallelism: 0`` (no pod
+  ever runs: Kubernetes' way to pause a Job). (``ttlSecondsAfterFinished`` is taken,
   as CronJob templates often have it: a Job the TTL controller deletes as soon as it ends is
   recorded by the end the watch saw, see ``runner.job_attempt``; only its log may be gone by then.)
 
@@ -444,6 +445,11 @@ REFUSED: Final = {
         "cluster's Job controller, so its run might never end; only "
         f'"{JOB_CONTROLLER}" (the default) may be given'
     ),
+    "parallelism": (
+        "a Job with parallelism 0 runs no pod (Kubernetes' way to pause a Job), so its run "
+        "would never end (and a Forbid task would never run again); to pause the task, set "
+        "spec.suspend"
+    ),
 }
 
 
@@ -451,7 +457,10 @@ def _refused(spec: Mapping[str, Any]) -> Iterator[Problem]:
     allowed: dict[str, tuple[Any, ...]] = {"suspend": (False,), "managedBy": (JOB_CONTROLLER,)}
     for field, why in REFUSED.items():
         value = spec.get(field)
-        if value is None or value in allowed.get(field, ()):
+        if field == "parallelism":  # any count but 0 (the schema's and counts' checks say)
+            if type(value) is not int or value != 0:
+                continue
+        elif value is None or value in allowed.get(field, ()):
             continue
         yield Problem((field,), f"Forbidden: {why}")
 

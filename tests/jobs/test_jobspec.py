@@ -204,6 +204,11 @@ INVALID: dict[str, tuple[dict[str, Any], list[tuple[str, str | None]]]] = {
         {**spec(), "managedBy": "example.com/nobody"},
         [("managedBy", f"Forbidden: {REFUSED['managedBy']}")],
     ),
+    # Kubernetes' idiom for a paused Job: no pod ever runs, and the Job never ends.
+    "parallelism 0": (
+        {**spec(), "parallelism": 0},
+        [("parallelism", f"Forbidden: {REFUSED['parallelism']}")],
+    ),
     "pod labels the API server refuses": (
         {
             "template": {
