@@ -260,6 +260,12 @@ _PLACEHOLDER = re.compile(r"[${}]")
 # but one written whole as ``${NAME}`` is a secret meant to be filled in (each run a 401).
 _WHOLE_PLACEHOLDER = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 _SCHEME = re.compile(r"[^:/?#]*")
+# Headers a request has once, never a list (as Accept or Cookie may be): each one listed is
+# sent, so two are a warning, with what the request then does.
+_ONCE = {
+    "Host": "a request has one Host, so every run fails",
+    "Authorization": "each is sent, and a receiver may take either or refuse the request",
+}
 
 
 def _first(text: str, characters: str) -> int:
@@ -361,8 +367,9 @@ class HttpAction(Model):
     def doubts(self) -> list[str]:
         """What this action says that does not do what it seems, for warnings (validate prints
         them, ``crontask run`` logs them): parts of ``expectStatus`` that match no status
-        beside those that do, and the URL's user name or password beside an Authorization
-        header, which the client sends as Basic credentials in place of the header's."""
+        beside those that do, the URL's user name or password beside an Authorization header,
+        which the client sends as Basic credentials in place of the header's, and a header a
+        request has once listed twice (``_ONCE``)."""
         said = [
             f"expectStatus {self.expect_status!r}: {why}"
             for why in dead_statuses(self.expect_status)
@@ -375,6 +382,12 @@ class HttpAction(Model):
                 for header in self.headers
                 if header.name.lower() == "authorization"
             ]
+        names = [header.name.lower() for header in self.headers]
+        said += [
+            f"the header {name!r} is given {names.count(name.lower())} times: {why} (keep one)"
+            for name, why in _ONCE.items()
+            if names.count(name.lower()) > 1
+        ]
         return said
 
     @model_validator(mode="after")

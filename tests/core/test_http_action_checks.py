@@ -139,3 +139,30 @@ def test_one_source_of_authorization_is_taken_without_a_word(
     url: str, headers: list[dict[str, Any]]
 ) -> None:
     assert HttpAction.model_validate({"url": url, "headers": headers}).doubts() == []
+
+
+@pytest.mark.parametrize(
+    ("names", "said"),
+    [
+        (
+            ["Host", "host"],
+            "the header 'Host' is given 2 times: a request has one Host, so every run fails "
+            "(keep one)",
+        ),
+        (
+            ["Authorization", "X-A", "AUTHORIZATION"],
+            "the header 'Authorization' is given 2 times: each is sent, and a receiver may take "
+            "either or refuse the request (keep one)",
+        ),
+    ],
+)
+def test_a_header_a_request_has_once_given_twice_is_a_warning(names: list[str], said: str) -> None:
+    # Every header listed is sent, a repeated one too (HTTP allows it for lists: Accept,
+    # Cookie); these two are never lists.
+    headers = [{"name": name, "value": "v"} for name in names]
+    assert doubts(headers=headers) == [said]
+
+
+def test_a_list_header_given_twice_is_taken_without_a_word() -> None:
+    headers = [{"name": "Accept", "value": "text/html"}, {"name": "accept", "value": "*/*"}]
+    assert doubts(headers=headers) == []
