@@ -161,17 +161,14 @@ class _CheckoutPlan:
 
     def files(self, paths: Sequence[str]) -> list[TreeEntry]:
         """The blobs (files and links) a checkout of ``paths`` writes."""
+        self._writes("")  # the entries git writes, found once
         tops = {""} if paths == ["."] else set(paths)
-        return [
-            entry
-            for entry in self.known.values()
-            if entry.kind == "blob"
-            and refused_part(entry.path, link=entry.mode == _LINK) is None
-            and any(
-                "/".join(entry.path.split("/")[:n]) in tops
-                for n in range(entry.path.count("/") + 2)
-            )
-        ]
+        found = []
+        for path in self._written or ():
+            entry = self.known[path]
+            if entry.kind == "blob" and (path in tops or any(p in tops for p in _folders_of(path))):
+                found.append(entry)
+        return found
 
     def _writes(self, path: str) -> bool:
         """Whether git writes an entry at or under ``path`` ("" for the root; listed whole,
@@ -389,6 +386,15 @@ def _once_each(
             )
         seen[entry.path] = entry.kind
         yield entry
+
+
+def _folders_of(path: str) -> Generator[str, None, None]:
+    """The folders ``path`` is in, from the root ("") down."""
+    yield ""
+    at = path.find("/")
+    while at >= 0:
+        yield path[:at]
+        at = path.find("/", at + 1)
 
 
 def _within(path: str, top: str) -> bool:

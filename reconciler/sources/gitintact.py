@@ -35,10 +35,10 @@ _MAX_ERROR = 300
 def differences(tree: Path, files: Iterable[TreeEntry]) -> list[str]:
     """The paths of ``files`` that ``tree`` does not hold as the commit does: missing, of
     another kind (a file for a link), or of another size."""
-    found = []
+    found, top = [], f"{tree}/"
     for entry in files:
         try:
-            status = os.lstat(tree / entry.path)
+            status = os.lstat(top + entry.path)
         except OSError:
             found.append(entry.path)
             continue
