@@ -63,7 +63,9 @@ def test_nesting_deeper_than_a_task_file_is_422(client: TestClient) -> None:
         assert f"nested deeper than {BODY_DEPTH} levels" in str(problem["detail"])
 
 
-@pytest.mark.parametrize("item", ["0", "[]", "{}", '"a"'])
+# Scalars: the walk refuses them, naming the list (twice as many values, or empty containers,
+# are refused before the body is read: test_json_body_counted_first).
+@pytest.mark.parametrize("item", ["0", '"a"'])
 def test_more_values_than_a_task_file_document_is_422_naming_where(
     client: TestClient, runtime: FakeRuntime, item: str
 ) -> None:
