@@ -125,6 +125,10 @@ class GitError(Exception):
         self.code = code
 
 
+class GitCancelledError(GitError):
+    """The call was cancelled (``GitRunner.cancel``: crontask is stopping), not git's failure."""
+
+
 class MemoryLimitError(GitError):
     """git (or one of its helpers) ran out of its address-space limit."""
 
@@ -200,7 +204,7 @@ class GitRunner:
             if process.returncode is not None:  # reaped
                 children.claims.forget(process.pid)
         if self._cancelled:
-            raise GitError(f"git {name} cancelled")
+            raise GitCancelledError(f"git {name} cancelled")
         if output.overflowed:
             raise GitError(f"git {name} wrote more than {max_stdout} bytes")
         if output.timed_out:
@@ -257,7 +261,7 @@ class GitRunner:
                 if pending and not self._cancelled:
                     yield pending
             if self._cancelled:
-                raise GitError(f"git {name} cancelled")
+                raise GitCancelledError(f"git {name} cancelled")
             try:
                 code = process.wait(max(deadline - time.monotonic(), 0))
             except subprocess.TimeoutExpired:
@@ -287,7 +291,7 @@ class GitRunner:
         command = [git, *_CONFIG_ARGS, *MEMORY_CONFIG, *self._own_deadline, *self.mark, *args]
         with self._lock:
             if self._cancelled:
-                raise GitError(f"git {_name(args)} cancelled")
+                raise GitCancelledError(f"git {_name(args)} cancelled")
             number = children.claims.begin()
             process = None
             try:

@@ -59,7 +59,7 @@ from reconciler.sources.gitfiles import (
     more_never_written,
 )
 from reconciler.sources.gitmaintenance import end_orphans, found_damaged
-from reconciler.sources.gitprocess import GitError
+from reconciler.sources.gitprocess import GitCancelledError, GitError
 from reconciler.sources.gitrepo import GitRepo
 from reconciler.sources.gittree import Stopped, remove_tree
 
@@ -224,7 +224,10 @@ class Revisions:
             os.rename(repo.git_dir, self.base / REPLACED)
         except (GitError, OSError) as err:
             fields["error"] = str(err)[:_MAX_ERROR]
-            log.warning("git mirror kept: its new clone failed", extra={"fields": fields})
+            if isinstance(err, GitCancelledError):  # crontask is stopping: not the remote's
+                log.info("git mirror kept: its new clone cut short by the stop")
+            else:
+                log.warning("git mirror kept: its new clone failed", extra={"fields": fields})
             with contextlib.suppress(OSError):
                 remove_tree(new.git_dir)
             return Mirror.KEPT

@@ -102,3 +102,25 @@ def test_the_check_has_a_deadline_of_its_own(tmp_path: Path) -> None:
         source.base / "repo.git", env=git_env("file:///x"), timeout=1e-6, redact=Redactor()
     )
     assert gitmaintenance.found_damaged(repo) is True
+
+
+def test_a_stop_during_the_new_clone_is_not_said_a_failed_clone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, unfinished: None
+) -> None:
+    caplog.set_level(logging.INFO, logger="crontask.sources.git")
+    _, source, _ = damaged_source(tmp_path)
+    mirror = source.base / "repo.git"
+    inode = mirror.stat().st_ino
+    for _ in range(gitrevisions.CHECK_LIMIT - 1):
+        assert synced(source) is False
+    source.cancel()  # crontask stopping: the clone's git is cancelled
+    repo = source._repo(None, Redactor())
+    said = GitError("fetch failed", said=["fatal: bad object 0123"])
+    assert source._revisions.discard_damaged(repo, said, source._clone_into) is (
+        gitrevisions.Mirror.KEPT
+    )
+    assert mirror.stat().st_ino == inode
+    assert sorted(p.name for p in source.base.iterdir() if "repo" in p.name) == ["repo.git"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert "git mirror kept: its new clone failed" not in messages
+    assert "git mirror kept: its new clone cut short by the stop" in messages
