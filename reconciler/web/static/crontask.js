@@ -133,6 +133,32 @@
     return true;
   }
 
+  // A filter the server refused (a 4xx problem: a namespace in capitals, a status no run
+  // has), in its own words under the filters until a filter is applied: the regions stay as
+  // they were, and a "not refreshed" banner, gone at the next refresh, left the list of the
+  // filter before reading as the one asked for.
+  function refused(text) {
+    let detail = null;
+    try {
+      detail = JSON.parse(text).detail;
+    } catch (error) {
+      return false; // no problem's words: not said here
+    }
+    const form = document.querySelector("form[data-live-filter]");
+    if (typeof detail !== "string" || !form) return false;
+    let said = document.getElementById("filter-problem");
+    if (!said) {
+      said = document.createElement("p");
+      said.id = "filter-problem";
+      said.className = "banner error-text";
+      said.setAttribute("role", "alert");
+      form.parentNode.insertBefore(said, form.nextSibling);
+    }
+    said.textContent = "This filter is not applied: " + detail +
+      ". What is shown below is for the filter before.";
+    return true;
+  }
+
   async function swap(url, asked) {
     if (inFlight) {
       if (!asked) return; // a refresh never interrupts; a person's filter does
@@ -153,7 +179,9 @@
         location.assign(url);
         return;
       }
-      const page = new DOMParser().parseFromString(await response.text(), "text/html");
+      const text = await response.text();
+      if (asked && response.status >= 400 && response.status < 500 && refused(text)) return;
+      const page = new DOMParser().parseFromString(text, "text/html");
       if (!response.ok) {
         if (!replacePage(page)) stale("status " + response.status);
         return;
@@ -171,7 +199,11 @@
         renewFooter(page);
         fresh();
         counted("refreshes");
-        if (asked) history.replaceState(null, "", url);
+        if (asked) {
+          const said = document.getElementById("filter-problem");
+          if (said) said.remove();
+          history.replaceState(null, "", url);
+        }
       }
     } catch (error) {
       // Aborted (a person's filter goes first), or no answer (the server is restarting): the
