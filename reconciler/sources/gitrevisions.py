@@ -91,27 +91,33 @@ REFUSED = ".refused"
 ASIDE = ".aside"
 
 
-def _readable_head(git_dir: Path) -> None:
-    """Write the mirror's ``HEAD`` anew if git would not read it (empty or garbled, as a power
-    loss can leave it: git writes it once, when the mirror is made, and never syncs it): git
-    then takes the folder for no repository, and every fetch failed for ever, nothing checked
-    or cloned again. Nothing reads it (the fetch keeps its own ref): its objects are kept."""
+def _recognisable(git_dir: Path) -> None:
+    """Make the mirror one git takes for a repository again: a ``HEAD`` git would not read
+    (empty or garbled, as a power loss can leave it: git writes it once, when the mirror is
+    made, and never syncs it) written anew, a ``refs`` or ``objects`` folder gone (``refs``
+    holds only empty folders once git packed its refs: a cleaner of empty folders takes it)
+    made again. Else every fetch failed for ever (``not a git repository``), nothing checked
+    or cloned again. Nothing reads ``HEAD`` (the fetch keeps its own ref); what is missing of
+    the rest is damage the fetch then finds, as any other (``discard_damaged``)."""
     head = git_dir / "HEAD"
     try:
         with head.open("rb") as file:
             said = file.read(_HEAD_READ)
     except OSError:  # none: ``GitRepo.ensure`` makes the repository again
         return
-    if said.startswith(b"ref:") and said[4:].lstrip().startswith(b"refs/"):
-        return
-    if re.match(rb"[0-9a-fA-F]{40}", said):
-        return
-    scratch = git_dir / f".HEAD.{os.getpid()}"
-    scratch.write_bytes(_HEAD)
-    os.replace(scratch, head)
-    log.warning(
-        "git mirror's HEAD damaged: written anew", extra={"fields": {"repository": str(git_dir)}}
-    )
+    fields = {"repository": str(git_dir)}
+    if not (
+        (said.startswith(b"ref:") and said[4:].lstrip().startswith(b"refs/"))
+        or re.match(rb"[0-9a-fA-F]{40}", said)
+    ):
+        scratch = git_dir / f".HEAD.{os.getpid()}"
+        scratch.write_bytes(_HEAD)
+        os.replace(scratch, head)
+        log.warning("git mirror's HEAD damaged: written anew", extra={"fields": fields})
+    for name in ("refs", "objects"):
+        if not (git_dir / name).is_dir():
+            (git_dir / name).mkdir()
+            log.warning(f"git mirror's {name} folder missing: made anew", extra={"fields": fields})
 
 
 class Mirror(enum.Enum):
@@ -152,7 +158,7 @@ class Revisions:
             if (left := self.base / name).exists():
                 end_orphans(left)  # its fetch, left running
                 remove_tree(left)
-        _readable_head(repo.git_dir)
+        _recognisable(repo.git_dir)
         self._made = repo.git_dir if repo.ensure() else None
         repo.forget_worktrees(keep=self.applied)
 

@@ -7,6 +7,7 @@ mirror's objects are kept. Real git."""
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,24 @@ def test_a_sound_mirror_head_is_left_as_it_is(tmp_path: Path) -> None:
     assert synced(source) is False
     assert head.stat().st_ino == before.st_ino
     assert head.read_bytes() == b"ref: refs/heads/trunk\n"
+
+
+@pytest.mark.parametrize("folder", ["refs", "objects"])
+def test_a_mirror_missing_a_folder_git_needs_is_fetched_again(
+    folder: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``refs`` holds only empty folders once git packed its refs: a cleaner of empty folders
+    takes it, and git then takes ``repo.git`` for no repository (``objects`` likewise)."""
+    remote, clock = Remote(tmp_path), Clock()
+    remote.write("a.yaml", doc("a"))
+    remote.commit()
+    source = source_for(remote, tmp_path / "state", clock)
+    assert synced(source)
+    shutil.rmtree(source.base / "repo.git" / folder)
+    remote.write("b.yaml", doc("b"))
+    second = remote.commit()
+    with caplog.at_level(logging.WARNING, logger="crontask.sources.git"):
+        assert synced(source), source.status().last_error
+    assert source.status().revision == second
+    assert set(schedules(source)) == {"default/a", "default/b"}
+    assert f"git mirror's {folder} folder missing: made anew" in caplog.text
