@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import socket
 import urllib.parse
 
 import httpx
@@ -77,8 +78,8 @@ def describe(err: httpx.HTTPError, secrets: Secrets) -> str:
 def _connect_reasons(cause: BaseException | None) -> str:
     """Why no address took the connection, as the system says each reason (``Connection
     refused``), once each: from the errors under anyio's ``_ALL_FAILED`` (one, or a group of
-    one per address), their codes, not their text (which quotes the address). anyio's words
-    when none has a code."""
+    one per address), their codes, not their text (which quotes the address), but a name
+    lookup's words. anyio's words when none has a code."""
     reasons: list[str] = []
     seen: set[int] = set()
     pending = [] if cause is None else [cause]
@@ -90,7 +91,10 @@ def _connect_reasons(cause: BaseException | None) -> str:
         if isinstance(error, BaseExceptionGroup):
             pending[:0] = error.exceptions
         elif isinstance(error, OSError) and error.errno:
-            reason = os.strerror(error.errno)
+            # A name lookup's code is the resolver's, not an errno: its words, which do not
+            # quote the name (a refused connect's "Connect call failed (addr)" does).
+            lookup = isinstance(error, socket.gaierror) and error.strerror
+            reason = lookup or os.strerror(error.errno)
             reasons += [] if reason in reasons else [reason]
         elif (under := error.__cause__ or error.__context__) is not None:
             pending.insert(0, under)

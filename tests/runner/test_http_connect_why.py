@@ -62,6 +62,14 @@ def test_every_address_s_reason_is_said_once() -> None:
     assert said == "cannot connect (Network is unreachable; Connection refused)"
 
 
+def test_a_name_lookup_s_reason_is_its_own() -> None:
+    # A gaierror's code is the resolver's (EAI_NONAME is -2), not an errno: its words are kept
+    # (they do not quote the name, as a refused connect's "Connect call failed (addr)" does).
+    failed = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    said = http_text.describe(_failed(failed), Secrets(()))
+    assert said == "cannot connect (Name or service not known)"
+
+
 def test_without_a_reason_the_client_s_words_stay() -> None:
     said = http_text.describe(_failed(RuntimeError("odd")), Secrets(()))
     assert said == "cannot connect (All connection attempts failed)"
