@@ -3,13 +3,15 @@ used (``runner.http``).
 
 ``SSL_CERT_FILE`` (a PEM bundle) or ``SSL_CERT_DIR`` replaces certifi's public CAs. A bundle
 that names no file, or holds no certificate, made building the context raise at start: crontask
-stopped with a traceback, its command tasks with it. Such a setting is now said once at start,
+stopped with a traceback, its command tasks with it (and a ``SSL_CERT_DIR`` that is no folder
+gave no CA without a word). Such a setting is now said once at start,
 naming the variable, and the context trusts no CA: every https request fails, saying why,
 before it is sent (nothing is verified less), while plain http requests go on.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -36,14 +38,28 @@ def trust() -> Trust:
     read (an ``SSLContext`` is safe to share between connections). A setting that cannot be
     used gives a context that verifies against no CA, and the problem."""
     try:
-        return Trust(httpx.create_ssl_context(), None)
+        context = httpx.create_ssl_context()
+        why = _folder_problem()
     except OSError as err:  # ssl.SSLError is one
-        problem = f"{_setting()} cannot be used: {_why(err)}"
-        log.warning(
-            "https requests of http tasks fail: the CA certificates cannot be read",
-            extra={"fields": {"problem": problem}},
-        )
-        return Trust(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), problem)
+        why = _why(err)
+    if why is None:
+        return Trust(context, None)
+    problem = f"{_setting()} cannot be used: {why}"
+    log.warning(
+        "https requests of http tasks fail: the CA certificates cannot be read",
+        extra={"fields": {"problem": problem}},
+    )
+    return Trust(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), problem)
+
+
+def _folder_problem() -> str | None:
+    """Why ``SSL_CERT_DIR``, when httpx reads it (no ``SSL_CERT_FILE``), is no folder: OpenSSL
+    then loads no CA from it without a word, and every https request fails to verify."""
+    if os.environ.get("SSL_CERT_FILE") or not (folder := os.environ.get("SSL_CERT_DIR")):
+        return None
+    if os.path.isdir(folder):
+        return None
+    return "not a folder" if os.path.exists(folder) else os.strerror(errno.ENOENT)
 
 
 def _setting() -> str:

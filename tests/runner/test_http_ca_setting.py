@@ -73,6 +73,27 @@ def test_a_ca_file_that_cannot_be_used_is_said_and_fails_https_only(
         assert run(f"{url}/x").exit_code == 204
 
 
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_a_ca_folder_that_is_none_is_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    # httpx loads no CA from it without a word: every https request failed to verify.
+    folder = tmp_path / "certs"
+    if kind == "file":
+        folder.write_text("")
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.setenv("SSL_CERT_DIR", str(folder))
+    caplog.set_level(logging.WARNING, logger="crontask.runner")
+    HttpRunner({})
+    why = "No such file or directory" if kind == "missing" else "not a folder"
+    problem = f"$SSL_CERT_DIR ({folder}) cannot be used: {why}"
+    assert [r.__dict__["fields"] for r in caplog.records if r.name == "crontask.runner"] == [
+        {"problem": problem}
+    ]
+    outcome = run("https://127.0.0.1:9/hook")
+    assert outcome.message == f"GET https://127.0.0.1:9/***: cannot verify the server: {problem}"
+
+
 def test_without_a_setting_nothing_is_said(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
