@@ -22,7 +22,7 @@ from pathlib import Path
 from reconciler.sources.gitcheckout import TreeEntry, plan_checkout
 from reconciler.sources.gitprocess import GitError
 from reconciler.sources.gitrepo import GitRepo
-from reconciler.sources.gitrevisions import Revisions
+from reconciler.sources.gitrevisions import Revisions, make_recognisable
 
 log = logging.getLogger("crontask.sources.git")
 
@@ -55,8 +55,9 @@ def check_in_force(revisions: Revisions, repo: GitRepo, fields: dict[str, object
     if sha is None:
         return False
     try:
+        make_recognisable(repo.git_dir)  # one power loss may have damaged both
         plan = plan_checkout(repo, sha, revisions.path, revisions.limits)
-    except GitError:  # no mirror, or one without the commit (or refused now): read as it is
+    except (GitError, OSError):  # no mirror, or one without the commit (or refused now): read as it is
         return False
     differ = differences(revisions.worktrees / sha, plan.files)
     if not differ:

@@ -91,7 +91,7 @@ REFUSED = ".refused"
 ASIDE = ".aside"
 
 
-def _recognisable(git_dir: Path) -> None:
+def make_recognisable(git_dir: Path) -> None:
     """Make the mirror one git takes for a repository again: a ``HEAD`` git would not read
     (empty or garbled, as a power loss can leave it: git writes it once, when the mirror is
     made, and never syncs it) written anew, a ``refs`` or ``objects`` folder gone (``refs``
@@ -158,7 +158,7 @@ class Revisions:
             if (left := self.base / name).exists():
                 end_orphans(left)  # its fetch, left running
                 remove_tree(left)
-        _recognisable(repo.git_dir)
+        make_recognisable(repo.git_dir)
         self._made = repo.git_dir if repo.ensure() else None
         repo.forget_worktrees(keep=self.applied)
 

@@ -137,3 +137,16 @@ def test_a_start_after_a_crash_mid_check_out_puts_the_tree_aside_back(tmp_path: 
     assert source.status().revision == tree.name
     assert schedules(source) == IN_FORCE
     assert sorted(p.name for p in source.worktrees.iterdir()) == [tree.name]
+
+
+def test_a_damaged_tree_is_checked_out_again_when_the_mirror_head_is_damaged_too(
+    tmp_path: Path,
+) -> None:
+    """One power loss may leave both: the mirror's HEAD made readable first (see
+    ``test_git_mirror_head_damaged``), then the tree checked against it."""
+    remote, state, clock = Remote(tmp_path), tmp_path / "state", Clock()
+    _, tree = applied(remote, state, clock)
+    (tree / "tasks" / "a.yaml").write_bytes(b"")
+    (tree.parent.parent / "repo.git" / "HEAD").write_bytes(b"")
+    source = restarted(remote, state, clock)
+    assert schedules(source) == IN_FORCE
