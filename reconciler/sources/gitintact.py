@@ -57,7 +57,7 @@ def check_in_force(revisions: Revisions, repo: GitRepo, fields: dict[str, object
     try:
         make_recognisable(repo.git_dir)  # one power loss may have damaged both
         plan = plan_checkout(repo, sha, revisions.path, revisions.limits)
-    except (GitError, OSError):  # no mirror, or one without the commit (or refused now): read as it is
+    except (GitError, OSError):  # no mirror, one without the commit, refused now: read as it is
         return False
     differ = differences(revisions.worktrees / sha, plan.files)
     if not differ:
