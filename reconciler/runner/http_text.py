@@ -109,7 +109,11 @@ def _in_words(text: str) -> str:
 
 
 def _quoted(match: re.Match[str]) -> str:
-    data: bytes = ast.literal_eval(match.group(1))
+    try:
+        data = ast.literal_eval(match.group(1))
+    except (ValueError, SyntaxError):  # no repr h11 writes ("\xZZ"): left as it is
+        return match.group(0)
+    assert isinstance(data, bytes)  # the pattern takes b'...' and b"..." only
     text = data.decode("utf-8", errors="backslashreplace")
     return "'" + "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text) + "'"
 

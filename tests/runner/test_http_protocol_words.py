@@ -78,3 +78,11 @@ def test_a_switch_of_protocol_nobody_asked_for_is_said_so(
         f"GET http://127.0.0.1:{port}/***: the server switched protocols (101 Switching "
         "Protocols) though the request asked for no upgrade (no Upgrade header)"
     )
+
+
+def test_a_quote_that_is_no_bytes_literal_is_left_as_it_is() -> None:
+    # Only what h11's repr writes is rewritten; any other text stays (never an exception).
+    from reconciler.runner import http_text
+
+    odd = r"illegal status line: bytearray(b'\xZZ')"
+    assert http_text._in_words(odd) == odd
