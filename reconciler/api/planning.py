@@ -165,10 +165,21 @@ def _read(data: bytes, *, as_json: bool) -> Read:
 
 def _stops_early(text: str) -> bool:
     """Whether YAML reading ``text`` ends at a syntax error, before the documents after it: the
-    parser's events alone (a bounded body, no document built), as ``parse_text`` reads it."""
+    parser's events alone (a bounded body, no document built), as ``parse_text`` reads it. The
+    composer's errors too, which every event parses past: an alias of no anchor before it in
+    its document, an anchor given twice in one."""
+    anchors: set[str] = set()
     try:
-        for _ in yaml.parse(document_boms(text), Loader=_LOADER):
-            pass
+        for event in yaml.parse(document_boms(text), Loader=_LOADER):
+            if isinstance(event, yaml.DocumentStartEvent):
+                anchors.clear()
+            elif isinstance(event, yaml.AliasEvent):
+                if event.anchor not in anchors:
+                    return True
+            elif isinstance(event, yaml.NodeEvent) and event.anchor is not None:
+                if event.anchor in anchors:
+                    return True
+                anchors.add(event.anchor)
     except yaml.YAMLError:
         return True
     return False
