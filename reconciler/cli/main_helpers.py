@@ -18,7 +18,13 @@ from urllib.parse import urlsplit
 
 from reconciler.cli.terminal import printable
 from reconciler.core.runs import DNS1123_LABEL, RFC3339_PATTERN
-from reconciler.core.urls import ENCODE_USERINFO, at_after_host, loose_password, redact_url
+from reconciler.core.urls import (
+    ENCODE_USERINFO,
+    at_after_host,
+    loose_password,
+    redact_url,
+    scp_password,
+)
 from reconciler.sources.limits import (
     DEFAULT_MAX_FILE_SIZE,
     DEFAULT_MAX_TASKS,
@@ -214,7 +220,7 @@ def git_url(text: str) -> str:
         raise argparse.ArgumentTypeError(
             "a repository URL or path cannot begin with '-': write ./-name for a local folder"
         )
-    if loose_password(text):  # not quoted: it holds a password
+    if loose_password(text) or scp_password(text):  # not quoted: it holds a password
         raise argparse.ArgumentTypeError(
             "a user name and password (user:password@) with no '//' right before them: git "
             "reads the text before the first ':' as the host and cannot fetch it; write "

@@ -27,7 +27,8 @@ _AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/]")
 _LOOSE_PASSWORD = re.compile(r"[^/@:]+:(?:[^@]*@)+[^/@:]*:")
 # The same with no ":" after the host (deploy:TOKEN@host/path: https:// left out): git reads
 # "deploy" as the host, the token as the start of the path. Told from an scp-like address by
-# the "@" before any "/" of its path; one such path (host:r@v1.git) is caught with it.
+# the "@" before any "/" of its path; one such path (host:r@v1.git) is caught with it. A URL
+# (mailto:ops@host) reads so too: for --git only (scp_password).
 _LOOSE_PASSWORD_PATH = re.compile(r"[^/@:]+:[^/@:]*@[^/@:]*(?:/|$)")
 _SCHEME_UNSLASHED = re.compile(r"(?:https?|ssh|git|ftps?):(?!//[^/])[^@]*@", re.IGNORECASE)
 
@@ -50,15 +51,21 @@ def looks_like_path(text: str) -> bool:
 
 def loose_password(text: str) -> bool:
     """Whether ``text`` holds a ``user:password@`` that is no URL's userinfo: no ``//`` right
-    after a scheme before it (``oauth2:TOKEN@host:path``, ``https:/deploy:TOKEN@host/r.git``,
-    ``deploy:TOKEN@host/r.git``).
+    after a scheme before it (``oauth2:TOKEN@host:path``, ``https:/deploy:TOKEN@host/r.git``).
     urlsplit takes ``oauth2:`` or ``https:`` for a scheme with no host, and git the text before
     the first ``:`` for the host: neither finds the password, so neither hides it. As for
     ``--db`` (:func:`redact_db_url`), such a text is hidden; an scp-like address
     (``git@host:org/r.git``) and a local path are not caught."""
     if _AUTHORITY.match(text) is not None:
         return False
-    return any(p.match(text) for p in (_LOOSE_PASSWORD, _LOOSE_PASSWORD_PATH, _SCHEME_UNSLASHED))
+    return any(p.match(text) for p in (_LOOSE_PASSWORD, _SCHEME_UNSLASHED))
+
+
+def scp_password(text: str) -> bool:
+    """Whether a git address reads as scp-like with a ``user:password@`` for its path's start
+    (``deploy:TOKEN@host/r.git``: ``https://`` left out; git takes ``deploy`` for the host). For
+    ``--git`` only: as a URL (a redirect's ``mailto:ops@host``) such a text is no password."""
+    return _AUTHORITY.match(text) is None and _LOOSE_PASSWORD_PATH.match(text) is not None
 
 
 def redact_url(url: str) -> str:
