@@ -18,13 +18,7 @@ from urllib.parse import urlsplit
 
 from reconciler.cli.terminal import printable
 from reconciler.core.runs import DNS1123_LABEL, RFC3339_PATTERN
-from reconciler.core.urls import (
-    ENCODE_USERINFO,
-    at_after_host,
-    loose_password,
-    redact_url,
-    scp_password,
-)
+from reconciler.core.urls import ENCODE_USERINFO, at_after_host, git_password, redact_url
 from reconciler.sources.limits import (
     DEFAULT_MAX_FILE_SIZE,
     DEFAULT_MAX_TASKS,
@@ -213,14 +207,14 @@ def git_url(text: str) -> str:
     addresses and local paths (no ``//``) pass, but not one that begins with ``-``: git would
     read it as an option (``--upload-pack=CMD`` runs CMD), and a local folder so named is
     reached as ``./-name``. Nor one with a user:password@ and no ``//`` right before it
-    (:func:`loose_password`: ``oauth2:TOKEN@host:path``, ``https:/u:TOKEN@host/r.git``): git
+    (:func:`git_password`: ``oauth2:TOKEN@host:path``, ``https:/u:TOKEN@host/r.git``): git
     takes the text before the first ``:`` for the host, so it cannot fetch it, and no URL rule
     finds the password to hide it."""
     if text.startswith("-"):
         raise argparse.ArgumentTypeError(
             "a repository URL or path cannot begin with '-': write ./-name for a local folder"
         )
-    if loose_password(text) or scp_password(text):  # not quoted: it holds a password
+    if git_password(text):  # not quoted: it holds a password
         raise argparse.ArgumentTypeError(
             "a user name and password (user:password@) with no '//' right before them: git "
             "reads the text before the first ':' as the host and cannot fetch it; write "

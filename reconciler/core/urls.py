@@ -28,7 +28,7 @@ _LOOSE_PASSWORD = re.compile(r"[^/@:]+:(?:[^@]*@)+[^/@:]*:")
 # The same with no ":" after the host (deploy:TOKEN@host/path: https:// left out): git reads
 # "deploy" as the host, the token as the start of the path. Told from an scp-like address by
 # the "@" before any "/" of its path; one such path (host:r@v1.git) is caught with it. A URL
-# (mailto:ops@host) reads so too: for --git only (scp_password).
+# (mailto:ops@host) reads so too: for --git only (git_password).
 _LOOSE_PASSWORD_PATH = re.compile(r"[^/@:]+:[^/@:]*@[^/@:]*(?:/|$)")
 _SCHEME_UNSLASHED = re.compile(r"(?:https?|ssh|git|ftps?):(?!//[^/])[^@]*@", re.IGNORECASE)
 
@@ -61,10 +61,13 @@ def loose_password(text: str) -> bool:
     return any(p.match(text) for p in (_LOOSE_PASSWORD, _SCHEME_UNSLASHED))
 
 
-def scp_password(text: str) -> bool:
-    """Whether a git address reads as scp-like with a ``user:password@`` for its path's start
-    (``deploy:TOKEN@host/r.git``: ``https://`` left out; git takes ``deploy`` for the host). For
-    ``--git`` only: as a URL (a redirect's ``mailto:ops@host``) such a text is no password."""
+def git_password(text: str) -> bool:
+    """Whether a ``--git`` text holds a password no URL rule finds: a :func:`loose_password`, or
+    an scp-like address with a ``user:password@`` for its path's start (``deploy:TOKEN@host/r``:
+    ``https://`` left out; git takes ``deploy`` for the host). Not for URLs at large: a
+    redirect's ``mailto:ops@host`` reads so, and holds no password."""
+    if loose_password(text):
+        return True
     return _AUTHORITY.match(text) is None and _LOOSE_PASSWORD_PATH.match(text) is not None
 
 
