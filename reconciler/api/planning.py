@@ -58,7 +58,7 @@ from reconciler.core.desired import (
 from reconciler.core.model import CronTask
 from reconciler.core.plan import FieldChange, Plan, Step, diff_documents, plan
 from reconciler.core.urls import redact_request_url
-from reconciler.sources.boms import document_boms, not_utf8
+from reconciler.sources.boms import decoded, document_boms, not_utf8
 from reconciler.sources.documentkeys import key_of
 from reconciler.sources.documents import parse_text, unexpected
 from reconciler.sources.filestate import UNKNOWN, FileState
@@ -153,7 +153,7 @@ def _read(data: bytes, *, as_json: bool) -> Read:
     if as_json:
         return _read_json(data)
     try:
-        text = data.decode("utf-8")
+        text = decoded(data)  # UTF-16 or UTF-32 without a byte order mark named, as a file's
     except UnicodeDecodeError as err:  # worded and placed as for a file (sources.files)
         line, column, why = not_utf8(data, err)
         return [], [DefinitionError(Location(SourceKind.FILE, BODY, line, column), why)], (), True

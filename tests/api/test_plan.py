@@ -107,6 +107,7 @@ def test_the_text_is_read_as_a_file_is(live: LiveApi) -> None:
     with live.client() as client:
         not_utf8 = plan(client, b"apiVersion: crontask.dev/v1alpha1\nkind: \xff\n")
         utf16 = plan(client, "\ufeffapiVersion: crontask.dev/v1alpha1\n".encode("utf-16-le"))
+        unmarked = plan(client, "apiVersion: crontask.dev/v1alpha1\n".encode("utf-16-be"))
         unclosed = plan(client, "spec: [unclosed\n")
         as_json = plan(client, '{"apiVersion": "crontask.dev/v1alpha1", "kind": "CronTask"}')
         twice = plan(client, documents(*[task_doc(f"t{n % 25}") for n in range(50)]))
@@ -114,6 +115,10 @@ def test_the_text_is_read_as_a_file_is(live: LiveApi) -> None:
     assert utf16["problems"] == [
         "body:1:1: not UTF-8 but UTF-16 (little-endian; its byte order mark says so): save it as"
         " UTF-8"
+    ]
+    assert unmarked["problems"] == [  # as a file: YAML said "unacceptable character #x0000"
+        "body:1:1: not UTF-8 but UTF-16 (big-endian, without a byte order mark; its first bytes"
+        " say so): save it as UTF-8"
     ]
     assert unclosed["problems"][0].startswith("body:2:1: ")
     assert as_json["problems"][0].startswith("body:1:")
