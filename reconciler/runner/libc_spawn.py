@@ -302,7 +302,9 @@ def permission_denied(command: str, env: Mapping[str, str], cwd: str | None) -> 
     """What an exec of ``command`` that said EACCES found (as ``interpreter_not_found`` finds
     it), when that is the reason: a folder, a file crontask's user may not execute, a file
     system mounted noexec. None otherwise (a folder on the way not searchable, a security
-    module's refusal)."""
+    module's refusal). A file on the PATH is named before a folder found ahead of it: exec went
+    on past the folder, and the file is the one to fix."""
+    folder = None
     for path in _executables(command, env):
         program = _seen_from(path, cwd)
         try:
@@ -310,14 +312,15 @@ def permission_denied(command: str, env: Mapping[str, str], cwd: str | None) -> 
         except OSError:
             continue
         if stat.S_ISDIR(mode):
-            return PermissionDenied(command, "folder")
+            folder = folder or PermissionDenied(command, "folder")
+            continue
         if not stat.S_ISREG(mode):
             return None
         if _mounted_noexec(program):
             return PermissionDenied(command, "noexec")
         # As crontask's user: a file with only its owner's bit set, owned by another, too.
         return None if os.access(program, os.X_OK) else PermissionDenied(command, "mode")
-    return None
+    return folder
 
 
 def _mounted_noexec(program: bytes) -> bool:

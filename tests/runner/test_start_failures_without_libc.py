@@ -131,6 +131,12 @@ def test_a_permission_denied_says_what_exec_found(spawner: str, tmp_path: Path) 
     assert run([str(script)]).message == (
         f"permission denied: {script} has no execute permission (chmod +x)"
     )
+    # A folder on the PATH before a file not executable: the file is what to fix, not the folder.
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "script").mkdir()
+    assert run(["script"], {**ENV, "PATH": f"{tmp_path / 'bin'}:{tmp_path}"}).message == (
+        "permission denied: script has no execute permission (chmod +x)"
+    )
     # A folder on the PATH before the program: exec goes on to the program, as a shell does.
     (tmp_path / "true").mkdir()
     assert run(["true"], {**ENV, "PATH": f"{tmp_path}:{ENV['PATH']}"}).status is RunStatus.SUCCEEDED
