@@ -68,7 +68,9 @@ def http_server(
             allow_empty=args.allow_empty,
         )
         # The status page at /; without auth its header says whether only this host may use it.
-        web.install(app, _session(args.external_url), loopback=is_loopback(host))
+        # Behind a proxy serving it under a path (--external-url's), its links begin with it.
+        base = web.page_base(args.external_url)
+        web.install(app, _session(args.external_url), loopback=is_loopback(host), base=base)
         config = uvicorn.Config(
             app,
             host=host,

@@ -12,8 +12,10 @@ Playwright is missing) the page loads nothing that fails."""
 
 from __future__ import annotations
 
+import functools
 import html
 import re
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from reconciler.api.auth import AuthConfig, Role
 from reconciler.sinks.metrics import Metrics
 from tests.api.conftest import STATIC_TOKENS, write_auth
 from tests.api.fakes import T0, FakeRuntime, record, view
+from tests.helpers import free_port, start_crontask_run, wait_for
 from tests.uvicorn_app import uvicorn_serving
 from tests.web.chromium import PAST_A_REFRESH, chromium
 from tests.web.test_web_refresh_focus import tick_until
@@ -171,3 +174,35 @@ def test_in_a_browser_the_page_loads_whole_behind_it(proxied: str, chromium: Any
             tab.wait_for_url(f"{proxied}/login?next=/sources")
     finally:
         context.close()
+
+
+@pytest.mark.e2e
+def test_crontask_run_takes_the_path_from_external_url(tmp_path: Path) -> None:
+    """The real ``crontask run``: ``--external-url`` with a path makes the page's links begin
+    with it (and without a path, at ``/`` as before)."""
+    for external, base in (
+        ("http://proxy.example/crontask/", PREFIX),
+        ("http://proxy.example", ""),
+    ):
+        folder = tmp_path / ("prefixed" if base else "root")
+        folder.mkdir()
+        port = free_port()
+        options = ("--listen", f"127.0.0.1:{port}", "--external-url", external)
+        proc, log = start_crontask_run(folder, *options)
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            page = wait_for("the page", functools.partial(_page, url), timeout=60)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+        assets = [u for u in _URL.findall(page) if "/static/" in u]
+        assert assets, log.read_text()
+        assert all(html.unescape(u).startswith(f"{base}/static/") for u in assets), assets
+
+
+def _page(url: str) -> str | None:
+    try:
+        answer = httpx.get(url, timeout=5)
+    except httpx.TransportError:
+        return None
+    return answer.text if answer.status_code == 200 else None
