@@ -67,7 +67,10 @@ def not_utf8(data: bytes, err: UnicodeDecodeError) -> tuple[int, int, str]:
         if unmarked is not None:
             why = f"{unmarked}, without a byte order mark; its first bytes say so)"
             return 1, 1, f"not UTF-8 but {why}: save it as UTF-8"
-        return 1, 1 + data.index(b"\0"), "not UTF-8: a NUL byte (0x00) at its start"
+        # Placed in characters, as byte_place does (the bytes before it may not be UTF-8).
+        before = data[: data.index(b"\0")].decode("utf-8", "replace").removeprefix(BOM)
+        line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
+        return line, column, "not UTF-8: a NUL byte (0x00) at its start"
     line, column = byte_place(data, err.start)
     return line, column, f"not UTF-8: byte 0x{data[err.start]:02x}"
 

@@ -55,6 +55,7 @@ def test_one_without_a_byte_order_mark_is_named_so(tmp_path: Path) -> None:
         (tmp_path / f"{name}.yaml").write_bytes(TASK.replace("NAME", name).encode(codec))
     (tmp_path / "d32be.yaml").write_bytes("métadata: x\n".encode("utf-32-be"))
     (tmp_path / "e.yaml").write_bytes(b"ab\0: 1\n")  # a NUL, in no such pattern
+    (tmp_path / "f.yaml").write_bytes("é\0: 1\n".encode())  # placed in characters
     done = crontask_cli("validate", str(tmp_path))
     assert done.returncode == 1, done.stderr
     unmarked = "without a byte order mark; its first bytes say so): save it as UTF-8"
@@ -64,6 +65,7 @@ def test_one_without_a_byte_order_mark_is_named_so(tmp_path: Path) -> None:
         f"{tmp_path}/c32le.yaml:1:1: not UTF-8 but UTF-32 (little-endian, {unmarked}",
         f"{tmp_path}/d32be.yaml:1:1: not UTF-8 but UTF-32 (big-endian, {unmarked}",
         f"{tmp_path}/e.yaml:1:3: not UTF-8: a NUL byte (0x00) at its start",
+        f"{tmp_path}/f.yaml:1:2: not UTF-8: a NUL byte (0x00) at its start",
     ]
 
 
