@@ -41,17 +41,17 @@ a statement left unfinished on a pooled SQLite connection (a conversion that rai
 an old snapshot, and each write on it then failed at once, "database is locked". A row this
 version cannot read is left out (``sql_rows``): a page may come back short, with its cursor.
 
-Here: the connections and transactions, the claims and saves, the reads of one run. The
-statements on the runs going and on those of owners gone are ``sql_running``'s; the other
-``sql_*`` modules hold the rest (exclusive claims, pages, summaries, beats, retention).
+Here: the connections, the claims and saves, the reads of one run. The statements on the runs
+going and on those of owners gone are ``sql_running``'s, the transactions ``sql_tx``'s; the
+other ``sql_*`` modules hold the rest (exclusive claims, pages, summaries, beats, retention).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import threading
-from collections.abc import Callable, Collection, Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
@@ -73,25 +73,18 @@ from reconciler.store import (
     sql_running,
     sql_summaries,
     sql_tracked,
+    sql_tx,
     sql_warmup,
 )
 from reconciler.store.base import DuplicateRun, ExclusiveClaim, StoreUnavailable
 from reconciler.store.query import Cursor, RunPage, RunQuery
 from reconciler.store.records import normalized, utc
-from reconciler.store.sql_errors import (
-    RolledBack,
-    is_unique_violation,
-    reader_said,
-    translated_errors,
-)
+from reconciler.store.sql_errors import is_unique_violation, reader_said, translated_errors
 from reconciler.store.sql_pages import select_page
 from reconciler.store.sql_rows import MUTABLE, record_to_row, row_key
 from reconciler.store.sql_schema import (
-    BEGIN_OPTION,
     IDLE_TIMER,
-    LOCK_WAIT,
     SQLITE_BUSY_TIMEOUT,
-    WAIT_OPTION,
     WRITE_LOCK_WAIT,
     create_engine,
     metadata,
@@ -203,23 +196,18 @@ class SqlRunStore:
 
     # -- connections ---------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _tx(self, *, write: bool, wait: timedelta | None = None) -> Iterator[Connection]:
+    def _tx(
+        self, *, write: bool, wait: timedelta | None = None
+    ) -> AbstractContextManager[Connection]:
         """A transaction; ``wait``: how long a write waits for a lock another holds (else
         SQLite's busy timeout, PostgreSQL's lock_timeout: none). A read waits as the store
         was opened (``read_wait``)."""
         if self._closed:
             raise RuntimeError("the run store is closed")
         ms = (None if wait is None else wait_ms(wait)) if write else self._read_wait
-        with reader_said(self._read_wait), translated_errors(), self._engine.connect() as conn:
-            if write and self._sqlite:
-                conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
-                if ms is not None:
-                    conn.execution_options(**{WAIT_OPTION: ms})
-            with conn.begin():
-                if ms is not None and not self._sqlite:
-                    conn.execute(LOCK_WAIT, {"ms": str(ms)})  # until the transaction ends
-                yield conn
+        return sql_tx.transaction(
+            self._engine, sqlite=self._sqlite, write=write, ms=ms, read_wait=self._read_wait
+        )
 
     def _write(self, work: Callable[[Connection], _T], *, lock_wait: bool = True) -> _T:
         """``work`` in one write transaction, run again when PostgreSQL rolled the transaction
@@ -229,15 +217,7 @@ class SqlRunStore:
         ``lock_wait``: a lock someone else holds is waited for WRITE_LOCK_WAIT (a run's write),
         else as long as the database's own settings say."""
         wait = WRITE_LOCK_WAIT if lock_wait else None
-        attempts = _WRITE_ATTEMPTS
-        while True:
-            try:
-                with self._tx(write=True, wait=wait) as conn:
-                    return work(conn)
-            except RolledBack:
-                attempts -= 1
-                if not attempts:
-                    raise
+        return sql_tx.retried(lambda: self._tx(write=True, wait=wait), work, _WRITE_ATTEMPTS)
 
     # -- RunStore ------------------------------------------------------------------------------
 

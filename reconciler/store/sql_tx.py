@@ -1,0 +1,51 @@
+"""The run store's transactions (``sql.SqlRunStore``): one on a pooled connection, its lock
+wait set as the caller asks; and a write run again when PostgreSQL rolled it back for
+another's sake."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import TypeVar
+
+from sqlalchemy.engine import Connection, Engine
+
+from reconciler.store.sql_errors import RolledBack, reader_said, translated_errors
+from reconciler.store.sql_schema import BEGIN_OPTION, LOCK_WAIT, WAIT_OPTION
+
+_T = TypeVar("_T")
+
+
+@contextlib.contextmanager
+def transaction(
+    engine: Engine, *, sqlite: bool, write: bool, ms: int | None, read_wait: int | None
+) -> Iterator[Connection]:
+    """A transaction on ``engine`` that waits ``ms`` for a lock another holds (None: SQLite's
+    busy timeout, PostgreSQL's lock_timeout); a read's failure says so of ``read_wait``."""
+    with reader_said(read_wait), translated_errors(), engine.connect() as conn:
+        if write and sqlite:
+            conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
+            if ms is not None:
+                conn.execution_options(**{WAIT_OPTION: ms})
+        with conn.begin():
+            if ms is not None and not sqlite:
+                conn.execute(LOCK_WAIT, {"ms": str(ms)})  # until the transaction ends
+            yield conn
+
+
+def retried(
+    tx: Callable[[], AbstractContextManager[Connection]],
+    work: Callable[[Connection], _T],
+    attempts: int,
+) -> _T:
+    """``work`` in the transaction ``tx`` makes, made again when the server rolled it back
+    (RolledBack), ``attempts`` times in all; the last one's RolledBack is raised."""
+    while True:
+        try:
+            with tx() as conn:
+                return work(conn)
+        except RolledBack:
+            attempts -= 1
+            if not attempts:
+                raise
