@@ -220,8 +220,8 @@ def git_url(text: str) -> str:
             "reads the text before the first ':' as the host and cannot fetch it; write "
             "https://host/path (or git@host:path for ssh) and give a token with "
             "--git-token-file or --git-token-env (an scp-like path holding an '@' before any "
-            "'/', or an '@' and then ':', reads as one: write it as an ssh:// URL, the '@' as "
-            "%40)"
+            "'/', an '@' a folder follows, or an '@' and then ':', reads as one: write it as an "
+            "ssh:// URL, the '@' as %40)"
         )
     if "//" in text:
         try:

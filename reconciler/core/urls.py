@@ -27,9 +27,12 @@ _AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/]")
 _LOOSE_PASSWORD = re.compile(r"[^/@:]+:(?:[^@]*@)+[^/@:]*:")
 # The same with no ":" after the host (deploy:TOKEN@host/path: https:// left out): git reads
 # "deploy" as the host, the token as the start of the path. Told from an scp-like address by
-# the "@" before any "/" of its path; one such path (host:r@v1.git) is caught with it. A URL
+# the "@" before any "/" of its path; one such path (host:r@v1.git) is caught with it. A token
+# may hold a "/" or a ":" (base64 ones do) when a folder follows the host: told from an
+# scp-like path by that folder after its last "@" (host:org/r@v1.git passes, as does an
+# absolute path, host:/srv/a@b/r.git; host:org/team@corp/r.git is caught). A URL
 # (mailto:ops@host) reads so too: for --git only (git_password).
-_LOOSE_PASSWORD_PATH = re.compile(r"[^/@:]+:[^/@:]*@[^/@:]*(?:/|$)")
+_LOOSE_PASSWORD_PATH = re.compile(r"[^/@:]+:(?:[^/@:]*@[^/@:]*(?:/|$)|(?!/)(?:[^@]*@)+[^/@:]+/)")
 _SCHEME_UNSLASHED = re.compile(r"(?:https?|ssh|git|ftps?):(?!//[^/])[^@]*@", re.IGNORECASE)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli.main_helpers import git_url
-from reconciler.core.urls import loose_password
+from reconciler.core.urls import git_password, loose_password
 from tests.cli.hostile import crontask
 
 SECRET = "S3CRETtok"  # noqa: S105 - a test value
@@ -31,6 +31,10 @@ LOOSE = [
     # https:// left out: git read "deploy" as the host and the token as its path's start.
     f"deploy:{SECRET}@git.example/tasks.git",
     f"deploy:{SECRET}@git.example",
+    # ... with a "/" or a ":" in the token (base64 ones hold "/"): passed, and was shown.
+    f"deploy:S3/{SECRET}@git.example/tasks.git",
+    f"deploy:S3:{SECRET}@git.example/org/tasks.git",
+    f"deploy:S3/{SECRET}@x@git.example/tasks.git",
 ]
 REFUSAL = "a user name and password (user:password@) with no '//' right before them"
 
@@ -81,3 +85,6 @@ def test_the_check_is_linear_in_the_texts_length() -> None:
     Asserted by the answer on texts whose quadratic cost would be hours, not by a timer."""
     for text in ("x:" + "a:" * 80_000, "a:" * 80_000 + "@", "a" * 80_000 + ":" + "b" * 80_000):
         assert not loose_password(text) or text.endswith("@")
+    assert not git_password("x:" + "a@" * 80_000)
+    assert not git_password("x:a" + "/" * 160_000 + "@b")
+    assert git_password("x:" + "a/@" * 80_000)  # an "@" a folder follows
