@@ -52,13 +52,14 @@ import httpx
 import idna
 
 from reconciler import httpclient
+from reconciler import trust as http_trust
 from reconciler.core.actions import HEADER_VALUE, HttpAction
 from reconciler.core.desired import Definition
 from reconciler.core.fields import MAX_TEXT
 from reconciler.core.runs import RunRecord, RunStatus, truncation_marker
 from reconciler.core.urls import redact_request_url
 from reconciler.resolver import abandonable
-from reconciler.runner import http_deadline, http_text, http_trust
+from reconciler.runner import http_deadline, http_text
 from reconciler.runner.base import Outcome, run_environment
 from reconciler.runner.base import failed as _failed
 from reconciler.runner.http_secrets import Secrets, header_secrets, proxy_secrets, url_secrets

@@ -6,41 +6,40 @@ whom, is decided in ``notify``, which hands over each :class:`Message` with
 :meth:`Delivery.enqueue` (O(1), on the event loop) and runs the senders inside
 :meth:`Delivery.running`.
 
-A message is POSTed as JSON (``notify_payload``); ``generic-hmac`` adds ``X-Signature:
-sha256=<hex HMAC-SHA256 of the body>``. Of the response, the status line and headers are read,
-and a body whose ``Content-Length`` is at most :data:`BODY_READ_MAX`, not encoded (within
-:data:`BODY_READ_SECONDS`) so that the next message goes over the same connection (no TCP and
-TLS handshake each); another body is not, and its connection is closed. Each attempt has
-:data:`TIMEOUT_SECONDS` in all (reading the receiver's urlFile and secretFile, connecting,
-sending, the status line and headers), so a receiver that answers slowly or endlessly, or a file
-on a mount that hangs, holds neither memory nor its sender (such a read stays one thread, which
-the next attempts wait for). The client is ``httpclient``'s: what comes before the final status
-is bounded (a stream of ``100 Continue`` is a protocol error, not ten seconds of parsing), and
-the environment's proxies are used but for one httpx cannot use (said and left out: it ended the
-notifier at start). 2xx is ``sent``; a connection error, a timeout, 429 or 5xx, or a urlFile or
-secretFile that cannot be used (read as it was rotated: empty, or gone, for a moment) is retried
-(1 s, 2 s, 4 s, ... up to :data:`MAX_ATTEMPTS` attempts, or as long as the ``Retry-After`` of a
-429 or 503 asks if that is longer, up to :data:`RETRY_AFTER_MAX`) and then ``failed``; another
-status, or any other error, is ``failed`` at once; a message that finds its receiver's queue
-full pushes out the one that costs least to lose (``notify_queue``: ``dropped``). A message that
-ends ``failed`` or ``dropped`` is told back (``unsent``): the notifier sends a lost ``failed``
-or ``recovered`` again. At shutdown the senders get :data:`SHUTDOWN_SECONDS`, with no backoff:
-each message is tried once, until one to its receiver fails, and then the rest of that
-receiver's queue is ``dropped`` (one that is down or answering 5xx would otherwise get every
-queued message back to back); after the :data:`SHUTDOWN_SECONDS`, a delivery still under way is
-cancelled and what is left is ``dropped``. Each outcome is counted in
-``crontask_notifications_total{receiver,result}`` (what waits, in
-``crontask_notifications_queued``) and logged with the receiver's name, never its URL or secret,
-paced so that a receiver that refuses every message (a revoked webhook, a broken urlFile) or is
-down under a flood of runs does not flood the log too: of a receiver's failures, the first at
-once, then the ones since in one line every :data:`FAILURES_SAID_EVERY` at most (the last
-failure, and how many: ``failed``), and the rest when its sender ends; the messages a full queue
-pushes out in one line per receiver every :data:`DROPS_SAID_EVERY` at most (and when the queue
-drains); and what fails or is dropped after the stop in one line per receiver when its sender
-ends. A failure that a TLS error caused (an untrusted or expired certificate, a name it does not
-match) says why (``tls``), retried as a connection error. What a failure says (the ``tls``
-reason, the wait a ``Retry-After`` asks) is read in ``notify_failures``.
-"""
+A message is POSTed as JSON (``notify_payload``); ``generic-hmac`` adds ``X-Signature: sha256=<hex
+HMAC-SHA256 of the body>``. Of the response, the status line and headers are read, and a body whose
+``Content-Length`` is at most :data:`BODY_READ_MAX`, not encoded (within :data:`BODY_READ_SECONDS`)
+so that the next message goes over the same connection (no TCP and TLS handshake each); another body
+is not, and its connection is closed. Each attempt has :data:`TIMEOUT_SECONDS` in all (reading the
+receiver's urlFile and secretFile, connecting, sending, the status line and headers), so a receiver
+that answers slowly or endlessly, or a file on a mount that hangs, holds neither memory nor its
+sender (such a read stays one thread, which the next attempts wait for). The client is
+``httpclient``'s: what comes before the final status is bounded (a stream of ``100 Continue`` is a
+protocol error, not ten seconds of parsing), and the environment's proxies are used but for one
+httpx cannot use, which is said and left out, and a CA setting that cannot be used is said
+(``trust``): neither ends the notifier. 2xx is ``sent``; a connection error, a timeout, 429 or 5xx,
+or a urlFile or secretFile that cannot be used (read as it was rotated: empty, or gone, for a
+moment) is retried (1 s, 2 s, 4 s, ... up to :data:`MAX_ATTEMPTS` attempts, or as long as the
+``Retry-After`` of a 429 or 503 asks if that is longer, up to :data:`RETRY_AFTER_MAX`) and then
+``failed``; another status, or any other error, is ``failed`` at once; a message that finds its
+receiver's queue full pushes out the one that costs least to lose (``notify_queue``: ``dropped``). A
+message that ends ``failed`` or ``dropped`` is told back (``unsent``): the notifier sends a lost
+``failed`` or ``recovered`` again. At shutdown the senders get :data:`SHUTDOWN_SECONDS`, with no
+backoff: each message is tried once, until one to its receiver fails, and then the rest of that
+receiver's queue is ``dropped`` (one that is down or answering 5xx would otherwise get every queued
+message back to back); after the :data:`SHUTDOWN_SECONDS`, a delivery still under way is cancelled
+and what is left is ``dropped``. Each outcome is counted in
+``crontask_notifications_total{receiver,result}`` (what waits, in ``crontask_notifications_queued``)
+and logged with the receiver's name, never its URL or secret, paced so that a receiver that refuses
+every message (a revoked webhook, a broken urlFile) or is down under a flood of runs does not flood
+the log too: of a receiver's failures, the first at once, then the ones since in one line every
+:data:`FAILURES_SAID_EVERY` at most (the last failure, and how many: ``failed``), and the rest when
+its sender ends; the messages a full queue pushes out in one line per receiver every
+:data:`DROPS_SAID_EVERY` at most (and when the queue drains); and what fails or is dropped after the
+stop in one line per receiver when its sender ends. A failure that a TLS error caused (an untrusted
+or expired certificate, a name it does not match) says why (``tls``), retried as a connection error;
+what a failure says (the ``tls`` reason, the wait a ``Retry-After`` asks) is read in
+``notify_failures``."""
 
 from __future__ import annotations
 
@@ -62,6 +61,7 @@ from reconciler.sinks.notify_config import Notifications, Receiver
 from reconciler.sinks.notify_failures import failure_fields, retry_after, status_hint
 from reconciler.sinks.notify_queue import Message as Message
 from reconciler.sinks.notify_queue import MessageQueue
+from reconciler.trust import trust
 
 log = logging.getLogger("crontask.notify")
 
@@ -155,9 +155,9 @@ class Delivery:
         what the block enqueues last is still delivered."""
         self._queued = {name: asyncio.Event() for name in self.receivers}
         self._leaving = False
-        # The environment's proxies, but one httpx cannot use is said and left out (it ended
-        # the notifier at start); a response's head bounded (``httpclient``).
-        client = httpclient.async_client(timeout=self.timeout, transport=self.transport)
+        # Proxies and a CA setting httpx cannot use are said, not the notifier's end (``trust``).
+        tls = trust().context
+        client = httpclient.async_client(timeout=self.timeout, transport=self.transport, verify=tls)
         async with client:
             senders = [
                 asyncio.create_task(self._sender(client, self.receivers[name], stop))

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from reconciler import trust as http_trust
 from reconciler.core.actions import HttpAction
 from reconciler.core.runs import RunStatus
-from reconciler.runner import http_trust
 from reconciler.runner.base import Outcome
 from reconciler.runner.http import HttpRun, HttpRunner
 from tests.helpers import serve_http
@@ -58,13 +58,11 @@ def test_a_ca_file_that_cannot_be_used_is_said_and_fails_https_only(
     if content is not None:
         bundle.write_text(content)
     monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
-    caplog.set_level(logging.WARNING, logger="crontask.runner")
+    caplog.set_level(logging.WARNING, logger="crontask")
     HttpRunner({})  # at start: no exception
-    (said,) = [r for r in caplog.records if r.name == "crontask.runner"]
+    (said,) = [r for r in caplog.records if r.name == "crontask"]
     problem = f"$SSL_CERT_FILE ({bundle}) cannot be used: {why}"
-    assert (
-        said.getMessage() == "https requests of http tasks fail: the CA certificates cannot be read"
-    )
+    assert said.getMessage() == "https requests fail: the CA certificates cannot be read"
     assert said.__dict__["fields"] == {"problem": problem}
     outcome = run("https://127.0.0.1:9/hook")
     assert (outcome.status, outcome.reason) == (RunStatus.FAILED, "RequestFailed")
@@ -83,11 +81,11 @@ def test_a_ca_folder_that_is_none_is_said(
         folder.write_text("")
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.setenv("SSL_CERT_DIR", str(folder))
-    caplog.set_level(logging.WARNING, logger="crontask.runner")
+    caplog.set_level(logging.WARNING, logger="crontask")
     HttpRunner({})
     why = "No such file or directory" if kind == "missing" else "not a folder"
     problem = f"$SSL_CERT_DIR ({folder}) cannot be used: {why}"
-    assert [r.__dict__["fields"] for r in caplog.records if r.name == "crontask.runner"] == [
+    assert [r.__dict__["fields"] for r in caplog.records if r.name == "crontask"] == [
         {"problem": problem}
     ]
     outcome = run("https://127.0.0.1:9/hook")
@@ -99,7 +97,7 @@ def test_without_a_setting_nothing_is_said(
 ) -> None:
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-    caplog.set_level(logging.WARNING, logger="crontask.runner")
+    caplog.set_level(logging.WARNING, logger="crontask")
     HttpRunner({})
-    assert [r for r in caplog.records if r.name == "crontask.runner"] == []
+    assert [r for r in caplog.records if r.name == "crontask"] == []
     assert http_trust.trust().problem is None

@@ -1,12 +1,13 @@
-"""The TLS context of every http attempt, and what to say when crontask's CA setting cannot be
-used (``runner.http``).
+"""The TLS context of every https request crontask makes (an http task's attempt, a
+notification), and what to say when crontask's CA setting cannot be used.
 
 ``SSL_CERT_FILE`` (a PEM bundle) or ``SSL_CERT_DIR`` replaces certifi's public CAs. A bundle
 that names no file, or holds no certificate, made building the context raise at start: crontask
 stopped with a traceback, its command tasks with it (and a ``SSL_CERT_DIR`` that is no folder
 gave no CA without a word). Such a setting is now said once at start,
-naming the variable, and the context trusts no CA: every https request fails, saying why,
-before it is sent (nothing is verified less), while plain http requests go on.
+naming the variable, and the context trusts no CA: every https request fails (an http task's
+saying why, before it is sent; a notification's as a certificate it cannot verify), nothing is
+verified less, while plain http requests go on.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import NamedTuple
 
 import httpx
 
-log = logging.getLogger("crontask.runner")
+log = logging.getLogger("crontask")
 
 # How much of the setting's value a message shows (a path; never a secret, but unbounded).
 _SHOWN = 200
@@ -46,7 +47,7 @@ def trust() -> Trust:
         return Trust(context, None)
     problem = f"{_setting()} cannot be used: {why}"
     log.warning(
-        "https requests of http tasks fail: the CA certificates cannot be read",
+        "https requests fail: the CA certificates cannot be read",
         extra={"fields": {"problem": problem}},
     )
     return Trust(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), problem)
