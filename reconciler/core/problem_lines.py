@@ -11,6 +11,7 @@ last of them goes.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import TypeVar
@@ -20,6 +21,7 @@ from reconciler.core.desired import Conflict, DefinitionError, DesiredState
 Problem = DefinitionError | Conflict
 
 _T = TypeVar("_T")
+_NUMBERS = re.compile(r"([0-9]+)")
 
 
 class ProblemLines:
@@ -60,9 +62,21 @@ class ProblemLines:
                 appeared.append((line, said_by[line]))
             elif was and not now:
                 resolved.append(line)
-        appeared.sort(key=lambda item: item[0])
-        resolved.sort()
+        appeared.sort(key=lambda item: _in_order(item[0]))
+        resolved.sort(key=_in_order)
         return appeared, resolved
+
+
+def _in_order(line: str) -> list[str | tuple[int, str]]:
+    """``line``'s sort key, its numbers read as numbers: ``bad.yaml:15`` before ``bad.yaml:105``,
+    as the lines of a file follow each other. Text and numbers alternate, text first, in every
+    key (``re.split`` with a group), so two keys compare item by item; a number is compared by
+    its length, then its digits (no ``int``: a message may quote thousands of them)."""
+    parts: list[str | tuple[int, str]] = []
+    for i, part in enumerate(_NUMBERS.split(line)):
+        digits = part.lstrip("0")
+        parts.append((len(digits), digits) if i % 2 else part)
+    return parts
 
 
 def identity(problem: Problem) -> tuple[object, ...]:

@@ -93,3 +93,26 @@ def test_told_news_are_problems_not_lines() -> None:
     c1 = DefinitionError(Location("file", "c.yaml", 1, 1), "x", "default/c")
     c2 = DefinitionError(Location("file", "c.yaml", 2, 1), "x", "default/c")
     assert told.news([("c1", c1), ("c2", c2)], []) == [("c1", c1), ("c2", c2)]
+
+
+def test_the_lines_of_a_file_come_in_its_order() -> None:
+    """Sorted as text, ``bad.yaml:105`` came before ``bad.yaml:15`` in the log, and went so;
+    a number of thousands of digits (a message may quote one) is compared without an int."""
+    lines = ProblemLines()
+    errors = [
+        DefinitionError(Location("file", "bad.yaml", n, 1), "bad") for n in (105, 15, 6, 1000)
+    ]
+    huge = [DefinitionError(Location("file", "big.yaml", 1, 1), "9" * n) for n in (5000, 4999)]
+    first = assemble([], [*errors, *huge])
+    appeared, _ = lines.update(first)
+    assert [line for line, _ in appeared][:4] == [
+        "bad.yaml:6:1: bad",
+        "bad.yaml:15:1: bad",
+        "bad.yaml:105:1: bad",
+        "bad.yaml:1000:1: bad",
+    ]
+    assert [len(line) for line, _ in appeared][4:] == [
+        len("big.yaml:1:1: ") + n for n in (4999, 5000)
+    ]
+    _, resolved = lines.update(reassemble(first, set(), [], []))
+    assert resolved[:2] == ["bad.yaml:6:1: bad", "bad.yaml:15:1: bad"]
