@@ -155,6 +155,9 @@ def start_failed(
             message = _interpreter_not_found(named, exc.interpreter)
         elif exc.errno == errno.ENOENT:
             message = f"command not found: {named}{_looked_for_in(command, path)}"
+        elif isinstance(exc, PermissionDenied) and exc.interpreter is not None:
+            why = f"its #! interpreter {_shown(exc.interpreter)}{_DENIED_BECAUSE[exc.found]}"
+            message = f"permission denied: {named} ({why})"
         elif isinstance(exc, PermissionDenied):
             message = f"permission denied: {named}{_DENIED_BECAUSE.get(exc.found, '')}"
         elif exc.errno == errno.EACCES:

@@ -64,11 +64,13 @@ class ByteOrderMark(OSError):
 class PermissionDenied(PermissionError):
     """EACCES for ``program``, with why, when the file exec found says it (``found``): a
     ``"folder"``, a file crontask's user may not execute (``"mode"``), or one on a file system
-    mounted noexec (``"noexec"``: "chmod +x" would not help)."""
+    mounted noexec (``"noexec"``: "chmod +x" would not help); of its ``#!`` line's
+    ``interpreter`` when that is what exec refused (the script itself may be run)."""
 
-    def __init__(self, program: str, found: str) -> None:
+    def __init__(self, program: str, found: str, interpreter: str | None = None) -> None:
         super().__init__(errno.EACCES, os.strerror(errno.EACCES), program)
         self.found = found
+        self.interpreter = interpreter
 
 
 class LibcSpawn:
@@ -303,24 +305,42 @@ def permission_denied(command: str, env: Mapping[str, str], cwd: str | None) -> 
     it), when that is the reason: a folder, a file crontask's user may not execute, a file
     system mounted noexec. None otherwise (a folder on the way not searchable, a security
     module's refusal). A file on the PATH is named before a folder found ahead of it: exec went
-    on past the folder, and the file is the one to fix."""
+    on past the folder, and the file is the one to fix. A script exec may run is looked past,
+    at the interpreter its ``#!`` line names (a venv's python on a /tmp mounted noexec)."""
     folder = None
     for path in _executables(command, env):
         program = _seen_from(path, cwd)
-        try:
-            mode = os.stat(program).st_mode
-        except OSError:
-            continue
-        if stat.S_ISDIR(mode):
+        found = _denied(program)
+        if found == "folder":
             folder = folder or PermissionDenied(command, "folder")
             continue
-        if not stat.S_ISREG(mode):
-            return None
-        if _mounted_noexec(program):
-            return PermissionDenied(command, "noexec")
-        # As crontask's user: a file with only its owner's bit set, owned by another, too.
-        return None if os.access(program, os.X_OK) else PermissionDenied(command, "mode")
+        if found is not None:
+            return PermissionDenied(command, found)
+        if not os.path.isfile(program):  # not there: exec went on to the next
+            continue
+        name = _interpreter(program)
+        why = _denied(_seen_from(name, cwd)) if name else None
+        if name and why:
+            return PermissionDenied(command, why, os.fsdecode(name))
+        return None
     return folder
+
+
+def _denied(program: bytes) -> str | None:
+    """Why exec would refuse ``program`` (``PermissionDenied.found``), or None: it may run it,
+    or it is not there, or neither a folder nor a file (nothing to say of it)."""
+    try:
+        mode = os.stat(program).st_mode
+    except OSError:
+        return None
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if not stat.S_ISREG(mode):
+        return None
+    if _mounted_noexec(program):
+        return "noexec"
+    # As crontask's user: a file with only its owner's bit set, owned by another, too.
+    return None if os.access(program, os.X_OK) else "mode"
 
 
 def _mounted_noexec(program: bytes) -> bool:
@@ -350,15 +370,21 @@ def _head(program: bytes) -> bytes:
 def _missing_interpreter(program: bytes, cwd: str | None) -> str | None:
     """The interpreter ``program``'s ``#!`` line names, if that file does not exist; None if
     the line cannot be read or names one that exists."""
+    name = _interpreter(program)
+    if not name or os.path.exists(_seen_from(name, cwd)):
+        return None
+    return os.fsdecode(name)
+
+
+def _interpreter(program: bytes) -> bytes:
+    """The interpreter ``program``'s ``#!`` line names; empty if there is none to read."""
     head = _head(program)
     if not head.startswith(b"#!"):
-        return None
+        return b""
     # As the kernel parses it: after "#!" and blanks, up to a blank or the end of the line.
     # Only spaces and tabs are blanks: a line ended by CR LF names "/bin/sh\r", not found.
     name = re.match(rb"[ \t]*([^ \t\n]*)", head[2:])
-    if name is None or not name[1] or os.path.exists(_seen_from(name[1], cwd)):
-        return None
-    return os.fsdecode(name[1])
+    return name[1] if name is not None else b""
 
 
 def _seen_from(path: bytes, cwd: str | None) -> bytes:

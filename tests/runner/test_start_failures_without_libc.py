@@ -134,12 +134,33 @@ def test_a_permission_denied_says_what_exec_found(spawner: str, tmp_path: Path) 
     # A folder on the PATH before a file not executable: the file is what to fix, not the folder.
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "script").mkdir()
-    assert run(["script"], {**ENV, "PATH": f"{tmp_path / 'bin'}:{tmp_path}"}).message == (
+    searched = f"{tmp_path / 'none'}:{tmp_path / 'bin'}:{tmp_path}"  # the first has no script
+    assert run(["script"], {**ENV, "PATH": searched}).message == (
         "permission denied: script has no execute permission (chmod +x)"
     )
     # A folder on the PATH before the program: exec goes on to the program, as a shell does.
     (tmp_path / "true").mkdir()
     assert run(["true"], {**ENV, "PATH": f"{tmp_path}:{ENV['PATH']}"}).status is RunStatus.SUCCEEDED
+
+
+def test_a_script_whose_interpreter_exec_refuses_names_it(spawner: str, tmp_path: Path) -> None:
+    """The script may be run, its #! interpreter not: "permission denied: job.py" sent users
+    to the script (a venv's python on a /tmp mounted noexec, one left without its x bit)."""
+    interpreter = tmp_path / "python"
+    interpreter.write_text("#!/bin/sh\n")
+    interpreter.chmod(0o644)
+    script = tmp_path / "job.py"
+    script.write_text(f"#!{interpreter} -u\n")
+    script.chmod(0o755)
+    assert run([str(script)]).message == (
+        f"permission denied: {script} (its #! interpreter {interpreter} has no execute"
+        " permission (chmod +x))"
+    )
+    interpreter.unlink()
+    interpreter.mkdir()
+    assert run([str(script)]).message == (
+        f"permission denied: {script} (its #! interpreter {interpreter} is a folder, not a program)"
+    )
 
 
 def test_a_script_on_a_file_system_mounted_noexec_says_so(spawner: str, tmp_path: Path) -> None:
@@ -153,6 +174,14 @@ def test_a_script_on_a_file_system_mounted_noexec_says_so(spawner: str, tmp_path
         script.chmod(0o755)
         assert run([str(script)]).message == (
             f"permission denied: {script} is on a file system mounted noexec"
+        )
+        # A script elsewhere whose interpreter is there (a venv made in a hardened /tmp).
+        outside = tmp_path / "job.py"
+        outside.write_text(f"#!{script}\n")
+        outside.chmod(0o755)
+        assert run([str(outside)]).message == (
+            f"permission denied: {outside} (its #! interpreter {script} is on a file system"
+            " mounted noexec)"
         )
     finally:
         mounted.unmount()
