@@ -151,7 +151,7 @@ def create_app(
         *_probes_router().routes,
         *routes_metrics.router(metrics_role).routes,
         *_schema_router().routes,
-        *docs.router(OPENAPI_URL, TITLE).routes,
+        *docs.router(OPENAPI_URL, TITLE, external_url).routes,
         *routes_tasks.router.routes,
         *routes_runs.router.routes,
         *routes_sources.router.routes,

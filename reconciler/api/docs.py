@@ -26,6 +26,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from reconciler.api.auth import PUBLIC, role_extra
 from reconciler.api.problems import ProblemError
 from reconciler.api.routing import GuardedRoute, operation_id
+from reconciler.core.urls import page_base
 
 ASSETS_URL: Final = "/docs/assets"
 ASSETS: Final = frozenset(
@@ -45,13 +46,16 @@ def assets_dir() -> Path:
     return Path(str(resources.files("fastapi_offline") / "static"))
 
 
-def router(openapi_url: str, title: str) -> APIRouter:
+def router(openapi_url: str, title: str, external_url: str | None = None) -> APIRouter:
+    """``external_url``: ``--external-url``, whose path (where a reverse proxy serves crontask,
+    ``core.urls.page_base``) the pages' URLs begin with, as the status page's do."""
+    base = page_base(external_url)
     docs = APIRouter(route_class=GuardedRoute, generate_unique_id_function=operation_id)
     public = role_extra(PUBLIC)
 
     @docs.get("/docs", include_in_schema=False, openapi_extra=public)
     def swagger_ui(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
+        root = request.scope.get("root_path", "") or base
         return _confined(
             get_swagger_ui_html(
                 openapi_url=root + openapi_url,
@@ -66,7 +70,7 @@ def router(openapi_url: str, title: str) -> APIRouter:
 
     @docs.get("/redoc", include_in_schema=False, openapi_extra=public)
     def redoc(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
+        root = request.scope.get("root_path", "") or base
         return _confined(
             get_redoc_html(
                 openapi_url=root + openapi_url,

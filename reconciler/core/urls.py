@@ -243,3 +243,12 @@ def _a_label(code: str) -> bool:
         return code.encode("ascii").decode("punycode").encode("punycode") == code.encode()
     except UnicodeError:
         return False
+
+
+def page_base(external_url: str | None) -> str:
+    """The path of ``external_url`` (``--external-url``), without its last ``/``: where a
+    reverse proxy serves crontask's pages (``https://example.com/crontask`` gives
+    ``/crontask``; "" at the root). Quoted as a URL's path, as the links that begin with it
+    are."""
+    path = urllib.parse.urlsplit(external_url or "").path.rstrip("/")
+    return urllib.parse.quote(path, safe="/%:@!$&'()*+,;=-._~")

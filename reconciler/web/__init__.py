@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI
 
 from reconciler.api.routing import required_role
+from reconciler.core.urls import page_base
 from reconciler.web import pages
 from reconciler.web.session import PageRoute, Session
 
@@ -33,7 +33,7 @@ def install(
     what "now" is for relative times and the timeline (tests pin it). ``loopback``: whether
     the server listens on loopback only; without auth the header says who may use the page
     (``crontask run`` listens elsewhere without auth only with ``--insecure-no-auth``).
-    ``base``: the path people reach the page under (:func:`page_base`), which each of its
+    ``base``: the path people reach the page under (``core.urls.page_base``), which each of its
     links, forms, assets and redirects begins with; the routes stay where they are (a proxy
     takes the path off before it forwards)."""
     for route in pages.router.routes:
@@ -47,14 +47,6 @@ def install(
     app.state.crontask_base = f"/{trimmed}" if trimmed else ""
     app.include_router(pages.router)
     return app
-
-
-def page_base(external_url: str | None) -> str:
-    """The path of ``external_url`` (``--external-url``), without its last ``/``: where a
-    reverse proxy serves the page (``https://example.com/crontask`` gives ``/crontask``; ""
-    at the root). Quoted as a URL's path, as the links that begin with it are."""
-    path = urlsplit(external_url or "").path.rstrip("/")
-    return quote(path, safe="/%:@!$&'()*+,;=-._~")
 
 
 __all__ = ["Session", "install", "page_base"]

@@ -206,3 +206,25 @@ def _page(url: str) -> str | None:
     except httpx.TransportError:
         return None
     return answer.text if answer.status_code == 200 else None
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_api_docs_take_the_path_too(tmp_path: Path, page: str) -> None:
+    """The API's docs pages loaded their scripts and the OpenAPI document from ``/docs/assets``
+    and ``/openapi.json``: behind the proxy, from its other paths."""
+    app = create_app(
+        runtime(), auth=None, metrics=Metrics(), external_url=f"http://proxy.example{PREFIX}/"
+    )
+    with uvicorn_serving(behind_a_proxy(app)) as url:
+        served = httpx.get(f"{url}{PREFIX}{page}", timeout=10)
+        assert served.status_code == 200
+        loaded = [
+            html.unescape(u)
+            for u in re.findall(r"(?:src|href|url)[=:] ?['\"]([^'\"]+)", served.text)
+        ]
+        assert loaded, served.text
+        assert all(u.startswith(f"{PREFIX}/") for u in loaded if u.startswith("/")), loaded
+        for u in loaded:
+            if u.startswith("/"):
+                assert httpx.get(f"{url}{u}", timeout=10).status_code == 200, u
