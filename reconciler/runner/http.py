@@ -364,7 +364,15 @@ def _body_text(response: httpx.Response, body: bytearray, limit: int, secrets: S
     """What is stored of ``body`` (read by ``_read_head``): its head, ``secrets`` hidden, marked
     as a command's output is when something was left out, by the limit or by the decoding (a
     byte kept as U+FFFD is three). How much the limit left out is known from
-    ``Content-Length`` alone: the rest of the body was not read."""
+    ``Content-Length`` alone: the rest of the body was not read. An encoded body (gzip, as the
+    task's ``Accept-Encoding`` asked or though crontask's asked for none) is not decoded: said,
+    not kept as bytes that read as nothing."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if body and encoding not in ("", "identity"):
+        shown = "".join(c if c.isprintable() else "?" for c in encoding[:40])
+        asked = response.request.headers.get("accept-encoding", "").strip().lower()
+        why = "crontask keeps none" if asked != "identity" else "though crontask asked for none"
+        return f"[body not kept: sent encoded ({shown}), {why}]"
     text, cut = bounded_text(bytes(body[:limit]), limit, "head")
     text = secrets.hide(text)
     total = _content_length(response)

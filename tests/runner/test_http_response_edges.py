@@ -4,6 +4,7 @@ what a real server receives of the run's own headers."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -33,6 +34,15 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path in ("/ff", "/nul"):
             body = (b"\xff" if self.path == "/ff" else b"\x00") * KEPT
             self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif self.path in ("/gzip", "/identity"):
+            # Compressed though the request asked for none (Accept-Encoding: identity).
+            encoding = "gzip" if self.path == "/gzip" else "identity"
+            body = gzip.compress(b"report done\n") if encoding == "gzip" else b"report done\n"
+            self.send_response(200)
+            self.send_header("Content-Encoding", encoding)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -103,3 +113,21 @@ def test_a_task_cannot_send_crontask_run_headers_of_its_own(server: str) -> None
         ("x-crontask-scheduled-time", scheduled.isoformat()),
     ]
     assert ("x-other", "kept") in received
+
+
+def test_a_body_encoded_though_none_was_asked_for_is_said_not_kept(server: str) -> None:
+    """Its bytes were kept as the output: compressed garbage, U+FFFD for most of it."""
+    outcome = run(f"{server}/gzip")
+    assert outcome.status is RunStatus.SUCCEEDED
+    assert outcome.output == "[body not kept: sent encoded (gzip), though crontask asked for none]"
+    assert run(f"{server}/identity").output == "report done\n"
+    # Asked for by the task: not decoded either (crontask keeps the body as it came).
+    action = HttpAction.model_validate(
+        {
+            "url": f"{server}/gzip",
+            "timeoutSeconds": 10,
+            "headers": [{"name": "Accept-Encoding", "value": "gzip"}],
+        }
+    )
+    asked = asyncio.run(HttpRun(action, env={}).run())
+    assert asked.output == "[body not kept: sent encoded (gzip), crontask keeps none]"
