@@ -96,9 +96,10 @@ from reconciler.sources.gitmaintenance import CollectionBackoff, tidy
 from reconciler.sources.gitnames import check_ref, clean_path
 from reconciler.sources.gitoptions import GitOptions as GitOptions
 from reconciler.sources.gitoptions import GitStatus as GitStatus
+from reconciler.sources.gitoptions import retry_in
 from reconciler.sources.gitprocess import GitError
 from reconciler.sources.gitrepo import GitRepo, Redactor, RefNotFoundError
-from reconciler.sources.gitrevisions import Mirror, Revisions
+from reconciler.sources.gitrevisions import MIRROR_SAID, Mirror, Revisions
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_TASKS
 
 log = logging.getLogger("crontask.sources.git")
@@ -227,7 +228,7 @@ class GitSource:
                 url=self.url,
                 ref=self.options.ref,
                 consecutive_failures=self._failures,
-                next_retry_in=self._retry_in(self._failures),
+                next_retry_in=retry_in(self.options, self._failures),
             )
 
     # -- its life --------------------------------------------------------------------------
@@ -403,7 +404,7 @@ class GitSource:
         with self._lock:
             self._failures += 1
             self._failed_total += 1
-            retry = self._retry_in(self._failures)
+            retry = retry_in(self.options, self._failures)
             self._error = f"{message} (retrying in {retry:g}s)"
             if sha is not None:
                 self._attempted = sha
@@ -421,18 +422,10 @@ class GitSource:
         if repo is None or self._cancelled:
             return self._failed(message, None)
         mirror = self._revisions.discard_damaged(repo, err, self._clone_into)
-        if mirror is Mirror.REPLACED:  # its next fetch is the new revision's
-            said = (
-                "the local mirror, said damaged and too large to check, was cloned anew beside it"
-            )
-            return self._failed(f"{message}; {said}, in its place", None)
-        if mirror is Mirror.KEPT:
-            return self._failed(message, None)
-        fields = {"url": self.url, "ref": self.options.ref, "error": error[:300]}
-        log.warning("git mirror damaged: deleted", extra={"fields": fields})
-        return self._failed(
-            f"{message}; the local mirror was damaged: deleted, cloned again at the next sync", None
-        )
+        if mirror is Mirror.DELETED:
+            fields = {"url": self.url, "ref": self.options.ref, "error": error[:300]}
+            log.warning("git mirror damaged: deleted", extra={"fields": fields})
+        return self._failed(f"{message}{MIRROR_SAID[mirror]}", None)
 
     def _clone_into(self, new: GitRepo) -> None:
         """A new clone of the mirror (``Revisions.discard_damaged``), cancelled by a stop."""
@@ -446,14 +439,6 @@ class GitSource:
         finally:
             with self._lock:
                 self._in_flight = repo
-
-    def _retry_in(self, failures: int) -> float:
-        interval = self.options.interval
-        if failures == 0:
-            return interval
-        cap = max(self.options.max_backoff, interval)
-        # min() before the power would overflow for a very long outage.
-        return min(cap, interval * 2.0 ** min(failures, 32))
 
     def read_ahead(self, workers: int) -> int:
         """At start-up, before any thread exists: read the tree an earlier run left in force

@@ -45,3 +45,14 @@ class GitStatus(SourceState):
     @property
     def applied_revision(self) -> str | None:
         return self.revision
+
+
+def retry_in(options: GitOptions, failures: int) -> float:
+    """Seconds to the next sync after ``failures`` failed in a row: ``interval``, doubled on
+    each failure, up to ``max_backoff`` (or ``interval``, if longer)."""
+    interval = options.interval
+    if failures == 0:
+        return interval
+    cap = max(options.max_backoff, interval)
+    # min() before the power would overflow for a very long outage.
+    return min(cap, interval * 2.0 ** min(failures, 32))

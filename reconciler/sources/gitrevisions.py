@@ -128,6 +128,16 @@ class Mirror(enum.Enum):
     REPLACED = "replaced"  # by a new clone, whose fetch succeeded
 
 
+# What a failed fetch's error adds for what ``Revisions.discard_damaged`` did with the mirror
+# (a replaced one: its next fetch is the new revision's).
+MIRROR_SAID = {
+    Mirror.KEPT: "",
+    Mirror.DELETED: "; the local mirror was damaged: deleted, cloned again at the next sync",
+    Mirror.REPLACED: "; the local mirror, said damaged and too large to check, was cloned anew "
+    "beside it, in its place",
+}
+
+
 class Revisions:
     """The worktrees under ``base``; ``applied`` is the revision ``current`` points at (None
     before the first checkout)."""
