@@ -97,9 +97,9 @@ def run_validate(args: argparse.Namespace) -> int:
     if (past := declared_past(found.definitions, args.max_tasks)) is not None:
         problems = [*problems, printable(f"{', '.join(args.paths)}: {past}")]
     receivers, warnings, warned = None, found.warnings, found.warned
-    if not (found.files or problems or warnings):  # "ok: 0 tasks" hid a mistyped folder
-        warnings = [*warnings, f"{', '.join(args.paths)}: warning: {_NO_TASK_FILES}"]
-        warned += 1
+    if not problems:  # "ok: 0 tasks" hid a mistyped folder, also beside one of tasks
+        warnings = [*warnings, *(printable(f"{r}: warning: {_NO_TASK_FILES}") for r in found.empty)]
+        warned += len(found.empty)
     if args.notifications is not None:
         receivers, said, notes = _check_notifications(args.notifications)
         problems, warnings, warned = [*problems, *said], [*warnings, *notes], warned + len(notes)

@@ -47,6 +47,7 @@ class Survey:
     problems: list[str]
     warnings: list[str]  # files misnamed, valid tasks that read differently elsewhere, CronJobs
     warned: int  # the warnings, those not shown among them (a line of ``warnings`` says so)
+    empty: tuple[Path, ...] = ()  # the roots with no task file (nor a misnamed one) under them
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -79,7 +80,14 @@ def survey(source: DirectorySource, workers: int | None = None) -> Survey:
         misnamed.append(f"{len(named) - MISNAMED_LOGGED} more files not read for their ending")
     warnings = misnamed + [w for r in read for w in r.warnings]
     ignored, warned = sum(r.ignored for r in read), len(named) + sum(r.warned for r in read)
-    return Survey(len(read), tasks, definitions, ignored, problems, warnings, warned)
+    empty = _empty_roots(source.roots, [*paths, *map(Path, named)])  # named: as shown
+    return Survey(len(read), tasks, definitions, ignored, problems, warnings, warned, empty)
+
+
+def _empty_roots(roots: Sequence[Path], found: Sequence[Path]) -> tuple[Path, ...]:
+    """The ``roots`` none of the files ``found`` is under (or is): a folder mistyped, or one of
+    files not named .yaml, beside others that hold tasks."""
+    return tuple(r for r in roots if not any(f.is_relative_to(r) for f in found))
 
 
 def _read_share(source: DirectorySource, paths: Sequence[Path]) -> list[_FileReport | None]:

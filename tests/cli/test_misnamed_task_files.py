@@ -109,3 +109,25 @@ def test_validate_of_a_folder_without_task_files_says_so(tmp_path: Path) -> None
     ]
     (tmp_path / "tasks" / "backup.yaml").write_text(NEVER_DUE)
     assert crontask_cli("validate", "tasks", cwd=tmp_path).stdout == "ok: 1 file, 1 task\n"
+
+
+def test_validate_names_each_given_folder_without_task_files(tmp_path: Path) -> None:
+    """A mistyped folder beside one that holds tasks passed without a word; with --git-path the
+    folder read in the checkout is named, not the checkout."""
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "backup.yaml").write_text(NEVER_DUE)
+    (tmp_path / "tsaks").mkdir()
+    (tmp_path / "tsaks" / "Other.YAML").write_text(NEVER_DUE)  # said as misnamed: not empty
+    (tmp_path / "ops").mkdir()
+
+    done = crontask_cli("validate", "tasks", "ops", "tsaks", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "tsaks/Other.YAML: warning: not read: task files end in .yaml or .yml, in lower case",
+        "ops: warning: no task files: crontask reads the *.yaml and *.yml files under it",
+        "ok: 1 file, 1 task, 2 warnings",
+    ]
+    (tmp_path / "ops" / "sub").mkdir()
+    done = crontask_cli("validate", "ops", "--git-path", "sub", cwd=tmp_path)
+    assert done.stdout.splitlines()[0].startswith("ops/sub: warning: no task files"), done.stdout
