@@ -85,7 +85,6 @@ def parse_object(body: bytes) -> dict[str, Any]:
     return data
 
 
-_ESCAPE: Final = re.compile(r"\\.", re.DOTALL)
 _QUOTED: Final = re.compile(r'"[^"]*"')
 _TOO_MANY: Final = f"more than {BODY_VALUES:,} values (the limit for one task)"
 
@@ -97,7 +96,10 @@ def _most_values(text: str) -> int:
     million empty lists took 22 MiB to build. Escapes go first, so that each string is a
     pair of quotes (a pattern that retries from each quote took quadratic time on a string
     of escaped quotes left open)."""
-    bare = _QUOTED.sub("", _ESCAPE.sub("", text))
+    # Escapes go first: an escaped backslash, then an escaped quote (a pattern of both cost
+    # 25 ms on a megabyte of them, against 2 ms for the JSON reader); no other escape holds one.
+    unescaped = text.replace("\\\\", "").replace('\\"', "")
+    bare = _QUOTED.sub("", unescaped)
     return 1 + sum(bare.count(mark) for mark in "[{,:")
 
 

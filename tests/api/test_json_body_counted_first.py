@@ -64,3 +64,25 @@ def test_a_quote_left_open_after_escapes_is_read_in_linear_time() -> None:
     with pytest.raises(BodyProblem) as refused:
         parse_object(('{"a": "' + '\\"' * 500_000).encode())
     assert refused.value.message.startswith("invalid JSON: Unterminated string")
+
+
+def _marks(value: Any) -> int:
+    """The ``[``, ``{``, ``,`` and ``:`` JSON writes for ``value`` outside its strings."""
+    if isinstance(value, list):
+        return 1 + max(len(value) - 1, 0) + sum(_marks(item) for item in value)
+    if isinstance(value, dict):
+        pairs = len(value)
+        return 1 + max(pairs - 1, 0) + pairs + sum(_marks(item) for item in value.values())
+    return 0
+
+
+def test_strings_full_of_escapes_are_passed_over_exactly() -> None:
+    """Escaped quotes and backslashes in any order, as json.dumps writes them (ASCII or not):
+    the count is what the structure writes, never a mark inside a string."""
+    pieces = ['"', "\\", '\\"', '"\\', "[", "{", ",", ":", "é", "\n", "\u2028", "]"]
+    for n in range(400):
+        text = "".join(pieces[(n * 7 + k * k) % len(pieces)] for k in range(n % 23))
+        value: Any = {text: [text, {text + "x": [text]}, []], "k": text}
+        for ascii_only in (True, False):
+            body = json.dumps(value, ensure_ascii=ascii_only)
+            assert jsonbody._most_values(body) == 1 + _marks(value), body
