@@ -79,6 +79,7 @@ from reconciler.store import (
 from reconciler.store.base import DuplicateRun, ExclusiveClaim, StoreUnavailable
 from reconciler.store.query import Cursor, RunPage, RunQuery
 from reconciler.store.records import normalized, utc
+from reconciler.store.sql_cut import PG_READ_ANSWER_WAIT, PG_WRITE_ANSWER_WAIT, Cutter
 from reconciler.store.sql_errors import is_unique_violation, reader_said, translated_errors
 from reconciler.store.sql_pages import select_page
 from reconciler.store.sql_rows import MUTABLE, record_to_row, row_key
@@ -124,13 +125,20 @@ class SqlRunStore:
 
     keep_marks = False  # save_many leaves marked records so (``store.keep_marks``)
 
-    def __init__(self, engine: Engine, *, read_wait: timedelta | None = None) -> None:
+    def __init__(
+        self, engine: Engine, *, read_wait: timedelta | None = None, cutter: Cutter | None = None
+    ) -> None:
         """Wrap an engine from :func:`create_engine` whose schema is already at HEAD.
-        ``read_wait``: how long a read waits for a lock on PostgreSQL (else: no limit)."""
+        ``read_wait``: how long a read waits for a lock on PostgreSQL (else: no limit).
+        ``cutter``: the engine's (made with it: it knows its connections from the first)."""
         self._engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
         self._read_wait = None if read_wait is None else wait_ms(read_wait)
         self._closed = False
+        # PostgreSQL: a call the database never answers is ended past these (``sql_cut``).
+        self._cutter = None if self._sqlite else cutter or Cutter(engine)
+        self.write_answer_wait = None if self._sqlite else PG_WRITE_ANSWER_WAIT
+        self.read_answer_wait = None if self._sqlite else PG_READ_ANSWER_WAIT
         self._bulk_reads = threading.BoundedSemaphore(_BULK_READERS)
         # Built once: a statement built per call is traversed for its cache key on every
         # execution, which was most of a burst's claims and saves in the store's threads.
@@ -167,6 +175,7 @@ class SqlRunStore:
         if not existing:  # a reader may read so (read-only media), a writer corrupts the file
             refuse_unlocked(url)
         engine = create_engine(url, existing=existing)
+        cutter = None if engine.dialect.name == "sqlite" else Cutter(engine)
         try:
             if existing:
                 _check(engine, wait_ms(READ_LOCK_WAIT))
@@ -177,7 +186,7 @@ class SqlRunStore:
         except BaseException:
             engine.dispose()
             raise
-        store = cls(engine, read_wait=READ_LOCK_WAIT if existing else None)
+        store = cls(engine, read_wait=READ_LOCK_WAIT if existing else None, cutter=cutter)
         if writer:
             try:
                 store._warm_up()
@@ -197,16 +206,24 @@ class SqlRunStore:
     # -- connections ---------------------------------------------------------------------------
 
     def _tx(
-        self, *, write: bool, wait: timedelta | None = None
+        self, *, write: bool, wait: timedelta | None = None, run_path: bool = False
     ) -> AbstractContextManager[Connection]:
         """A transaction; ``wait``: how long a write waits for a lock another holds (else
         SQLite's busy timeout, PostgreSQL's lock_timeout: none). A read waits as the store
-        was opened (``read_wait``)."""
+        was opened (``read_wait``). On PostgreSQL it fails once past ``write_answer_wait``
+        (``run_path``: a run's claim or record, ``_write``), else ``read_answer_wait``."""
         if self._closed:
             raise RuntimeError("the run store is closed")
         ms = (None if wait is None else wait_ms(wait)) if write else self._read_wait
+        bound = self.write_answer_wait if run_path else self.read_answer_wait
         return sql_tx.transaction(
-            self._engine, sqlite=self._sqlite, write=write, ms=ms, read_wait=self._read_wait
+            self._engine,
+            sqlite=self._sqlite,
+            write=write,
+            ms=ms,
+            read_wait=self._read_wait,
+            cutter=self._cutter,
+            bound=bound,
         )
 
     def _write(self, work: Callable[[Connection], _T], *, lock_wait: bool = True) -> _T:
@@ -217,7 +234,8 @@ class SqlRunStore:
         ``lock_wait``: a lock someone else holds is waited for WRITE_LOCK_WAIT (a run's write),
         else as long as the database's own settings say."""
         wait = WRITE_LOCK_WAIT if lock_wait else None
-        return sql_tx.retried(lambda: self._tx(write=True, wait=wait), work, _WRITE_ATTEMPTS)
+        tx = functools.partial(self._tx, write=True, wait=wait, run_path=True)
+        return sql_tx.retried(tx, work, _WRITE_ATTEMPTS)
 
     # -- RunStore ------------------------------------------------------------------------------
 

@@ -116,6 +116,8 @@ OFF_THE_STOP_PATH = {
     "WRITE_LOCK_WAIT": "a write's lock wait, bounded for the stop by ANSWER_WAIT (counted)",
     "SQLITE_BUSY_TIMEOUT": "background writes (pruning), not awaited by the stop",
     "PG_IDLE_IN_TRANSACTION_TIMEOUT": "the server's limit on a session, not a wait of crontask",
+    "PG_WRITE_ANSWER_WAIT": "ends a run store write on PostgreSQL: the stop waits ANSWER_WAIT",
+    "PG_READ_ANSWER_WAIT": "ends a run store read on PostgreSQL: awaited within its caller's",
     # Named in one module, or a name several modules use: by its place.
     "api/admission.py:WAIT_SECONDS": "a wait at the API's door: cut at HTTP_STOP_WAIT",
     "api/admission.py:PLAN_WAIT_SECONDS": "a plan's wait at the API's door: as WAIT_SECONDS",
