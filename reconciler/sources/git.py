@@ -30,11 +30,12 @@ How it works (``crontask run --git URL``):
 - Reading is a ``DirectorySource`` rooted at ``current/<path>``, through the symlink: paths are
   the same in every revision, so the directory source's per-file last-known-good carries over.
   A file broken in a new revision keeps its tasks on their definitions from the revision before,
-  with the error; a revision with no tasks at all removes nothing by itself (the planner holds
-  removals when desired is empty, unless ``--allow-empty``); a revision where ``path`` is gone is
-  a "path does not exist" error and keeps the tasks. Every Location has ``source="git"``, the
-  path relative to the repository root (``deploy/tasks/a.yaml``) and ``revision`` = the SHA of
-  the commit the text was read from (a kept last-good definition keeps its older SHA).
+  with the error; a revision that yields no task while the one in force has some (``path``
+  gone, or without a task file unless ``--allow-empty``) is refused whole, as one over the
+  bounds is, so that a restart reads the tasks still (``gitempty``). Every Location has
+  ``source="git"``, the path relative to the repository root (``deploy/tasks/a.yaml``) and
+  ``revision`` = the SHA of the commit the text was read from (a kept last-good definition keeps
+  its older SHA).
 - A commit is as untrusted as a folder, and read with the same bounds (files over
   ``max_file_size``, YAML alias bombs, ...). A symlink in a commit may lead to another file of
   the same commit, resolved inside the worktree in force; one that leads out of it (to
@@ -88,6 +89,7 @@ from reconciler.sources.ahead import read_ahead
 from reconciler.sources.base import Notify, Ready
 from reconciler.sources.gitcheckout import FILE_SIZE_MARGIN, CheckoutLimits, CheckoutRefusedError
 from reconciler.sources.gitcredentials import credentials_of
+from reconciler.sources.gitempty import has_task_files, without_tasks
 from reconciler.sources.gitenv import Credentials, git_env
 from reconciler.sources.gitfiles import repository_files
 from reconciler.sources.gitintact import check_in_force
@@ -320,6 +322,7 @@ class GitSource:
             return False
         try:
             self._revisions.check_out(repo, sha)
+            self._check_yield(sha)
         except CheckoutRefusedError as err:
             return self._failed(f"revision {sha[:12]} refused: {redact(str(err))}", sha)
         except (GitError, OSError) as err:
@@ -337,6 +340,19 @@ class GitSource:
             applied()
         tidy(self._revisions, repo, self._stopped)
         return True
+
+    def _check_yield(self, sha: str) -> None:
+        """Refuse the revision ``sha``, checked out, if it yields no task while the revision in
+        force has some (``gitempty``); raises CheckoutRefusedError."""
+        with self._tree_lock:
+            applied, path = self._revisions.applied, self.path
+            read = applied == self._read_revision  # else not read yet in this process
+            tasks = applied is not None and (
+                bool(self._files.definitions()) if read else has_task_files(self.current, path)
+            )
+        why = without_tasks(self.worktrees / sha, path, guard_empty=self.options.guard_empty)
+        if tasks and why is not None:
+            raise CheckoutRefusedError(why)
 
     def _tidy_leftovers(self, switched: bool) -> None:
         """A start's first sync, with a revision in force from before, deletes every other

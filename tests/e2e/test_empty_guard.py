@@ -1,6 +1,6 @@
 """The empty-set guard holds per source under the real ``crontask run``: with a task of another
 source present, a watched folder that is unmounted or moved away, or a git revision whose
-``--git-path`` holds no task file, removes none of its tasks."""
+``--git-path`` holds no task file (refused whole: ``gitempty``), removes none of its tasks."""
 
 from __future__ import annotations
 
@@ -54,15 +54,16 @@ def test_a_commit_without_task_files_keeps_the_git_tasks_although_a_folder_holds
     crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:
     repo = Repo(tmp_path / "remote")
-    repo.commit({"tasks/tick.yaml": task("tick", append(str(tmp_path / "tick.txt")))}, "add")
+    good = repo.commit({"tasks/tick.yaml": task("tick", append(str(tmp_path / "tick.txt")))}, "add")
     app = crontask("--git", repo.url, "--git-path", "tasks", "--git-interval", "0.5s")
     (app.tasks / "daily.yaml").write_text(task("daily", ["true"], schedule="@daily"))
     wait_for("a first run", lambda: lines(tmp_path / "tick.txt"))
     emptied = repo.commit({"tasks/tick.yaml": None, "tasks/README.md": "moved\n"}, "empty")
-    app.wait_log("no task file here any more")
+    # Refused whole (the revision with tasks stays in force, for a restart too).
+    app.wait_log(f"revision {emptied[:12]} refused: --git-path 'tasks' holds no task file")
     before = len(lines(tmp_path / "tick.txt"))
     wait_for("tick to keep running", lambda: len(lines(tmp_path / "tick.txt")) >= before + 2)
     assert "task removed" not in app.log()
     sources = httpx.get(f"{app.server}/api/v1/sources").json()["items"]
     git = next(s for s in sources if s["kind"] == "git")
-    assert (git["revision"], git["errors"]) == (emptied, 1)
+    assert (git["revision"], git["attemptedRevision"], git["errors"]) == (good, emptied, 0)

@@ -279,17 +279,19 @@ def test_a_path_inside_the_repository(remote: Remote, state: Path, clock: Clock)
     assert definition.key == "default/a"
     assert definition.location.path == "deploy/tasks/a.yaml"
 
-    # A revision without the folder keeps the tasks and says why.
+    # A revision without the folder is refused (``gitempty``), and says why.
+    applied = source.status().revision
     remote.rm("deploy")
     gone = remote.commit()
-    assert synced(source)
+    assert not synced(source)
     assert set(schedules(source)) == {"default/a"}
-    (error,) = source.errors()
-    assert (str(error), error.location.revision) == (
-        "deploy/tasks: no task file here any more: keeping its task: path does not exist in "
-        f"this revision; it stays until it is back (revision {gone[:12]})",
-        gone,
+    status = source.status()
+    assert (status.revision, status.attempted_revision) == (applied, gone)
+    assert status.last_error == (
+        f"revision {gone[:12]} refused: --git-path 'deploy/tasks' does not exist in it; the "
+        "tasks of the revision in force stay until a revision has it (retrying in 60s)"
     )
+    assert source.errors() == []
 
     with pytest.raises(ValueError, match="relative"):
         source_for(remote, state, clock, path="../elsewhere")

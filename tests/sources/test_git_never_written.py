@@ -132,7 +132,8 @@ def test_a_git_path_of_entries_git_never_writes_alone_holds_no_task_file(
     remote: Remote, state: Path, clock: Clock
 ) -> None:
     """Its pathspec matched nothing: the checkout failed, and every sync after it, for ever.
-    Now it is a folder with no task file, whose tasks are kept (unless --allow-empty)."""
+    Now git writes no folder there: a revision without ``--git-path``, refused while the
+    revision in force has tasks (``gitempty``), which stay."""
     remote.write("tasks/a.yaml", doc("a"))
     good = remote.commit()
     source = source_for(remote, state, clock, path="tasks")
@@ -141,13 +142,15 @@ def test_a_git_path_of_entries_git_never_writes_alone_holds_no_task_file(
     root = tree(remote, [("40000", "tasks", tree(remote, [("100644", ".GIT", task)]))])
     crafted = git_out(remote, "commit-tree", "-p", good, "-m", "crafted", root)
     remote.push(f"{crafted}:refs/heads/main")
-    assert synced(source), source.status().last_error
-    assert source.status().applied_revision == crafted
+    assert not synced(source)
+    status = source.status()
+    assert (status.applied_revision, status.attempted_revision) == (good, crafted)
+    assert status.last_error is not None
+    assert status.last_error.startswith(
+        f"revision {crafted[:12]} refused: --git-path 'tasks' does not exist in it"
+    )
     assert schedules(source) == {"default/a": "* * * * *"}
-    errors = errors_of(source)
-    assert errors.pop("tasks/.GIT") == NEVER_WRITTEN
-    assert list(errors) == ["tasks"]
-    assert "no task file" in errors["tasks"]
+    assert errors_of(source) == {}
 
 
 @pytest.mark.parametrize(

@@ -46,7 +46,7 @@ def test_a_git_path_linked_out_of_the_repository_is_refused_until_a_commit_fixes
     for folder in (host, host / "inner"):
         (folder / "host-secret-name.yaml").write_text(doc("stolen"))
     remote.write(f"{path}/a.yaml", doc("a", "1 * * * *"))
-    remote.commit()
+    good = remote.commit()
     source = GitSource(GitOptions(remote.url, path=path), state, clock=Clock())
     assert synced(source)
     assert schedules(source) == {"default/a": "1 * * * *"}
@@ -55,9 +55,14 @@ def test_a_git_path_linked_out_of_the_repository_is_refused_until_a_commit_fixes
     shutil.rmtree(remote.work / "tasks")
     os.symlink(host, remote.work / "tasks")
     sha = remote.commit()
-    assert synced(source)
-    assert [str(e) for e in source.errors()] == [f"{path}: {OUTSIDE} (revision {sha[:12]})"]
-    assert schedules(source) == {"default/a": "1 * * * *"}  # the revision before stays
+    assert not synced(source)  # refused whole (``gitempty``): the revision before stays
+    status = source.status()
+    assert status.last_error == (
+        f"revision {sha[:12]} refused: --git-path '{path}': a symbolic link on this path leads "
+        "outside the repository; the tasks of the revision in force stay (retrying in 60s)"
+    )
+    assert (status.revision, source.errors()) == (good, [])
+    assert schedules(source) == {"default/a": "1 * * * *"}
     assert "host-secret-name" not in everything_said(source)
     assert "stolen" not in everything_said(source)
 

@@ -61,17 +61,22 @@ def test_a_task_folder_or_file_turned_into_a_submodule_keeps_its_tasks(
 
 
 def test_a_git_path_turned_into_a_submodule_keeps_its_tasks(tmp_path: Path) -> None:
-    # It read as a path gone ("path does not exist in this revision"): git wrote nothing there.
+    # The revision is refused whole (``gitempty``), whatever --allow-empty says: the revision
+    # before stays in force, across a restart too.
     remote = Remote(tmp_path)
     remote.write("team/sub.yaml", doc("sub", "2 * * * *"))
-    remote.commit()
+    good = remote.commit()
     source = source_for(remote, tmp_path / "state", Clock(), path="team")
     assert synced(source)
     assert schedules(source) == {"default/sub": "2 * * * *"}
 
     sha = to_submodule(remote, "team")
-    assert synced(source)
-    assert [str(e) for e in source.errors()] == [f"team: {SUBMODULE} (revision {sha[:12]})"]
+    assert not synced(source)
+    assert source.status().last_error == (
+        f"revision {sha[:12]} refused: --git-path 'team' is a submodule (an empty folder) in "
+        "it; the tasks of the revision in force stay (retrying in 60s)"
+    )
+    assert (source.status().revision, source.errors()) == (good, [])
     assert schedules(source) == {"default/sub": "2 * * * *"}
 
 
