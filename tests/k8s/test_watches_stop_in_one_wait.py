@@ -53,6 +53,9 @@ def test_the_crontask_watch_stops_in_the_job_watches_wait(
         assert await asyncio.to_thread(jobs.start, loop, 10)
         await asyncio.wait_for(ready.wait(), 20)
         assert source.informer.synced
+        # Each informer's watch open first: one whose request had come but was not yet a
+        # stream when the watches were cut went on, and never asked again.
+        await asyncio.to_thread(emulator.wait_for_watches, 1 + len(NAMESPACES), None, 20)
         since = len(emulator.requests)
         emulator.hold("GET")
         emulator.cut_watches()  # each informer watches again: held, a request stop cannot cut

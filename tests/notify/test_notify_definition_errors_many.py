@@ -7,6 +7,7 @@ driven here without its senders: the messages stay queued)."""
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 from reconciler.core.desired import DefinitionError, DesiredState, Location
@@ -50,7 +51,8 @@ def test_many_definition_errors_make_one_message_per_receiver(tmp_path: Path) ->
     asyncio.run(notifier._drain())
 
     assert len(asked) == len(errors) + 1
-    ours = sorted(str(e) for e in [*errors, nameless] if not (e.key or "").endswith("-7"))
+    ours = [str(e) for e in [*errors, nameless] if not (e.key or "").endswith("-7")]
+    ours.sort(key=lambda text: [int(p) if p.isdigit() else p for p in re.split(r"([0-9]+)", text)])
     ops = [text for text in ours if text.startswith("tasks/ops.yaml")]
     for receiver, expected in (("all", ours), ("ops", ops)):
         [message] = notifier.queues[receiver]
