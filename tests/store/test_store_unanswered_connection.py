@@ -8,25 +8,21 @@ skipped, its claim "waiting for the run store", until crontask was restarted."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
 
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from reconciler.store import StoreUnavailable, open_store
 from reconciler.store.sql import SqlRunStore
-from tests.membership.test_renewal_unanswered_connection import Swallowing
+from tests.faults.swallowing import Swallowing, answer
 
 pytestmark = pytest.mark.postgres
 
 # The bounds the test gives the store's calls (seconds).
 BOUND = 1.0
-# Only so that a call that waits for ever does not hold the test for ever.
-GIVE_UP_S = 30.0
 
 
 def record(n: int, status: RunStatus = RunStatus.RUNNING) -> RunRecord:
@@ -43,11 +39,8 @@ def record(n: int, status: RunStatus = RunStatus.RUNNING) -> RunRecord:
 @pytest.fixture
 def proxied(pg_url: str) -> Iterator[tuple[SqlRunStore, Swallowing]]:
     open_store(pg_url).close()  # migrated
-    url = make_url(pg_url)
-    proxy = Swallowing(url.host or "127.0.0.1", url.port or 5432)
-    # A connection made through it while it swallows waits out its connect timeout.
-    through = url.set(host="127.0.0.1", port=proxy.port).update_query_dict({"connect_timeout": "2"})
-    store = SqlRunStore.open(through.render_as_string(False), writer=True)
+    proxy = Swallowing.to(pg_url)
+    store = SqlRunStore.open(proxy.url(pg_url), writer=True)
     store.write_answer_wait = store.read_answer_wait = BOUND
     try:
         yield store, proxy
@@ -55,23 +48,6 @@ def proxied(pg_url: str) -> Iterator[tuple[SqlRunStore, Swallowing]]:
         proxy.swallow.clear()
         store.close()
         proxy.close()
-
-
-def answer(call: Callable[[], object]) -> object:
-    """``call``'s answer or its error, from a thread given up on after ``GIVE_UP_S``."""
-    got: list[object] = []
-
-    def work() -> None:
-        try:
-            got.append(call())
-        except Exception as err:
-            got.append(err)
-
-    worker = threading.Thread(target=work, daemon=True)
-    worker.start()
-    worker.join(GIVE_UP_S)
-    assert got, "the call never returned"
-    return got[0]
 
 
 def test_a_claim_never_answered_fails_and_the_next_one_is_taken(
