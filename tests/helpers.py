@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import signal
 import socket
 import ssl
 import subprocess
@@ -186,3 +187,27 @@ def pump(source: socket.socket, sink: socket.socket) -> None:
             sink.sendall(data)
     with contextlib.suppress(OSError):
         sink.shutdown(socket.SHUT_WR)
+
+
+@contextlib.contextmanager
+def serving(folder: Path, *options: str) -> Iterator[str]:
+    """``crontask run tasks *options`` started in ``folder`` (which holds ``tasks``), with
+    its API on a free loopback port: the API's URL once it says it is listening, until the
+    block ends (then SIGTERM). Its stderr is read only until then: a test that needs the log
+    after starts it with :func:`start_crontask_run`."""
+    address = f"127.0.0.1:{free_port()}"
+    argv = [sys.executable, "-m", "reconciler", "run", "tasks", "--listen", address, *options]
+    proc = subprocess.Popen(argv, cwd=folder, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    lines = []
+    try:
+        for line in proc.stderr:  # served once it says so
+            lines.append(line)
+            if "api listening" in line:
+                break
+        else:
+            raise AssertionError("".join(lines))
+        yield f"http://{address}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)

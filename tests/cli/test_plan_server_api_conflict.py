@@ -6,9 +6,6 @@ plans no step for that key, as the server's own ``POST /api/v1/plan`` does. It p
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +13,7 @@ import httpx
 import pytest
 
 from tests.cli.hostile import cli
-from tests.helpers import free_port
+from tests.helpers import serving
 
 FILE_TASK = """\
 apiVersion: crontask.dev/v1alpha1
@@ -41,27 +38,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("plan-api-conflict")
     (root / "tasks").mkdir()
     (root / "tasks" / "a.yaml").write_text(FILE_TASK)
-    address = f"127.0.0.1:{free_port()}"
-    argv = ["run", "tasks", "--state-dir", "state", "--listen", address]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", *argv], cwd=root, stderr=subprocess.PIPE, text=True
-    )
-    assert proc.stderr is not None
-    lines = []
-    try:
-        for line in proc.stderr:  # served once it says so
-            lines.append(line)
-            if "api listening" in line:
-                break
-        else:
-            raise AssertionError("".join(lines))
-        url = f"http://{address}"
+    with serving(root, "--state-dir", "state") as url:
         created = httpx.post(f"{url}/api/v1/tasks", json=API_TASK, timeout=10)
         assert created.status_code == 201, created.text
         yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
 
 
 @pytest.fixture(autouse=True)

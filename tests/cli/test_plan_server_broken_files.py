@@ -9,9 +9,6 @@ may be kept. Against a real ``crontask run``."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +16,7 @@ import pytest
 
 from tests.cli.hostile import cli
 from tests.cli.test_inspect import doc
-from tests.helpers import free_port
+from tests.helpers import serving
 
 KEEP = doc("keep-me", "@daily") + "---\n" + doc("mate", "@daily")
 OTHER = doc("other", "@daily")
@@ -35,24 +32,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     (root / "tasks").mkdir()
     (root / "tasks" / "a.yaml").write_text(KEEP)
     (root / "tasks" / "b.yaml").write_text(OTHER)
-    address = f"127.0.0.1:{free_port()}"
-    argv = ["run", "tasks", "--state-dir", "state", "--listen", address]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", *argv], cwd=root, stderr=subprocess.PIPE, text=True
-    )
-    assert proc.stderr is not None
-    lines = []
-    try:
-        for line in proc.stderr:  # served once it says so
-            lines.append(line)
-            if "api listening" in line:
-                break
-        else:
-            raise AssertionError("".join(lines))
-        yield f"http://{address}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
+    with serving(root, "--state-dir", "state") as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)

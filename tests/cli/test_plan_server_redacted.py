@@ -6,16 +6,13 @@ secrets. Against a real ``crontask run`` with an auth file."""
 from __future__ import annotations
 
 import hashlib
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.cli.hostile import cli
-from tests.helpers import free_port
+from tests.helpers import serving
 
 VIEWER = "viewer-token-for-plan"
 ADMIN = "admin-token-for-plan"
@@ -46,27 +43,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         f"  - {{name: ci, sha256: {_digest(VIEWER)}, role: viewer}}\n"
         f"  - {{name: adm, sha256: {_digest(ADMIN)}, role: admin}}\n"
     )
-    address = f"127.0.0.1:{free_port()}"
-    argv = ["run", "tasks", "--listen", address, "--auth-config", "auth.yaml"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", *argv],
-        cwd=root,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    lines = []
-    try:
-        for line in proc.stderr:  # served once it says so
-            lines.append(line)
-            if "api listening" in line:
-                break
-        else:
-            raise AssertionError("".join(lines))
-        yield f"http://{address}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
+    with serving(root, "--auth-config", "auth.yaml") as url:
+        yield url
 
 
 def plan(

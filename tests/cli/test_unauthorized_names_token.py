@@ -7,15 +7,12 @@ real ``crontask run`` with an auth file."""
 from __future__ import annotations
 
 import hashlib
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 
 from tests.cli.hostile import cli
-from tests.helpers import free_port
+from tests.helpers import serving
 
 VIEWER = "viewer-token-for-401"
 
@@ -27,27 +24,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     (root / "tasks").mkdir()
     digest = hashlib.sha256(VIEWER.encode()).hexdigest()
     (root / "auth.yaml").write_text(f"tokens:\n  - {{name: ci, sha256: {digest}, role: viewer}}\n")
-    address = f"127.0.0.1:{free_port()}"
-    argv = ["run", "tasks", "--allow-empty", "--listen", address, "--auth-config", "auth.yaml"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", *argv],
-        cwd=root,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    lines = []
-    try:
-        for line in proc.stderr:  # served once it says so
-            lines.append(line)
-            if "api listening" in line:
-                break
-        else:
-            raise AssertionError("".join(lines))
-        yield f"http://{address}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
+    with serving(root, "--allow-empty", "--auth-config", "auth.yaml") as url:
+        yield url
 
 
 COMMANDS = [("tasks",), ("runs",), ("trigger", "ops/report"), ("members",)]
