@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 import yaml
 
 from tests.helpers import wait_for
@@ -38,6 +39,7 @@ def resynced(instance: Crontask) -> int:
     return sum(1 for line in instance.log().splitlines() if "resync=True" in line)
 
 
+@pytest.mark.slow  # 8 s: runs of a job task, then of its command, on the emulator
 def test_the_jobs_of_a_task_that_no_longer_runs_jobs_go_with_their_runs_history(
     crontask: Callable[..., Crontask], emulator: Emulator
 ) -> None:

@@ -65,6 +65,7 @@ def test_a_claim_never_answered_fails_and_the_next_one_is_taken(
     assert answer(lambda: store.claim_many([record(1)])) == [True]
 
 
+@pytest.mark.slow  # 8 s: two calls waited out to their bound
 def test_a_save_and_a_read_never_answered_fail_and_the_next_ones_work(
     proxied: tuple[SqlRunStore, Swallowing],
 ) -> None:
