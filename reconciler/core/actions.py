@@ -368,8 +368,8 @@ class HttpAction(Model):
         """What this action says that does not do what it seems, for warnings (validate prints
         them, ``crontask run`` logs them): parts of ``expectStatus`` that match no status
         beside those that do, the URL's user name or password beside an Authorization header,
-        which the client sends as Basic credentials in place of the header's, and a header a
-        request has once listed twice (``_ONCE``)."""
+        which the client sends as Basic credentials in place of the header's, a HEAD with a
+        body, and a header a request has once listed twice (``_ONCE``)."""
         said = [
             f"expectStatus {self.expect_status!r}: {why}"
             for why in dead_statuses(self.expect_status)
@@ -382,6 +382,8 @@ class HttpAction(Model):
                 for header in self.headers
                 if header.name.lower() == "authorization"
             ]
+        if self.method is HttpMethod.HEAD and self.body is not None:
+            said.append("method HEAD with a body: it is sent, and a server may refuse it")
         names = [header.name.lower() for header in self.headers]
         said += [
             f"the header {name!r} is given {names.count(name.lower())} times: {why} (keep one)"

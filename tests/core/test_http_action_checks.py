@@ -166,3 +166,11 @@ def test_a_header_a_request_has_once_given_twice_is_a_warning(names: list[str], 
 def test_a_list_header_given_twice_is_taken_without_a_word() -> None:
     headers = [{"name": "Accept", "value": "text/html"}, {"name": "accept", "value": "*/*"}]
     assert doubts(headers=headers) == []
+
+
+def test_a_head_request_with_a_body_is_a_warning() -> None:
+    """HEAD has no body: the client sends it all the same, and a server may refuse it."""
+    said = "method HEAD with a body: it is sent, and a server may refuse it"
+    assert doubts(method="HEAD", body="x") == [said]
+    assert doubts(method="HEAD") == []
+    assert doubts(method="POST", body="x") == []
