@@ -267,6 +267,25 @@
     event.preventDefault();
     swap(filterUrl(form), true);
   });
+  // Run now sends once: a second click while the first waits for its answer (up to 5 s with
+  // replicas or Replace) posted again, and under Allow started a second run. A page brought
+  // back from the history (Back) may send again.
+  document.addEventListener("submit", function (event) {
+    const form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.classList.contains("run-now")) return;
+    if (form.dataset.sent) {
+      event.preventDefault();
+      return;
+    }
+    form.dataset.sent = "1";
+    form.querySelectorAll("button").forEach(function (button) { button.disabled = true; });
+  });
+  window.addEventListener("pageshow", function () {
+    document.querySelectorAll("form.run-now").forEach(function (form) {
+      delete form.dataset.sent;
+      form.querySelectorAll("button").forEach(function (button) { button.disabled = false; });
+    });
+  });
   document.addEventListener("visibilitychange", function () {
     if (!document.hidden) schedule();
   });
