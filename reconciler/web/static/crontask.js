@@ -70,25 +70,32 @@
     });
   }
 
+  // The banner of that id, made (a <p> of that class and ARIA role, in ``parent`` before
+  // ``before``, at its end for null) if the page has none yet.
+  function banner(id, className, role, parent, before) {
+    let found = document.getElementById(id);
+    if (!found) {
+      found = document.createElement("p");
+      found.id = id;
+      found.className = className;
+      found.setAttribute("role", role);
+      parent.insertBefore(found, before);
+    }
+    return found;
+  }
+
   // A refresh that failed says so: the page no longer shows what is, and a person must see it.
   function stale(why) {
     const live = document.getElementById("live");
     if (!live) return;
-    let banner = document.getElementById("stale");
-    if (!banner) {
-      banner = document.createElement("p");
-      banner.id = "stale";
-      banner.className = "banner stale";
-      banner.setAttribute("role", "status");
-      live.parentNode.insertBefore(banner, live);
-    }
-    banner.textContent = "Not refreshed since " + clock(shownAt) + " (" + why + "): " +
+    const said = banner("stale", "banner stale", "status", live.parentNode, live);
+    said.textContent = "Not refreshed since " + clock(shownAt) + " (" + why + "): " +
       "what this page shows may be out of date.";
   }
 
   function fresh() {
-    const banner = document.getElementById("stale");
-    if (banner) banner.remove();
+    const notice = document.getElementById("stale");
+    if (notice) notice.remove();
     shownAt = new Date();
   }
 
@@ -146,14 +153,8 @@
     }
     const form = document.querySelector("form[data-live-filter]");
     if (typeof detail !== "string" || !form) return false;
-    let said = document.getElementById("filter-problem");
-    if (!said) {
-      said = document.createElement("p");
-      said.id = "filter-problem";
-      said.className = "banner error-text";
-      said.setAttribute("role", "alert");
-      form.parentNode.insertBefore(said, form.nextSibling);
-    }
+    const said = banner("filter-problem", "banner error-text", "alert", form.parentNode,
+      form.nextSibling);
     said.textContent = "This filter is not applied: " + detail +
       ". What is shown below is for the filter before.";
     return true;
