@@ -275,6 +275,13 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+# A broken file of --against: `run` keeps its last good tasks, which the plan cannot know.
+_AGAINST_ERROR = (
+    "--against: what this file defines in force is not known; a running crontask keeps its "
+    "last good tasks"
+)
+
+
 def run_plan(args: argparse.Namespace) -> int:
     new, new_source = load(existing_paths(args.paths), args)
     new_paths = new_source.roots  # what is read: with --git-path, that folder of the checkout
@@ -329,6 +336,8 @@ def run_plan(args: argparse.Namespace) -> int:
     problems = new.problems + held_problems
     for problem in problems:
         print(f"! {problem}")
+    for problem in [] if args.server else old.problems:  # said, not failed: not these changes'
+        print(f"? {problem} ({_AGAINST_ERROR})")
     print(f"Plan: {result.summary()}.")
     return 1 if problems else 0
 
