@@ -283,8 +283,8 @@ def test_valid_time_zones(name: str) -> None:
         ("right/UTC", "unknown time zone 'right/UTC'"),
         ("posix/Europe/Berlin", "unknown time zone 'posix/Europe/Berlin'"),
         ("Europe", "unknown time zone 'Europe'"),
-        ("utc", "unknown time zone 'utc'"),
-        (" UTC", "unknown time zone ' UTC'"),
+        ("utc", "unknown time zone 'utc' (did you mean 'UTC'?)"),
+        (" UTC", "unknown time zone ' UTC' (did you mean 'UTC'?)"),
         ("Europe\\Berlin", "unknown time zone 'Europe\\\\Berlin'"),
     ],
 )

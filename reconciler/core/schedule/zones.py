@@ -6,7 +6,8 @@ found by probing the offset twice a day and bisecting to the exact second, then 
 ``(zone, year)``. Memoising is not a clock read or I/O: the result depends only on the
 arguments (and on the tzdata that :class:`~zoneinfo.ZoneInfo` itself loaded). A zone whose
 TZif data hold no offset change at all is not searched; that is read from its file once
-(:mod:`.tzif`), the package's one read besides ZoneInfo's.
+(:mod:`.tzif`), the package's one read besides ZoneInfo's and, for the message of a name that
+is no zone, the list of zone names (once).
 
 All instants here are integer Unix seconds ("u"); offsets are integer seconds east of UTC.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import bisect
 import functools
 import re
+import zoneinfo
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -49,14 +51,39 @@ def validate_time_zone(name: str) -> ZoneInfo:
     """The IANA time zone called ``name``; :class:`ScheduleError` if there is none."""
     if not name.strip():
         raise ScheduleError("time zone must not be empty")
-    if not _ZONE_NAME.fullmatch(name) or name in _NOT_ZONES or name.startswith(_NOT_ZONE_PREFIXES):
-        raise ScheduleError(f"unknown time zone {name!r}")
+    if not _is_zone_name(name):
+        raise _unknown(name)
     try:
         return ZoneInfo(name)
     # ZoneInfoNotFoundError is a KeyError; a directory ("Europe") raises IsADirectoryError; a
     # corrupt file raises ValueError.
     except (KeyError, OSError, ValueError) as err:
-        raise ScheduleError(f"unknown time zone {name!r}") from err
+        raise _unknown(name) from err
+
+
+def _is_zone_name(name: str) -> bool:
+    return bool(_ZONE_NAME.fullmatch(name)) and not (
+        name in _NOT_ZONES or name.startswith(_NOT_ZONE_PREFIXES)
+    )
+
+
+def _unknown(name: str) -> ScheduleError:
+    """The error of ``name``, no zone, naming the zone it meant when it is one in another case
+    or with spaces for underscores (``utc``, ``America/New York``): a zone's name is a file's,
+    case-sensitive on most systems."""
+    meant = _zones_by_folded().get(name.strip().replace(" ", "_").casefold())
+    hint = f" (did you mean {meant!r}?)" if meant is not None else ""
+    return ScheduleError(f"unknown time zone {name!r}{hint}")
+
+
+@functools.cache
+def _zones_by_folded() -> dict[str, str]:
+    """Every zone a task may name, by its name case-folded (read once: a tenth of a second)."""
+    try:
+        names = zoneinfo.available_timezones()
+    except OSError:  # pragma: no cover - a zoneinfo folder that cannot be listed: no hint
+        return {}
+    return {n.casefold(): n for n in sorted(names) if _is_zone_name(n)}
 
 
 def offset_at(zone: ZoneInfo, u: int) -> int:
