@@ -42,6 +42,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import itertools
 import logging
 import secrets
 import struct
@@ -166,10 +167,11 @@ class Session:
     def credential(self, request: Request) -> str | None:
         """The credential this request carries: the session cookie, else a bearer token;
         :class:`AuthFailed` for a bearer token whose bytes are no UTF-8."""
-        cookie = request.cookies.get(self.cookie(request))
+        cookies = cookie_values(request, self.cookie(request))
         auth = self.auth(request)
-        if cookie and auth is not None:
-            return unseal(auth.session_key, cookie, time.time())
+        if cookies and auth is not None:
+            now = time.time()
+            return next(filter(None, (unseal(auth.session_key, c, now) for c in cookies)), None)
         header = authorization(request.headers) or ""
         scheme, _, token = header.partition(" ")
         return token.strip() or None if scheme.lower() == "bearer" else None
@@ -296,7 +298,7 @@ def set_session(response: Response, request: Request, credential: str) -> bool:
         name,
         value,
         max_age=seconds,
-        path="/",
+        path=base_of(request) or "/",  # two crontasks under two paths of one host: two cookies
         httponly=True,
         samesite="strict",
         secure=session.secure(request),
@@ -314,14 +316,18 @@ def clear_session(response: Response, request: Request) -> None:
     auth, old = session.auth(request), request.cookies.get(COOKIE)
     if old and COOKIE not in names and auth and unseal(auth.session_key, old, time.time()):
         names.append(COOKIE)
+    # Under a path, the cookie is kept for it; one kept for "/" (crontask 0.23.0 and older)
+    # would go on signing the person in.
+    paths = {base_of(request) or "/", "/"}
     for name in names:
-        response.delete_cookie(
-            name,
-            path="/",
-            httponly=True,
-            samesite="strict",
-            secure=session.secure(request),
-        )
+        for path in sorted(paths):
+            response.delete_cookie(
+                name,
+                path=path,
+                httponly=True,
+                samesite="strict",
+                secure=session.secure(request),
+            )
 
 
 def local_path(target: str | None) -> str:
@@ -336,6 +342,17 @@ def local_path(target: str | None) -> str:
     ):
         return "/"
     return target
+
+
+def cookie_values(request: Request, name: str) -> list[str]:
+    """Every value of the cookie ``name`` the request carries, in the order sent. A browser
+    sends one for each path it keeps one for (the page's path first, then one kept for ``/``
+    by crontask 0.23.0 and older), and ``request.cookies`` keeps only the last. The first
+    four: each is tried, and any client can send thousands."""
+    header = request.headers.get("cookie", "")
+    pairs = (chunk.partition("=") for chunk in header.split(";"))
+    found = (value.strip() for key, _, value in pairs if key.strip() == name and value.strip())
+    return list(itertools.islice(found, 4))
 
 
 def base_of(request: Request) -> str:
