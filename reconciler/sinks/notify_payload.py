@@ -142,7 +142,7 @@ def slack(message: dict[str, Any]) -> dict[str, Any]:
         lines[0] += " (still failing)" if message["event"] != "recovered" else " (repeated)"
     run = message.get("run")
     if run is not None:
-        link = run["id"] if not run["url"] else f"<{run['url']}|{run['id']}>"
+        link = run["id"] if not run["url"] else f"<{_link(run['url'])}|{run['id']}>"
         lines.append(f"run {link} · trigger {run['trigger']} · attempt {run['attempt']}")
         tail = run["outputTail"][-SLACK_TAIL:].strip()
         if tail and message["event"] != "recovered":
@@ -169,6 +169,12 @@ def _cut(text: str, limit: int) -> str:
     if kept.count("```") % 2:
         kept += "```"
     return kept + "…"
+
+
+def _link(url: str) -> str:
+    """``url`` as the target of a mrkdwn link: escaped, and a ``|`` percent-encoded (Slack ends
+    the target at the first ``|``, the rest becoming the link's text)."""
+    return _escape(url).replace("|", "%7C")
 
 
 def _escape(text: str) -> str:
