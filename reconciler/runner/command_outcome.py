@@ -154,7 +154,7 @@ def start_failed(
         elif isinstance(exc, InterpreterNotFound):
             message = _interpreter_not_found(named, exc.interpreter)
         elif exc.errno == errno.ENOENT:
-            message = f"command not found: {named}{_looked_for_in(command, path)}"
+            message = f"command not found: {named}{_looked_for_in(command, path, working_dir)}"
         elif isinstance(exc, PermissionDenied) and exc.interpreter is not None:
             why = f"its #! interpreter {_shown(exc.interpreter)}{_DENIED_BECAUSE[exc.found]}"
             message = f"permission denied: {named} ({why})"
@@ -198,12 +198,19 @@ _DENIED_BECAUSE = {
 _PATH_SHOWN = 300
 
 
-def _looked_for_in(command: str, path: str | None) -> str:
+def _looked_for_in(command: str, path: str | None, working_dir: str | None = None) -> str:
     """Where a program named without a "/" was looked for: a command's PATH is crontask's (a
     service's, often shorter than a login shell's) or its task's, and which one is what a
-    "not found" is about."""
+    "not found" is about. A relative path (``./backup.sh``) is the folder the command runs in:
+    its ``workingDir``, or crontask's own folder (a relative ``workingDir`` is taken from it)."""
+    if command.startswith("/"):
+        return ""  # an absolute path: it names where it was looked for
     if "/" in command:
-        return ""  # a path: looked for there alone
+        try:
+            folder = os.path.abspath(working_dir or os.curdir)
+        except OSError:  # crontask's folder was removed
+            return ""
+        return f" (looked for in {_shown(folder)})"
     if path is None:
         return f" (looked for in {os.defpath}: no PATH)"
     more = f"... [{len(path) - _PATH_SHOWN} more characters]" if len(path) > _PATH_SHOWN else ""

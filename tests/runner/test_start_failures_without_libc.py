@@ -247,3 +247,19 @@ def test_a_script_without_a_hash_bang_line_says_what_it_lacks(spawner: str, tmp_
         f"cannot start {script}: Exec format error (neither a program for this machine nor a"
         " script with a first line such as #!/bin/sh)",
     )
+
+
+def test_a_relative_program_not_found_says_the_folder_it_was_looked_for_in(
+    spawner: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``./backup.sh`` is looked for in the folder the command runs in (its ``workingDir``,
+    or crontask's own folder, README: *Commands*): which one is what a "not found" is about."""
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert run(["./gone.sh"]).message == f"command not found: ./gone.sh (looked for in {tmp_path})"
+    assert run(["bin/gone"], working_dir="sub").message == (
+        f"command not found: bin/gone (looked for in {tmp_path / 'sub'})"
+    )
+    assert run(["./gone.sh"], working_dir=str(tmp_path / "sub")).message == (
+        f"command not found: ./gone.sh (looked for in {tmp_path / 'sub'})"
+    )
