@@ -327,7 +327,7 @@ def parse(text: str, source: str, base: Path, *, warn: Warn | None = None) -> No
         # With what the parts that are valid refer to: all in one round, not two.
         partial = _partial_references(data, base, builder, source, warn)
         raise NotificationConfigError(
-            "\n".join([describe(exc, builder, source), *partial])
+            "\n".join([describe(exc, builder, source, _fields_at), *partial])
         ) from None
     notifications = Notifications(config, base)
     names = {r.name for r in config.receivers}
@@ -335,6 +335,23 @@ def parse(text: str, source: str, base: Path, *, warn: Warn | None = None) -> No
     if problems := _references(notifications, receivers, routes, names, builder, source, warn):
         raise NotificationConfigError("\n".join(problems))
     return dataclasses.replace(notifications, warnings=_unrouted(config, builder, source))
+
+
+def _fields_at(loc: tuple[str | int, ...]) -> list[str]:
+    """The fields, as the file spells them, of the mapping that holds ``loc``'s last key."""
+    path = tuple(part for part in loc[:-1] if not isinstance(part, int))
+    model = _MODELS.get(path)
+    if model is None:
+        return []
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+_MODELS: Final[dict[tuple[str | int, ...], type[BaseModel]]] = {
+    (): NotificationConfig,
+    ("receivers",): Receiver,
+    ("routes",): Route,
+    ("routes", "match"): Match,
+}
 
 
 def _unrouted(config: NotificationConfig, builder: Builder, source: str) -> tuple[str, ...]:

@@ -24,7 +24,8 @@ Contract:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 import yaml
@@ -267,21 +268,36 @@ def _check_depth(text: str, source: str) -> None:
             depth -= 1
 
 
-def describe(exc: ValidationError, builder: Builder, source: str) -> str:
-    """The first 20 errors of ``exc``, one line each, at their places in ``builder``'s text."""
+def describe(
+    exc: ValidationError,
+    builder: Builder,
+    source: str,
+    fields: Callable[[tuple[str | int, ...]], Iterable[str]] = lambda loc: (),
+) -> str:
+    """The first 20 errors of ``exc``, one line each, at their places in ``builder``'s text;
+    an unknown field with the one of ``fields`` (those of the mapping that holds ``loc``) it
+    resembles, as a task file's is said (``did you mean 'urlFile'?``)."""
     lines = []
     for error in exc.errors(include_url=False)[:20]:
         loc = tuple(p for p in error["loc"] if not str(p).startswith("function-"))
         loc = _model_path(loc)
         if error["type"] == "extra_forbidden":
             line, column = builder.key_marks.get(loc) or nearest(builder.marks, loc)
-            message = f"unknown field {str(loc[-1])!r}"
+            message = f"unknown field {str(loc[-1])!r}{_meant(str(loc[-1]), fields(loc))}"
         else:
             line, column = nearest(builder.marks, loc)
             message = _message(error)
         where = _dotted(loc) or "(top level)"
         lines.append(f"{source}:{line}:{column}: {where}: {message}")
     return "\n".join(lines)
+
+
+def _meant(key: str, fields: Iterable[str]) -> str:
+    """`` (did you mean 'urlFile'?)`` for the field of ``fields`` that ``key`` resembles,
+    whatever its case and underscores (``urlfile``, ``url_file``), or nothing."""
+    by_shape = {field.lower(): field for field in fields}
+    close = difflib.get_close_matches(key.lower().replace("_", ""), list(by_shape), n=1)
+    return f" (did you mean {by_shape[close[0]]!r}?)" if close else ""
 
 
 def _message(error: Any) -> str:
