@@ -308,7 +308,20 @@ def _message(error: Any) -> str:
             "digits and '-', starting and ending with a letter or digit), as every task's "
             "namespace is: it would match no task"
         )
+    if error["type"] == "model_type":  # "... or instance of Receiver": no word of the file's
+        return f"a map of fields (not {_shape(error['input'])})"
     return str(error["msg"]).removeprefix("Value error, ")
+
+
+def _shape(value: object) -> str:
+    """What a value read from YAML is, in the file's words."""
+    if value is None:
+        return "an empty value"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a list" if isinstance(value, list) else "a string"
 
 
 def _model_path(loc: Sequence[str | int]) -> tuple[str | int, ...]:

@@ -48,3 +48,25 @@ def test_a_misspelt_field_says_which_was_meant(where: str, written: str, meant: 
 def test_a_field_nothing_resembles_is_said_as_before() -> None:
     said = problems(receiver="colour")
     assert said.endswith("receivers[0].colour: unknown field 'colour'"), said
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("- a\n", "n.yaml:1:1: (top level): a map of fields (not a list)"),
+        (
+            "receivers: [a]\nroutes: [b]\n",
+            "n.yaml:1:13: receivers[0]: a map of fields (not a string)",
+        ),
+        (
+            "receivers: [{name: a}]\nroutes: [~]\n",
+            "n.yaml:2:10: routes[0]: a map of fields (not an empty value)",
+        ),
+    ],
+)
+def test_a_value_that_should_be_a_map_says_so_in_the_file_s_words(text: str, said: str) -> None:
+    """Not pydantic's ``a valid dictionary or instance of NotificationConfig``: the class is
+    no word of the file's."""
+    with pytest.raises(NotificationConfigError) as caught:
+        parse(text, "n.yaml", Path("/"))
+    assert said in str(caught.value).splitlines(), str(caught.value)
