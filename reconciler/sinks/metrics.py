@@ -184,6 +184,9 @@ class Metrics:
             seed_spawn=seed_spawn,
         )
         self._slots = SlotsBeforeLast()
+        # The tasks every source declares, as of the last successful pass: a task that comes to
+        # the snapshot undeclared at the scrape before was declared anew (``metrics_slots``).
+        self._declared: Mapping[str, object] | None = None
         self._problems: frozenset[str] = frozenset()
         self._definition_errors: dict[str, int] = {}
         self._counted: tuple[tuple[DefinitionError, ...], tuple[Conflict, ...]] = ((), ())
@@ -253,8 +256,10 @@ class Metrics:
         the last successful pass left them. O(tasks + errors + conflicts), when the errors or
         conflicts changed."""
         counted = None
-        if desired is not None and not self._same_problems(desired):
-            counted = _problem_counts(desired)
+        if desired is not None:
+            self._declared = desired.tasks  # never changed in place: read by scrapes as it is
+            if not self._same_problems(desired):
+                counted = _problem_counts(desired)
         with self._lock:
             self._reconciles["success" if ok else "error"] += 1
             self._reconcile_seconds = self._reconcile_seconds.observe(max(seconds, 0.0))
@@ -353,7 +358,7 @@ class Metrics:
         self._runs.seed(tasks)
         # The wall clock after the snapshot: a change of a task's slots that the snapshot
         # holds took effect before this instant (``metrics_slots``: since when it counts).
-        slots_before_last = self._slots.read(tasks, time.time())
+        slots_before_last = self._slots.read(tasks, time.time(), self._declared)
         sources = [
             SourceSync(
                 s.kind,

@@ -28,9 +28,13 @@ definition meanwhile do not count, and the series comes back two slots after tha
 time zone spelled otherwise for the same slots, ``UTC`` as ``Etc/UTC``, is a change too).
 A suspended task has no next slot, but its entry is kept, so that its resume is a change. An
 edit that moves no slot (its command, its deadline) changes nothing here: the task had those
-slots, and an alert about them stays until a run succeeds. A task new to this process
-(start-up, a handover, back from another replica) is exported at once, as nothing says when it
-changed: a restart must not silence the alert of a task that was failing before it. While a
+slots, and an alert about them stays until a run succeeds. A task declared anew (new, or
+declared again after it was removed) is such a change too, seen at the first read that finds it
+in the snapshot and not among the tasks declared at the read before: the scheduler catches up
+no slot that fell before it was declared, and its last success, read back from the history, is
+older than them. A task new to this process otherwise (start-up, a handover, back from another
+replica) is exported at once, as nothing says when it changed: a restart must not silence the
+alert of a task that was failing before it. While a
 task's slots come one by one, the check costs nothing per scrape: the exported value is worked
 out with the entry, when its next slot moves.
 """
@@ -38,7 +42,7 @@ out with the entry, when its next slot moves.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Final
 
@@ -80,17 +84,25 @@ class SlotsBeforeLast:
         self._known: dict[str, _Known] = {}
         self._shared: dict[_SharedKey, tuple[float | None, float | None]] = {}
         self._parsed: dict[tuple[str, str], Schedule] = {}
+        self._declared: Container[str] | None = None  # the tasks declared at the last read
 
-    def read(self, tasks: Mapping[str, TaskSlot], now: float) -> dict[str, float]:
+    def read(
+        self,
+        tasks: Mapping[str, TaskSlot],
+        now: float,
+        declared: Container[str] | None = None,
+    ) -> dict[str, float]:
         """The slot before last of each task in ``tasks`` that has a next slot (Unix time);
         none for a task with no next slot (suspended), nor one whose schedule has no slot
         before last within :data:`LOOKBACK`, nor one whose slots this process saw change
         (resumed, rescheduled) and that has not had two slots since (the module's docstring).
         ``now`` is the time of this read (Unix time): a change it sees counts from then.
-        Tasks gone from ``tasks`` are forgotten."""
+        ``declared``: the keys of every task declared now (with --ha, not only this process'
+        share; None: not known); a task new here that was not declared at the read before is
+        declared anew, a change. Tasks gone from ``tasks`` are forgotten."""
         found: dict[str, float] = {}
         with self._lock:
-            known = self._known
+            known, before = self._known, self._declared
             kept: dict[str, _Known] = {}
             for key in tasks:
                 definition, following, interval = tasks[key]
@@ -98,11 +110,14 @@ class SlotsBeforeLast:
                 # The common case, a few hundred nanoseconds: the scheduler holds the same next
                 # slot (or none, still), the very object read last time, of the same definition.
                 if entry is None or entry[2] is not following or entry[0] != definition.hash:
-                    entry = self._entry(entry, definition, following, interval, now)
+                    anew = entry is None and before is not None and key not in before
+                    entry = self._entry(entry, definition, following, interval, now, anew)
                 kept[key] = entry
                 if entry[7] is not None:
                     found[key] = entry[7]
             self._known = kept
+            if declared is not None:
+                self._declared = declared
         return found
 
     def _entry(
@@ -112,9 +127,12 @@ class SlotsBeforeLast:
         following: datetime | None,
         interval: float | None,
         now: float,
+        anew: bool = False,
     ) -> _Known:
         if old is not None and old[0] == definition.hash:
             placed, since = old[1], old[6]  # the same spec (its next slot moved): in place
+        elif anew:
+            placed, since = _placement(definition), now  # declared anew: seen now
         else:
             placed, since = _since(old, definition, now)
         if following is None:
