@@ -20,6 +20,7 @@ from typing import Any, Literal, get_args, get_origin
 import annotated_types
 from pydantic import BaseModel, ValidationError
 
+from reconciler.core.actions import HttpAction, HttpHeader
 from reconciler.core.jobspec import JobSpecError
 from reconciler.core.model import CronTask, label_slip
 from reconciler.core.runs import DNS1123_LABEL
@@ -158,6 +159,8 @@ def message(item: Any) -> str:
     if kind == "string_pattern_mismatch" and context.get("pattern") == DNS1123_LABEL:
         value = str(item["input"])
         return f"'{excerpt(value)}'{label_slip(value)} is not {_DNS_LABEL}"
+    if kind == "string_pattern_mismatch" and (said := _PATTERNS.get(str(context.get("pattern")))):
+        return said.format(excerpt(str(item["input"])))  # a URL's says nothing of its value
     if kind == "string_too_short" and item["input"] == "" and (label := _label(loc)) is not None:
         # Before the pattern, pydantic's length bound ("at least 1 character") says nothing of
         # what a name is, nor of leaving it out.
@@ -168,6 +171,22 @@ def message(item: Any) -> str:
         return excerpt(str(item["msg"]), MESSAGE) + _case_slip(item["input"], context)
     # Messages of the model's own checks may quote the value (a schedule, a zone name).
     return excerpt(str(item["msg"]).removeprefix("Value error, "), MESSAGE)
+
+
+def _pattern(model: type[BaseModel], field: str) -> str:
+    rules = model.model_fields[field].metadata
+    return next(str(p) for r in rules if (p := getattr(r, "pattern", None)))
+
+
+# What a value that fails a field's pattern is, in words: pydantic quotes the pattern.
+_PATTERNS = {
+    _pattern(HttpAction, "url"): "not an http:// or https:// URL: write one such as "
+    "https://example.com/path (the scheme in lower case, a host, no spaces: %20)",
+    _pattern(HttpAction, "expect_status"): "'{}' is not a list of statuses: 3-digit statuses "
+    "and ranges, separated by commas without spaces, e.g. '200-299,304'",
+    _pattern(HttpHeader, "name"): "'{}' is not a header name: letters, digits and "
+    "!#$%&'*+-.^_`|~ only, no spaces or ':' (e.g. X-Api-Key)",
+}
 
 
 def _lfs_pointer(value: Any) -> bool:
