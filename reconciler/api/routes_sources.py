@@ -5,7 +5,7 @@ The webhook accepts either an operator's bearer token or the ``X-Hub-Signature-2
 that GitHub, Gitea and GitLab-compatible senders compute: ``sha256=`` + the hex HMAC-SHA256 of
 the raw body with the shared secret (``--git-webhook-secret-file``). The guard checks the
 signature before anything else; a bad or missing one is a 401 and a log line. The body (up to
-25 MiB, ``app.MAX_HOOK_BODY_BYTES``) is hashed as it arrives and not kept: this route must not
+25 MiB, ``door.MAX_HOOK_BODY_BYTES``) is hashed as it arrives and not kept: this route must not
 read it.
 """
 

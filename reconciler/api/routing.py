@@ -225,7 +225,7 @@ async def verify_signature(request: Request, role: str) -> None:
     Anything that cannot pass (no header or a malformed one, with no bearer token to decide
     instead; no secret configured) is refused before the body is read: strangers trickling
     bodies held the webhook's places for the whole body deadline. The body is hashed as it
-    streams in and not kept (a push is up to GitHub's 25 MB, ``app.MAX_HOOK_BODY_BYTES``): the
+    streams in and not kept (a push is up to GitHub's 25 MB, ``door.MAX_HOOK_BODY_BYTES``): the
     route must not read it again."""
     given = request.headers.get(SIGNATURE_HEADER, "")
     if not WELL_FORMED_SIGNATURE.fullmatch(given):

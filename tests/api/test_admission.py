@@ -11,7 +11,7 @@ import pytest
 from fastapi import HTTPException
 
 from reconciler.api.admission import Admission
-from reconciler.api.app import _busy
+from reconciler.api.door import busy
 from tests.api.conftest import AppFactory, TestClient
 
 
@@ -58,7 +58,7 @@ async def settle() -> None:
 def test_a_few_inside_the_rest_wait_and_the_overflow_is_refused() -> None:
     async def scenario() -> None:
         inner = SlowApp()
-        admission = Admission(inner, _busy, max_active=2, max_waiting=3, wait_seconds=30)
+        admission = Admission(inner, busy, max_active=2, max_waiting=3, wait_seconds=30)
         calls = [asyncio.create_task(call(admission, f"/api/v1/tasks?{i}")) for i in range(5)]
         await settle()
         assert (inner.inside, admission.waiting) == (2, 3)
@@ -75,7 +75,7 @@ def test_a_few_inside_the_rest_wait_and_the_overflow_is_refused() -> None:
 def test_a_wait_has_a_deadline() -> None:
     async def scenario() -> None:
         inner = SlowApp()
-        admission = Admission(inner, _busy, max_active=1, max_waiting=10, wait_seconds=0.05)
+        admission = Admission(inner, busy, max_active=1, max_waiting=10, wait_seconds=0.05)
         first = asyncio.create_task(call(admission, "/api/v1/tasks"))
         await inner.entered.wait()
         assert await call(admission, "/api/v1/tasks") == 503
@@ -88,7 +88,7 @@ def test_a_wait_has_a_deadline() -> None:
 
 def test_the_refusal_is_a_problem_with_retry_after() -> None:
     inner = SlowApp()
-    admission = Admission(inner, _busy, max_active=1, max_waiting=0)
+    admission = Admission(inner, busy, max_active=1, max_waiting=0)
     sent: list[MutableMapping[str, Any]] = []
 
     async def send(message: MutableMapping[str, Any]) -> None:
@@ -137,7 +137,7 @@ def test_a_body_has_one_deadline_and_a_disconnect_none() -> None:
         await receive()
 
     async def scenario() -> None:
-        admission = Admission(reader, _busy, body_seconds=0.05)
+        admission = Admission(reader, busy, body_seconds=0.05)
         scope = {"type": "http", "path": "/login", "method": "POST", "headers": []}
         with pytest.raises(HTTPException) as late:
             await admission(scope, receive, _ignore)
@@ -146,7 +146,7 @@ def test_a_body_has_one_deadline_and_a_disconnect_none() -> None:
 
         chunks.append({"type": "http.request", "body": b"a", "more_body": False})
         asyncio.get_running_loop().call_later(0.1, more.set)  # after the body's deadline
-        await Admission(reader, _busy, body_seconds=0.05)(scope, receive, _ignore)
+        await Admission(reader, busy, body_seconds=0.05)(scope, receive, _ignore)
 
     asyncio.run(scenario())
 
@@ -162,7 +162,7 @@ def test_routes_anyone_may_call_with_a_body_hold_only_their_own_few_places() -> 
     async def scenario() -> None:
         inner = SlowApp()
         admission = Admission(
-            inner, _busy, max_active=6, max_public=2, max_hooks=2, hook_kept=0, wait_seconds=30
+            inner, busy, max_active=6, max_public=2, max_hooks=2, hook_kept=0, wait_seconds=30
         )
         strangers = [
             asyncio.create_task(call(admission, path))

@@ -30,8 +30,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from reconciler.api.app import MAX_BODY_BYTES, create_app
+from reconciler.api.app import create_app
 from reconciler.api.auth import AuthConfig
+from reconciler.api.door import MAX_BODY_BYTES
 from reconciler.sinks.metrics import Metrics
 from tests.api.conftest import sha256
 from tests.api.fakes import FakeRuntime, record, view

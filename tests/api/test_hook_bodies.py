@@ -31,8 +31,9 @@ import uvicorn
 
 from reconciler import web
 from reconciler.api.admission import BODY_SECONDS, MAX_PUBLIC_BODIES
-from reconciler.api.app import MAX_HOOK_BODY_BYTES, create_app
+from reconciler.api.app import create_app
 from reconciler.api.auth import AuthConfig, Role
+from reconciler.api.door import MAX_HOOK_BODY_BYTES
 from reconciler.controller.view import SourceStatus
 from reconciler.sinks.metrics import Metrics
 from tests.api.conftest import STATIC_TOKENS, write_auth

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from reconciler.api.admission import BODY_SECONDS, MAX_HOOK_BODIES, Admission
-from reconciler.api.app import _busy
+from reconciler.api.door import busy
 from reconciler.api.hook_places import FAST, NOT_YET, WHOLE, Proven, Refused, Shares
 from tests.api.test_admission import SlowApp, call, settle
 from tests.api.test_hook_bodies import FAKE_SIGNATURE, HOOK, head, signed
@@ -211,7 +211,7 @@ def test_a_waiter_whose_caller_closed_is_dropped_at_once() -> None:
 
     async def scenario() -> None:
         inner = SlowApp()
-        admission = Admission(inner, _busy, max_hooks=1, hook_kept=0, wait_seconds=30)
+        admission = Admission(inner, busy, max_hooks=1, hook_kept=0, wait_seconds=30)
         holder = asyncio.create_task(call(admission, HOOK))
         await settle()
         closed = asyncio.Event()

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from reconciler.api.admission import GIT_HOOK
-from reconciler.api.app import MAX_BODY_BYTES, MAX_HOOK_BODY_BYTES, create_app
+from reconciler.api.app import create_app
 from reconciler.api.auth import AuthConfig, Role
+from reconciler.api.door import MAX_BODY_BYTES, MAX_HOOK_BODY_BYTES
 from reconciler.api.routing import SAFE_METHODS
 from reconciler.sinks.metrics import Metrics
 from tests.api.conftest import STATIC_TOKENS, AppFactory, TestClient, bearer

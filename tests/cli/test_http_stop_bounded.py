@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from reconciler.api.app import RequestLog
+from reconciler.api.door import RequestLog
 from reconciler.cli import connections
 from reconciler.cli.api_server import _UPGRADE_WARNINGS
 from tests.helpers import NEVER_DUE, wait_for

@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 
 from reconciler.api.admission import Admission
-from reconciler.api.app import _busy
+from reconciler.api.door import busy
 from reconciler.api.routing import ROLE_SCOPE_KEY
 from reconciler.cli import connections
 from tests.helpers import wait_for
@@ -65,7 +65,7 @@ def served(request: pytest.FixtureRequest) -> Iterator[tuple[uvicorn.Server, Str
     # A short wait at the door: the refusal, if any, comes in a second, not thirty.
     app = Admission(
         inner,
-        _busy,
+        busy,
         max_active=PLACES,
         wait_seconds=1.0,
         max_strangers=strangers,

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import httpx
 
-from reconciler.api.app import MAX_HEAD_BYTES
+from reconciler.api.door import MAX_HEAD_BYTES
 from tests.e2e.conftest import Crontask
 
 
