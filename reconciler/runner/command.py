@@ -41,7 +41,6 @@ only.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import math
 import signal
@@ -50,7 +49,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from reconciler.runner.base import TOO_LATE, Outcome
-from reconciler.runner.command_outcome import End, exited, given_up, not_started, start_failed
+from reconciler.runner.command_outcome import Cut, End, exited, given_up, not_started, start_failed
 from reconciler.runner.group import (
     Group,
     group_state,
@@ -62,6 +61,8 @@ from reconciler.runner.group import (
 )
 from reconciler.runner.output import TailReader
 from reconciler.runner.process import Child, Withdrawn, has_exited, spawn_soon
+
+__all__ = ["CommandRun", "Cut"]
 
 log = logging.getLogger("crontask.runner")
 
@@ -77,15 +78,6 @@ _SETTLE = 0.1
 # then backing off so that long grace periods cost little.
 _POLL_FIRST = 0.01
 _POLL_MAX = 0.1
-
-
-class Cut(enum.Enum):
-    """What a second stop signal's SIGKILL (``CommandRun.kill_now``) cut short: the run's
-    command, still alive as it was being terminated, or only what it left behind (it had
-    exited by itself, what it left was being terminated)."""
-
-    RUN = enum.auto()
-    LEFTOVERS = enum.auto()
 
 
 # Supervisors that outlive a run() call cancelled twice: a strong reference keeps them from being

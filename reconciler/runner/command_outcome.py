@@ -22,6 +22,15 @@ from reconciler.runner.base import Outcome
 from reconciler.runner.libc_spawn import ByteOrderMark, InterpreterNotFound, PermissionDenied
 
 
+class Cut(enum.Enum):
+    """What a second stop signal's SIGKILL (``CommandRun.kill_now``) cut short: the run's
+    command, still alive as it was being terminated, or only what it left behind (it had
+    exited by itself, what it left was being terminated)."""
+
+    RUN = enum.auto()
+    LEFTOVERS = enum.auto()
+
+
 class End(enum.Enum):
     """Why the run was ended from the outside; the first cause wins."""
 
