@@ -411,6 +411,10 @@ class Notifier:
     # -- the component -----------------------------------------------------------------------
 
     async def run(self, ready: Callable[[], None], stop: asyncio.Event) -> None:
+        # What ``crontask validate`` warns of (a receiver no route sends to), said at start too.
+        for warning in self.notifications.warnings:
+            place, _, said = warning.partition(": warning: ")
+            log.warning(said, extra={"fields": {"location": place}})
         self._woken = asyncio.Event()
         if self._errors.waiting or self._intake:  # handed over before the component started
             self._woken.set()
