@@ -20,8 +20,8 @@ def read_as_tasks(paths: list[str], state_dir: Path) -> str | None:
         if (given := resolved(path)) is None:
             continue
         root = Path(given)
-        if state != root and root not in state.parents:
-            continue
+        if (state != root and root not in state.parents) or os.path.isfile(root):
+            continue  # a task file given is read alone: a state dir there is refused as no folder
         if not any(part.startswith(".") for part in state.relative_to(root).parts):
             return path
     return None
