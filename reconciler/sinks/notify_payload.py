@@ -53,13 +53,12 @@ def summary(event: str, key: str | None, record: RunRecord | None, errors: int =
     assert record is not None
     if event == "recovered":
         return f"{key} recovered: run {record.id} succeeded"
-    detail = []
+    # A sentence: "timed out", not the field's "timedOut"; no colon before nothing.
+    word = "timed out" if record.status.value == "timedOut" else record.status.value
+    reason = f" ({record.reason})" if record.reason else ""
     if record.exit_code is not None:
-        detail.append(f"exit code {record.exit_code}")
-    if record.reason:
-        detail.append(f"({record.reason})")
-    said = " ".join(detail) or record.status.value
-    return f"{key} {record.status.value}: {said}"
+        return f"{key} {word}: exit code {record.exit_code}{reason}"
+    return f"{key} {word}{reason}"
 
 
 def payload(
