@@ -87,23 +87,28 @@ MAX_EXEC_BYTES = 2 * 1024 * 1024
 _POINTER = 8
 
 
-# Characters of an environment variable name a message quotes: a name may have 256, and a
-# message is cut at 200 (``sources.messages``), which would leave out the reason.
-_NAME_SHOWN = 40
-
-
-def _quoted(name: str) -> str:
-    """``name`` quoted in a message on one line: at most ``_NAME_SHOWN`` characters, ``...``
-    when cut, what is not printable escaped (as ``sources.limits.excerpt``, which the core may
-    not import)."""
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in name[:_NAME_SHOWN])
-    cut = len(name) > _NAME_SHOWN or len(text) > _NAME_SHOWN
-    return f"'{text[:_NAME_SHOWN]}'..." if cut else f"'{text}'"
-
-
 def _exec_bytes(text: str) -> int:
     # As the kernel counts it: the UTF-8 bytes and the NUL (surrogatepass: never raise here).
     return len(text.encode("utf-8", "surrogatepass")) + 1
+
+
+def _env_name(name: str) -> str:
+    # A key's own check: each bad name is an error at its key, which the error's place names.
+    if len(name) > MAX_ENV_NAME:
+        raise ValueError(
+            f"longer than {MAX_ENV_NAME} characters (the limit for an environment variable name)"
+        )
+    if not re.fullmatch(ENV_NAME, name):  # not match: "$" would let a final "\n" by
+        raise ValueError(
+            "not a valid environment variable name: letters, digits and '_', "
+            "not starting with a digit"
+        )
+    if name.startswith(RESERVED_ENV_PREFIX):
+        raise ValueError("names starting with CRONTASK_ are set by crontask: choose another")
+    return name
+
+
+EnvName = Annotated[str, AfterValidator(_env_name)]
 
 
 class CommandAction(Model):
@@ -113,7 +118,7 @@ class CommandAction(Model):
         description="Program and arguments, executed directly (no shell). "
         'Use ["sh", "-c", "..."] for shell syntax.',
     )
-    env: dict[str, ProcessText] = Field(
+    env: dict[EnvName, ProcessText] = Field(
         default_factory=dict, max_length=MAX_ITEMS, description="Added to the environment."
     )
     working_dir: Path4K | None = Field(
@@ -139,23 +144,6 @@ class CommandAction(Model):
         # rather than pydantic's "Input should be a valid dictionary".
         if isinstance(env, list):
             raise ValueError("a map of NAME: value (not a list of {name, value} as in a Pod)")
-        return env
-
-    @field_validator("env")
-    @classmethod
-    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
-        for name in env:
-            if len(name) > MAX_ENV_NAME:
-                raise ValueError(
-                    f"{_quoted(name)} is longer than {MAX_ENV_NAME} characters (the limit for"
-                    " an environment variable name)"
-                )
-            if not re.fullmatch(ENV_NAME, name):  # not match: "$" would let a final "\n" by
-                raise ValueError(f"{_quoted(name)} is not a valid environment variable name")
-            if name.startswith(RESERVED_ENV_PREFIX):
-                raise ValueError(
-                    f"{_quoted(name)}: names starting with CRONTASK_ are set by crontask"
-                )
         return env
 
     @model_validator(mode="after")

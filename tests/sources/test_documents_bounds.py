@@ -211,18 +211,18 @@ def test_control_characters_in_keys_and_values_are_escaped() -> None:
 
 
 def test_messages_of_the_model_are_bounded() -> None:
-    # The model quotes a bad environment variable name (up to 256 characters: its bound) as
-    # an excerpt, so that the reason is kept.
+    # A bad environment variable name (up to 256 characters: its bound) is an error at its
+    # key, which the place quotes as an excerpt, so that the reason is kept.
     text = HEAD + '  command: {args: ["true"], env: {"1' + "x" * 250 + '": v}}\n'
     error = only_error(text)
     assert error == (
-        "t.yaml:6:29: spec.command.env: '1" + "x" * 39 + "'... is not a valid environment"
-        " variable name"
+        "t.yaml:6:35: spec.command.env.1" + "x" * 39 + "...: not a valid environment variable"
+        " name: letters, digits and '_', not starting with a digit"
     )
     # A longer one is refused by its bound, with a short excerpt and the reason kept.
     error = only_error(text.replace("x" * 250, "x" * 900))
     assert error == (
-        "t.yaml:6:29: spec.command.env: '1" + "x" * 39 + "'... is longer than 256 characters"
+        "t.yaml:6:35: spec.command.env.1" + "x" * 39 + "...: longer than 256 characters"
         " (the limit for an environment variable name)"
     )
 

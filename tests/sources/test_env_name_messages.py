@@ -1,6 +1,7 @@
-"""An environment variable name may have 256 characters, and a message is cut at 200: each
-message about one quotes the name as an excerpt, so that its reason is always said, and one
-entry too long for the kernel is reported at that entry, not at the command."""
+"""An environment variable name may have 256 characters, and a message is cut at 200: an
+error about one is at its key, whose place quotes the name as an excerpt, so that its reason
+is always said, and one entry too long for the kernel is reported at that entry, not at the
+command."""
 
 from __future__ import annotations
 
@@ -21,23 +22,24 @@ def only_error(text: str) -> str:
 def test_an_invalid_name_of_255_characters_says_it_is_invalid() -> None:
     error = only_error(HEAD + "      " + "V" * 255 + "-: x\n")
     assert error == (
-        "t.yaml:10:5: spec.command.env: '" + "V" * SHOWN + "'... is not a valid environment"
-        " variable name"
+        "t.yaml:11:7: spec.command.env." + "V" * SHOWN + "...: not a valid environment variable"
+        " name: letters, digits and '_', not starting with a digit"
     )
 
 
 def test_a_long_reserved_name_says_it_is_reserved() -> None:
     error = only_error(HEAD + "      CRONTASK_" + "V" * 240 + ": x\n")
     assert error == (
-        "t.yaml:10:5: spec.command.env: 'CRONTASK_" + "V" * (SHOWN - 9) + "'...: names"
-        " starting with CRONTASK_ are set by crontask"
+        "t.yaml:11:7: spec.command.env.CRONTASK_" + "V" * (SHOWN - 9) + "...: names"
+        " starting with CRONTASK_ are set by crontask: choose another"
     )
 
 
 def test_a_short_name_is_quoted_whole_and_escaped() -> None:
     error = only_error(HEAD + '      "A\\tB": x\n')
     assert (
-        error == "t.yaml:10:5: spec.command.env: 'A\\tB' is not a valid environment variable name"
+        error == "t.yaml:11:7: spec.command.env.A\\tB: not a valid environment variable name: "
+        "letters, digits and '_', not starting with a digit"
     )
 
 
