@@ -68,15 +68,18 @@ from reconciler.api.routing import (
     problem_responses,
     required_role,
 )
+from reconciler.api.singletons import SINGLETONS
 from reconciler.api.slashes import SlashRedirect
 from reconciler.api.webhook_secret import WebhookSecret
 from reconciler.controller.view import RuntimeView
 from reconciler.core.model import CronTask
+from reconciler.core.urls import page_base
 from reconciler.sinks.metrics import Metrics
 
 BEARER_SCHEME: Final = "bearerAuth"
 TITLE: Final = "crontask"
 OPENAPI_URL: Final = "/openapi.json"
+SENT_TWICE: Final = f"A header of one value ({', '.join(SINGLETONS.values())}) sent twice"
 CROSS_SITE: Final = "a request a browser marks as sent by another site (Sec-Fetch-Site, Origin)"
 
 DESCRIPTION = """\
@@ -163,8 +166,7 @@ def create_app(
     )
     origin = external_origin(external_url)
     setattr(app.state, ORIGINS_STATE, frozenset({origin} if origin else ()))
-    options = routes_plan.ServerOptions(max_tasks, allow_empty)
-    setattr(app.state, routes_plan.OPTIONS_STATE, options)
+    setattr(app.state, routes_plan.OPTIONS_STATE, routes_plan.ServerOptions(max_tasks, allow_empty))
     problems.install(app)
     app.add_middleware(SlashRedirect)
     app.add_middleware(HeadAsGet)
@@ -176,7 +178,8 @@ def create_app(
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _openapi(app, auth, misdirected=hosts is not None)
+            misdirected, base = hosts is not None, page_base(external_url)
+            app.openapi_schema = _openapi(app, auth, misdirected=misdirected, base=base)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -236,11 +239,19 @@ def _schema_router() -> APIRouter:
     return router
 
 
-def _openapi(app: FastAPI, auth: AuthConfig | None, *, misdirected: bool) -> dict[str, Any]:
+def _openapi(
+    app: FastAPI, auth: AuthConfig | None, *, misdirected: bool, base: str = ""
+) -> dict[str, Any]:
     """FastAPI's document, completed: problem responses as ``application/problem+json``, the
-    CronTask schema, the bearer scheme on every protected operation (when auth is on)."""
+    CronTask schema, the bearer scheme on every protected operation (when auth is on). ``base``:
+    the path a proxy serves crontask under (``core.urls.page_base``), the document's server, which
+    the docs' "Try it out" sends to."""
     doc = get_openapi(
-        title=app.title, version=app.version, description=app.description, routes=app.routes
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+        servers=[{"url": base}] if base else None,
     )
     components = doc.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
@@ -291,7 +302,7 @@ def _refusals(
     """The answers of an operation that come from the layers around its route (the guard,
     admission, the request log), merged over what the route declares."""
     responses: dict[str, dict[str, str]] = op.get("responses", {})
-    found: dict[str, dict[str, str]] = {}
+    found: dict[str, dict[str, str]] = {"400": {"description": SENT_TWICE}}
     forbidden = []
     if auth is not None and op.get(REQUIRED_ROLE_KEY) != PUBLIC:
         found["401"] = {"description": problem_responses(401)[401]["description"]}
