@@ -58,7 +58,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final, Protocol
 
 from prometheus_client import CollectorRegistry
@@ -87,6 +87,9 @@ from reconciler.sinks.metrics_slots import SlotsBeforeLast
 
 CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
 GZIP_LEVEL: Final = 1  # a fifteenth of the text, in a third of level 6's time; frees the GIL
+_REPLACED: Final = "Replaced"  # the reason of a run that Replace stopped (controller.active)
+_REPLACED_KEPT: Final = 10_000  # tasks whose replaced run's end awaits their next start
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class TaskSnapshot(Protocol):
@@ -184,6 +187,8 @@ class Metrics:
             seed_spawn=seed_spawn,
         )
         self._slots = SlotsBeforeLast()
+        # Each task's last replaced run's end, until its next scheduled start (``on_run``).
+        self._replaced: dict[str, datetime] = {}
         # The tasks every source declares, as of the last successful pass: a task that comes to
         # the snapshot undeclared at the scrape before was declared anew (``metrics_slots``).
         self._declared: Mapping[str, object] | None = None
@@ -210,13 +215,20 @@ class Metrics:
         """The dispatcher's run listener: an attempt started (``running``) or ended, or a slot
         was skipped. Call it from one thread (the event loop). The start delay is observed for
         the first attempt of a scheduled slot only: retries, catch-ups and manual runs are not
-        scheduler lag."""
+        scheduler lag; nor is the wait of a ``Replace`` slot for the run it replaces to stop
+        (TERM, then KILL after --kill-grace): it counts from the later of the slot and the end
+        of the task's last replaced run."""
         if record.status is RunStatus.RUNNING:
             delay = None
             if record.trigger is Trigger.SCHEDULE and record.attempt == 1 and record.started_at:
-                delay = max((record.started_at - record.scheduled_at).total_seconds(), 0.0)
+                since = max(record.scheduled_at, self._replaced.pop(record.task, _EPOCH))
+                delay = max((record.started_at - since).total_seconds(), 0.0)
             self._started(record, delay)
         else:
+            if record.reason == _REPLACED and record.finished_at is not None:
+                if len(self._replaced) >= _REPLACED_KEPT:
+                    self._replaced.clear()  # tasks removed before their next start
+                self._replaced[record.task] = record.finished_at
             self._finished(record)
 
     def on_progress(self, record: RunRecord) -> None:

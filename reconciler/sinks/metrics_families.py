@@ -178,7 +178,8 @@ RUN_DURATION = Family(
 START_DELAY = Family(
     "crontask_run_start_delay_seconds",
     "histogram",
-    "Actual start minus scheduled time of a scheduled run's first attempt.",
+    "Actual start minus scheduled time of a scheduled run's first attempt (under Replace, minus"
+    " the end of the run it replaced where that is later).",
 )
 RUNNING = Family("crontask_running_runs", "gauge", "Run attempts in progress, by task.")
 RUNNING_SINCE = Family(
