@@ -14,9 +14,10 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     Field,
     StrictBool,
     StrictFloat,
@@ -68,11 +69,22 @@ class ConcurrencyPolicy(enum.StrEnum):
     REPLACE = "Replace"
 
 
+def _label_key(key: str) -> str:
+    # Checked here, not in the type: a CRD schema cannot constrain property names. A key's own
+    # check, so that each bad key is an error at its place.
+    if not 0 < len(key) <= MAX_LABEL_KEY:
+        raise ValueError(f"keys are 1 to {MAX_LABEL_KEY} characters long, not {len(key)}")
+    return key
+
+
+LabelKey = Annotated[str, AfterValidator(_label_key)]
+
+
 class Metadata(Model):
     name: Label = Field(description="DNS-1123 label, unique within the namespace.")
     namespace: Label = Field("default", description="Defaults to `default`.")
-    labels: dict[str, LabelValue] = Field(default_factory=dict, max_length=MAX_ITEMS)
-    annotations: dict[str, Text] = Field(default_factory=dict, max_length=MAX_ITEMS)
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=MAX_ITEMS)
+    annotations: dict[LabelKey, Text] = Field(default_factory=dict, max_length=MAX_ITEMS)
 
     @field_validator("annotations", mode="before")
     @classmethod
@@ -82,15 +94,6 @@ class Metadata(Model):
         # make a task that is valid invalid, nor sit in its definition.
         if isinstance(values, dict) and RUN_NOW_ANNOTATION in values:
             return {k: v for k, v in values.items() if k != RUN_NOW_ANNOTATION}
-        return values
-
-    @field_validator("labels", "annotations")
-    @classmethod
-    def _keys(cls, values: dict[str, str]) -> dict[str, str]:
-        # Checked here, not in the type: a CRD schema cannot constrain property names.
-        for key in values:
-            if not 0 < len(key) <= MAX_LABEL_KEY:
-                raise ValueError(f"keys are 1 to {MAX_LABEL_KEY} characters long")
         return values
 
 
