@@ -20,9 +20,14 @@ import threading
 
 from reconciler import children
 
+# What ``Child.exited()`` returns for a process given up on (``Child.give_up``): no return code
+# is this (``-N`` is death by signal N, and no signal is 1 << 16).
+OUTLIVED = -(1 << 16)
+
 
 class Child:
-    """A started process. ``await exited()`` gives its return code (``-N``: killed by N)."""
+    """A started process. ``await exited()`` gives its return code (``-N``: killed by N), or
+    ``OUTLIVED`` once it was given up on."""
 
     def __init__(
         self,
@@ -64,6 +69,14 @@ class Child:
         if self._pidfd is not None or self._polls is not None:  # else a thread waits already
             self._unwatch()
             self._wait_in_thread(report=False)
+
+    def give_up(self) -> None:
+        """Stop waiting for an exit that may not come (SIGKILL did not end the process: an
+        uninterruptible sleep): ``exited()`` returns ``OUTLIVED`` now, and a thread reaps the
+        process if it ever ends."""
+        if self._code is None:
+            self.abandon()
+            self._report(OUTLIVED)
 
     def _on_exit(self) -> None:
         code = self._poll()

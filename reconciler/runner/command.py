@@ -14,9 +14,10 @@ Contract:
   After an exit, what is left is first given ``_SETTLE`` seconds to leave the group (no wait
   when nothing is left), and other groups of the session are left alone. A run that is stopped
   is stopped as a session, its other groups too, SIGKILL in rounds until nothing of it is left
-  (``group.SessionKill``). A process that leaves the session on purpose (``setsid``, daemons)
-  is beyond reach, but it cannot keep ``run()`` waiting: output is read for at most
-  ``_DRAIN_TIMEOUT`` more seconds.
+  (``group.SessionKill``); a main process those rounds do not end (an uninterruptible sleep)
+  is given up on, left running (``Child.give_up``): the run ends without waiting for it. A
+  process that leaves the session on purpose (``setsid``, daemons) is beyond reach, but it
+  cannot keep ``run()`` waiting: output is read for at most ``_DRAIN_TIMEOUT`` more seconds.
 * stdin is ``/dev/null``; stdout and stderr share one pipe, so their interleaving is preserved,
   and only the last ``output_limit`` bytes are kept, however much the command prints.
 * ``timeout`` runs from ``run()`` (or from the instant of ``start_at``, if later) to the exit of
@@ -131,6 +132,7 @@ class CommandRun:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._run_called = False
         self._pid: int | None = None
+        self._child: Child | None = None  # given up on if SIGKILL does not end it
         self._spawned = False
         self._exited = False  # the main process is gone: stop() no longer changes anything
         self._end: End | None = None
@@ -316,6 +318,8 @@ class CommandRun:
                 "processes of a run's session outlived SIGKILL: they are left running",
                 extra={"fields": {"pid": self._pid}},
             )
+            if self._child is not None and not has_exited(self._pid):
+                self._child.give_up()  # its exit may never come: the run ends without it
 
     def _hurry_start(self) -> None:
         """The run ends while its process is being started: the start is waited for as long
@@ -410,7 +414,7 @@ class CommandRun:
             self.started.set()
             raise
 
-        self._pid = child.pid
+        self._pid, self._child = child.pid, child
         self._spawned = True
         self.started.set()
         _report_began(began, child)

@@ -19,6 +19,7 @@ import signal
 
 from reconciler.core.runs import RunStatus
 from reconciler.runner.base import Outcome
+from reconciler.runner.child import OUTLIVED
 from reconciler.runner.libc_spawn import ByteOrderMark, InterpreterNotFound, PermissionDenied
 
 
@@ -73,9 +74,11 @@ def exited(
     output: str,
     pid: int | None,
 ) -> Outcome:
-    """The outcome of a main process that exited with ``returncode`` (``-N``: signal N);
-    ``escalated``: SIGKILL was needed after the ``kill_grace`` period."""
-    exit_code = returncode if returncode >= 0 else 128 - returncode
+    """The outcome of a main process that exited with ``returncode`` (``-N``: signal N;
+    ``child.OUTLIVED``: SIGKILL did not end it, it is left running); ``escalated``: SIGKILL
+    was needed after the ``kill_grace`` period."""
+    outlived = returncode == OUTLIVED
+    exit_code = None if outlived else returncode if returncode >= 0 else 128 - returncode
     status = RunStatus.FAILED
     reason: str | None
     if end is End.TIMED_OUT:
@@ -103,6 +106,11 @@ def exited(
         message += "; processes it left in its group were terminated"
     if escalated:
         message += f" (SIGKILL after {_format_seconds(kill_grace)} grace period)"
+    if outlived:
+        message += (
+            "; its process outlived SIGKILL (an uninterruptible sleep?) and is left running:"
+            f" pid {pid}"
+        )
     return Outcome(
         status=status,
         exit_code=exit_code,

@@ -1,0 +1,93 @@
+"""A command's process that SIGKILL does not end (one in an uninterruptible sleep: a hung NFS
+mount, a stuck disk) must not hold its run for as long as it sleeps: the run would stay
+``running``, its task's later slots skipped under ``Forbid``, and crontask's stop would wait
+for it however long its graces are. Once the kill rounds are over the run ends, saying that
+the process was left running.
+
+A real process that outlives SIGKILL: one held by a tracer at its exit (``PTRACE_EVENT_EXIT``),
+which the kernel does not let go of until the tracer does."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+
+import pytest
+
+from reconciler.core.runs import RunStatus
+from reconciler.runner.base import Outcome
+from reconciler.runner.command import CommandRun
+
+pytestmark = pytest.mark.slow  # the kill rounds take about a second
+
+# Holds the process its argument names at its exit until its stdin closes (30 s at most).
+_TRACER = """
+import ctypes, select, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+PTRACE_SEIZE, PTRACE_O_TRACEEXIT = 0x4206, 0x40
+if libc.ptrace(PTRACE_SEIZE, int(sys.argv[1]), None, PTRACE_O_TRACEEXIT) != 0:
+    print("cannot trace", flush=True)
+    sys.exit()
+print("seized", flush=True)
+select.select([sys.stdin], [], [], 30)
+"""
+
+ENV = {"PATH": os.environ.get("PATH", os.defpath)}
+
+
+async def _run_held(stop: str | None) -> tuple[Outcome, int]:
+    """A command held at its exit by a tracer, stopped (``stop``) or timed out."""
+    run = CommandRun(
+        ["sh", "-c", "exec sleep 1000 >/dev/null 2>&1"],
+        env=ENV,
+        timeout=None if stop else 0.5,
+        kill_grace=0.1,
+    )
+    running = asyncio.ensure_future(run.run())
+    await run.started.wait()
+    assert run.pid is not None
+    tracer = subprocess.Popen(
+        [sys.executable, "-c", _TRACER, str(run.pid)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert tracer.stdout is not None
+    assert tracer.stdin is not None
+    try:
+        said = await asyncio.to_thread(tracer.stdout.readline)
+        if said != b"seized\n":
+            run.stop("test over")
+            await running
+            pytest.skip("this host does not let a process trace another")
+        if stop:
+            run.stop(stop)
+        outcome = await running  # the tracer holds the process 30 s at most
+        # Still there, held: the run ended without it.
+        with open(f"/proc/{run.pid}/stat", "rb") as f:
+            assert f.read().split(b") ")[1][:1] in (b"t", b"T", b"D")
+        return outcome, run.pid
+    finally:
+        tracer.stdin.close()  # lets the process go: it ends, and is reaped
+        await asyncio.to_thread(tracer.wait)
+        tracer.stdout.close()
+
+
+def test_a_stopped_run_whose_process_outlives_sigkill_ends_all_the_same() -> None:
+    outcome, pid = asyncio.run(_run_held("Shutdown"))
+    assert outcome.status is RunStatus.FAILED
+    assert outcome.reason == "Shutdown"
+    assert outcome.exit_code is None
+    assert outcome.message == (
+        "stopped: Shutdown (SIGKILL after 0.1s grace period); its process outlived SIGKILL"
+        f" (an uninterruptible sleep?) and is left running: pid {pid}"
+    )
+
+
+def test_a_timed_out_run_whose_process_outlives_sigkill_ends_all_the_same() -> None:
+    outcome, pid = asyncio.run(_run_held(None))
+    assert outcome.status is RunStatus.TIMED_OUT
+    assert outcome.exit_code is None
+    assert outcome.message.endswith(f"is left running: pid {pid}")
