@@ -334,7 +334,32 @@ def parse(text: str, source: str, base: Path, *, warn: Warn | None = None) -> No
     receivers, routes = list(enumerate(config.receivers)), list(enumerate(config.routes))
     if problems := _references(notifications, receivers, routes, names, builder, source, warn):
         raise NotificationConfigError("\n".join(problems))
-    return dataclasses.replace(notifications, warnings=_unrouted(config, builder, source))
+    warnings = (*_python_names(data, builder, source), *_unrouted(config, builder, source))
+    return dataclasses.replace(notifications, warnings=warnings)
+
+
+def _python_names(data: Any, builder: Builder, source: str) -> list[str]:
+    """A warning at each key of ``data`` (valid: the file as read) that spells a field by its
+    Python name (``url_file``), as a task file's are: read for now."""
+    spots: list[tuple[tuple[str | int, ...], Any]] = []
+    for group in ("receivers", "routes"):
+        for i, item in enumerate(data[group]):
+            spots.append(((group, i), item))
+            if group == "routes" and isinstance(item.get("match"), dict):
+                spots.append(((group, i, "match"), item["match"]))
+    warnings = []
+    for loc, mapping in spots:
+        for name, field in _MODELS[
+            tuple(p for p in loc if isinstance(p, str))
+        ].model_fields.items():
+            if field.alias and field.alias != name and name in mapping:
+                line, column = builder.key_marks.get((*loc, name)) or nearest(builder.marks, loc)
+                where = f"{loc[0]}[{loc[1]}]" + "".join(f".{p}" for p in (*loc[2:], name))
+                warnings.append(
+                    f"{source}:{line}:{column}: warning: {where}: write {field.alias}: the "
+                    f"spelling {name} is read for now, refused from a later release"
+                )
+    return warnings
 
 
 def _fields_at(loc: tuple[str | int, ...]) -> list[str]:
