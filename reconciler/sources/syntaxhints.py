@@ -29,6 +29,14 @@ _AFTER_NO_SPACE = ("mapping values are not allowed", "could not find expected ':
 # What such a run-on text leaves before the refused colon on its line: a key alone (``command``),
 # not a value with a colon of its own before it (``url: http://x/: y``, no slip above).
 _KEY_ALONE = re.compile(r"[^:#\r\n]*")
+# What YAML was in when it gave up, and what cuts a quoted value off (libyaml's and PyYAML's).
+_QUOTED = "the quoted value"
+_OPENED = {
+    "while scanning a quoted scalar": _QUOTED,
+    "while parsing a flow sequence": "the '['",
+    "while parsing a flow mapping": "the '{'",
+}
+_CUT_OFF = ("found unexpected end of stream", "found unexpected document")
 
 
 def hint(text: str, err: yaml.MarkedYAMLError, libyaml: bool) -> str:
@@ -52,7 +60,21 @@ def hint(text: str, err: yaml.MarkedYAMLError, libyaml: bool) -> str:
         )
     if str(err.problem).startswith(_AFTER_NO_SPACE):
         return _long_key(text, index) or _no_space(text, index)
-    return ""
+    return _unclosed(text, err)
+
+
+def _unclosed(text: str, err: yaml.MarkedYAMLError) -> str:
+    """`` (inside the '[' that starts at line 5, column 13)`` when YAML gave up on a quote, '['
+    or '{' on a line below its start: one left open is found only at the next '---' or the end
+    of the text, a missing ',' where the next line's key is. A quote cut off there is said so."""
+    inside = _OPENED.get(str(err.context))
+    start, end = err.context_mark, err.problem_mark
+    if inside is None or start is None or end is None or start.line == end.line:
+        return ""
+    line, column = Lines(text).place(start)
+    if inside == _QUOTED and str(err.problem).startswith(_CUT_OFF):
+        return f" (the quoted value that starts at line {line}, column {column} is not closed)"
+    return f" (inside {inside} that starts at line {line}, column {column})"
 
 
 def _long_key(text: str, index: int) -> str:

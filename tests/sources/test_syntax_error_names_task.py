@@ -180,7 +180,10 @@ def test_a_folder_keeps_a_task_moved_and_broken_by_a_syntax_error(tmp_path: Path
     definitions = {d.key: d for d in source.definitions()}
     assert sorted(definitions) == ["default/keep", "default/moved"]
     (error,) = source.errors()
-    assert str(error) == f"{new}:9:1: YAML syntax error: did not find expected ',' or ']'"
+    assert str(error) == (
+        f"{new}:9:1: YAML syntax error: did not find expected ',' or ']' "
+        "(inside the '[' that starts at line 8, column 11)"
+    )
     assert definitions["default/moved"].task.spec.schedule == "0 2 * * *"
     assert definitions["default/moved"].error == str(error)
     # Fixed: the new definition.
@@ -211,7 +214,10 @@ def test_a_folder_keeps_a_task_with_an_empty_namespace_moved_and_broken(
     new = write(tmp_path / "renamed.yaml", with_namespace(task("moved", "0 3 * * *", broken=True)))
     source.refresh()
     (error,) = source.errors()
-    assert str(error) == f"{new}:10:1: YAML syntax error: did not find expected ',' or ']'"
+    assert str(error) == (
+        f"{new}:10:1: YAML syntax error: did not find expected ',' or ']' "
+        "(inside the '[' that starts at line 9, column 11)"
+    )
     assert error.key == "default/moved"
     (kept,) = source.definitions()
     assert (kept.key, kept.task.spec.schedule, kept.error) == (
@@ -241,7 +247,7 @@ def test_git_keeps_a_task_moved_and_broken_by_a_syntax_error_in_one_commit(
     (error,) = source.errors()
     assert str(error) == (
         "renamed.yaml:9:1: YAML syntax error: did not find expected ',' or ']'"
-        f" (revision {broken[:12]})"
+        f" (inside the '[' that starts at line 8, column 11) (revision {broken[:12]})"
     )
     (moved,) = [d for d in source.definitions() if d.key == "default/moved"]
     assert (moved.location.revision, moved.error) == (good, str(error))
