@@ -254,7 +254,7 @@ def tasks_page(
         states=views.STATES,
         kinds=sorted({s.kind for s in sources} | {SourceKind.API}),
         errors=definition_errors(runtime, sources),
-        namespaces=views.namespaces(page.rows),
+        namespaces=views.namespaces(runtime.in_force()),
         after=after,
     )
 
