@@ -53,6 +53,7 @@ from reconciler.runner.base import TOO_LATE, Outcome
 from reconciler.runner.command_outcome import Cut, End, exited, given_up, not_started, start_failed
 from reconciler.runner.group import (
     Group,
+    exiting,
     group_state,
     kill_session,
     session_state,
@@ -318,8 +319,10 @@ class CommandRun:
                 "processes of a run's session outlived SIGKILL: they are left running",
                 extra={"fields": {"pid": self._pid}},
             )
-            if self._child is not None and not has_exited(self._pid):
-                self._child.give_up()  # its exit may never come: the run ends without it
+            # Its exit may never come (an uninterruptible sleep): the run ends without it. Not
+            # when it is on its way out (freeing a large memory takes a while): it ends soon.
+            if self._child and not (has_exited(self._pid) or exiting(self._pid)):
+                self._child.give_up()
 
     def _hurry_start(self) -> None:
         """The run ends while its process is being started: the start is waited for as long

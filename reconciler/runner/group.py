@@ -142,6 +142,21 @@ def signal_group(pgid: int | None, sig: int) -> None:
             os.killpg(pgid, signal.SIGCONT)
 
 
+# The kernel's PF_EXITING (``/proc/<pid>/stat`` field 9, ``flags``): the process is on its way
+# out (it may take seconds: a large memory is being freed).
+_PF_EXITING = 0x4
+
+
+def exiting(pid: int) -> bool:
+    """Whether ``pid`` is on its way out: killed, its exit under way but not done."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = _after_name(f.read())
+    except OSError:
+        return False  # gone, or not Linux
+    return len(fields) > 6 and int(fields[6]) & _PF_EXITING != 0
+
+
 def group_state(pgid: int, *, fresh_since: float) -> Group:
     """What is left of the group ``pgid`` (a run's own: its session's id too)."""
     try:

@@ -17,6 +17,7 @@ import sys
 import pytest
 
 from reconciler.core.runs import RunStatus
+from reconciler.runner import command
 from reconciler.runner.base import Outcome
 from reconciler.runner.command import CommandRun
 
@@ -91,3 +92,46 @@ def test_a_timed_out_run_whose_process_outlives_sigkill_ends_all_the_same() -> N
     assert outcome.status is RunStatus.TIMED_OUT
     assert outcome.exit_code is None
     assert outcome.message.endswith(f"is left running: pid {pid}")
+
+
+def test_a_process_on_its_way_out_is_waited_for(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One that is exiting (a large memory being freed can take longer than the kill rounds)
+    ends soon: its run waits for it, and its exit code is known."""
+    monkeypatch.setattr(command, "exiting", lambda pid: True)
+
+    async def main() -> tuple[Outcome, bool]:
+        run = CommandRun(
+            ["sh", "-c", "exec sleep 1000 >/dev/null 2>&1"], env=ENV, timeout=None, kill_grace=0.1
+        )
+        running = asyncio.ensure_future(run.run())
+        await run.started.wait()
+        tracer = subprocess.Popen(
+            [sys.executable, "-c", _TRACER, str(run.pid)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert tracer.stdout is not None
+        assert tracer.stdin is not None
+        try:
+            if await asyncio.to_thread(tracer.stdout.readline) != b"seized\n":
+                run.stop("test over")
+                await running
+                pytest.skip("this host does not let a process trace another")
+            run.stop("Shutdown")
+            async with asyncio.timeout(30):
+                while "outlived SIGKILL" not in caplog.text:
+                    await asyncio.sleep(0.01)
+            await asyncio.sleep(0)  # the run's supervisor goes on, if it would
+            still_running = not running.done()
+        finally:
+            tracer.stdin.close()  # the exit comes now
+            await asyncio.to_thread(tracer.wait)
+            tracer.stdout.close()
+        return await running, still_running
+
+    outcome, still_running = asyncio.run(main())
+    assert still_running
+    assert outcome.exit_code == 137
+    assert outcome.message == "stopped: Shutdown (SIGKILL after 0.1s grace period)"
