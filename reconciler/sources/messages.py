@@ -35,6 +35,7 @@ Loc = tuple[str | int, ...]
 
 _RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
 _CHOICE_ERRORS = frozenset({"enum", "literal_error"})
+_LENGTH_ERRORS = frozenset({"string_too_long", "string_too_short", "too_long", "too_short"})
 _KEY = "[key]"  # what pydantic's location adds after a mapping key that failed
 _FIELD_NAME = "invalid_key"  # pydantic's "Keys should be strings", of a model's own fields
 # What a strict number or switch field wants, by pydantic's error type (its own words, "Input
@@ -169,6 +170,8 @@ def message(item: Any) -> str:
         return f"{excerpt(str(item['input']))} is out of range: allowed {allowed}"
     if kind in _CHOICE_ERRORS:
         return excerpt(str(item["msg"]), MESSAGE) + _case_slip(item["input"], context)
+    if kind in _LENGTH_ERRORS:
+        return _length(kind, item["input"], context)
     # Messages of the model's own checks may quote the value (a schedule, a zone name).
     return excerpt(str(item["msg"]).removeprefix("Value error, "), MESSAGE)
 
@@ -187,6 +190,20 @@ _PATTERNS = {
     _pattern(HttpHeader, "name"): "'{}' is not a header name: letters, digits and "
     "!#$%&'*+-.^_`|~ only, no spaces or ':' (e.g. X-Api-Key)",
 }
+
+
+def _length(kind: str, value: Any, context: dict[str, Any]) -> str:
+    """``at most 256 items, not 257``: pydantic's words speak of its validation, and leave out
+    a string's length."""
+    most = kind.endswith("too_long")
+    bound = context.get("max_length" if most else "min_length")
+    unit = "character" if kind.startswith("string") else "item"
+    unit = "entry" if isinstance(value, dict) else unit
+    sized = isinstance(value, str | list | dict)
+    count = len(value) if sized else context.get("actual_length")
+    nouns = unit if bound == 1 else "entries" if unit == "entry" else f"{unit}s"
+    said = f"at {'most' if most else 'least'} {bound} {nouns}"
+    return f"{said}, not {count}" if count is not None else said
 
 
 def _lfs_pointer(value: Any) -> bool:
