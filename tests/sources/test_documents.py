@@ -83,9 +83,7 @@ def test_multi_document_locations_and_empty_documents() -> None:
         ),
         (
             GOOD.replace('args: ["true"]', "args: []"),
-            [
-                "t.yaml:9:5: spec.command.args: at least 1 item, not 0"
-            ],
+            ["t.yaml:9:5: spec.command.args: at least 1 item, not 0"],
         ),
         (
             GOOD.replace('  command:\n    args: ["true"]\n', ""),
