@@ -10,7 +10,7 @@ looking again every second (the retry's pause grows to ``verify_seconds``, and t
 on its own meanwhile), then starts, or is skipped ``MissedDeadline`` past
 startingDeadlineSeconds, or ``ReplaceBlocked`` ``WAIT_MAX`` after it was decided (the stop of
 the runs it replaces, their first delete included, counts in it: a delete not answered is given
-up after ``sources.kubernetes_jobs.DELETE_TIMEOUT``). A delete refused for good (403: no right
+up after ``sources.job_calls.DELETE_TIMEOUT``). A delete refused for good (403: no right
 to delete Jobs, a webhook that denies it) leaves the Job running: the slot is skipped
 (``ReplaceBlocked``) rather than run beside it, and the next slot adopts the Job, stops it
 again (a new delete) and is decided the same way. The skip's message names the Job, also

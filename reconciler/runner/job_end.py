@@ -32,7 +32,7 @@ refused for good is tried again when crontask meets the Job again (:data:`_AGAIN
 Every end's evidence (:func:`conclude`, :func:`stopping`, :func:`overdue`) is read with
 ``JobRunner.stop_reads`` (each read sent once, or twice if the first failed at once
 with no answer or a 5xx: ``sources.end_reads``; given up after
-``sources.kubernetes_jobs.STOP_READ_TIMEOUT``), all of it within :data:`STOP_READS_WAIT`
+``sources.job_calls.STOP_READ_TIMEOUT``), all of it within :data:`STOP_READS_WAIT`
 (:func:`_bounded_evidence`): the run holds its slot until its end is recorded (``Replace``
 waits for a stop, from the decision, up to ``controller.replace_wait.WAIT_MAX``; ``Forbid``
 skips the slots meanwhile), and an API server that takes the reads and never answers must not

@@ -129,7 +129,7 @@ OFF_THE_STOP_PATH = {
     "sinks/notify_delivery.py:TIMEOUT_SECONDS": "a delivery's, bounded by SHUTDOWN_SECONDS",
     "sinks/kubernetes_status.py:_TIMEOUT": "a status write's: the flush is StatusWriter.stop's",
     "sinks/kubernetes_events.py:EventRecorder.request_timeout": "an Event's: EventRecorder.stop's",
-    "sources/kubernetes_jobs.py:_TIMEOUT": "Job API calls': the watches' join is STOP_WAIT",
+    "sources/job_calls.py:_TIMEOUT": "Job API calls': the watches' join is STOP_WAIT",
     "sources/pod_logs.py:TIMEOUT": "a pod log read at a run's end: within the runs' graces",
     "store/sql_schema.py:PG_CONNECT_TIMEOUT_S": "a connect: stop's store calls are ANSWER_WAIT's",
     # Attributes and parameter defaults.

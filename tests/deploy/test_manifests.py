@@ -179,9 +179,9 @@ def test_kustomize_renders_the_ha_component(tmp_path: Path, others: tuple[str, .
 # (sources/kubernetes.py), the status writer's patch and its re-read after a 409 or an unnamed 404
 # (sinks/kubernetes.py), the event recorder's create and its patch of a repeat
 # (sinks/kubernetes_events.py); the job action's create, get, list, watch and delete of Jobs,
-# list of their pods and get of pods/log (sources/kubernetes_jobs.py), and the finalizers
-# update that an ownerReference with blockOwnerDeletion needs. Nothing calls update on a
-# CronTask or a single-object get of one.
+# list of their pods and get of pods/log (sources/kubernetes_jobs.py, sources/job_calls.py), and
+# the finalizers update that an ownerReference with blockOwnerDeletion needs. Nothing calls
+# update on a CronTask or a single-object get of one.
 CRONTASK_RULES = {
     ("crontask.dev", "crontasks"): {"list", "watch"},
     ("crontask.dev", "crontasks/status"): {"get", "patch"},

@@ -30,7 +30,7 @@ from reconciler.core.runs import RunStatus, run_id
 from reconciler.runner import job_delete
 from reconciler.runner.base import Actions
 from reconciler.runner.job import JobRunner
-from reconciler.sources import kubernetes_jobs
+from reconciler.sources import job_calls
 from reconciler.sources.kubernetes import one_shot
 from reconciler.sources.kubernetes_jobs import JobApiError, JobWatch
 from reconciler.store import MemoryRunStore
@@ -48,7 +48,7 @@ def deletes(emulator: Emulator) -> int:
 def test_an_unanswered_delete_is_sent_once_and_given_up_at_its_read_timeout(
     emulator: Emulator, k8s_api_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(kubernetes_jobs, "DELETE_TIMEOUT", (5.0, READ_TIMEOUT))
+    monkeypatch.setattr(job_calls, "DELETE_TIMEOUT", (5.0, READ_TIMEOUT))
     job = emulator.create(manifests.job("held", "sleep 30"))
     emulator.hold("DELETE", JOBS)
     watch = JobWatch(k8s_api_client, ["default"])
@@ -98,7 +98,7 @@ def test_the_replace_wait_counts_from_the_decision_not_from_the_unanswered_delet
     the delete is given up, it is skipped ``ReplaceBlocked`` at once, naming the Job, rather
     than 2 s later (or, with the client's retries, 4 read timeouts and 2 s later)."""
     read_timeout, wait_max = 3.0, 2.0
-    monkeypatch.setattr(kubernetes_jobs, "DELETE_TIMEOUT", (5.0, read_timeout))
+    monkeypatch.setattr(job_calls, "DELETE_TIMEOUT", (5.0, read_timeout))
     monkeypatch.setattr(replace_wait, "WAIT_MAX", wait_max)
     store = MemoryRunStore()
     script = {"name": "main", "image": "busybox", "command": ["sh", "-c", "sleep 30"]}

@@ -22,7 +22,7 @@ import pytest
 from kubernetes import client
 
 from reconciler.core.runs import truncation_marker
-from reconciler.sources import kubernetes_jobs, pod_logs
+from reconciler.sources import job_calls, pod_logs
 from reconciler.sources.kubernetes_jobs import JobApiError, JobWatch
 from reconciler.sources.pod_logs import TAIL_LINES
 from tests.helpers import serve_http, wait_for
@@ -145,7 +145,7 @@ def test_a_large_log_that_would_not_come_in_time_whole_keeps_its_tail(
     the read timeout (26 MB for ``TAIL_LINES``, at 1.5 MB/s 17 s: more than the 15 s the
     end's read has; here the rest of such an answer never comes): the tail the end keeps
     needs 1 024 lines, and comes (whole: the bound is never waited out)."""
-    monkeypatch.setattr(kubernetes_jobs, "STOP_READ_TIMEOUT", (5.0, 3.0))
+    monkeypatch.setattr(job_calls, "STOP_READ_TIMEOUT", (5.0, 3.0))
     line = b"x" * 399 + b"\n"
     out, asks = read_through(lambda count: (count * len(line), line * min(count, 2048)))
     assert out == f"{truncation_marker(None)}\n" + (line * 1024)[-LIMIT:].decode()
@@ -176,7 +176,7 @@ def test_a_second_ask_that_does_not_come_in_time_gives_way_to_the_first(
     """An API server that answers the first ask (1 024 short lines) and never the rest of the
     second: the end keeps the first ask's lines within the read's bound, not an error. The
     bound is for the whole read, both asks: 1.5 s, room for a loaded machine's first ask."""
-    monkeypatch.setattr(kubernetes_jobs, "STOP_READ_TIMEOUT", (5.0, 1.5))
+    monkeypatch.setattr(job_calls, "STOP_READ_TIMEOUT", (5.0, 1.5))
     out, asks = read_through(lambda count: (count * 3, b"ok\n" * (count if count == 1024 else 1)))
     assert asks == [1024, 16384], out[:300]
     assert out == f"{truncation_marker(None)}\n" + "ok\n" * 1024

@@ -21,7 +21,7 @@ import pytest
 from reconciler.core.runs import RunStatus, run_id
 from reconciler.runner import job_end
 from reconciler.runner.job import JobRunner
-from reconciler.sources import kubernetes_jobs, pod_logs
+from reconciler.sources import job_calls, pod_logs
 from reconciler.store import MemoryRunStore
 from tests.jobs.test_job_runner import KEY, NAME, T0, job_task, record, until
 from tests.jobs.test_stop_reads_unanswered import LOG, PODS, READ_TIMEOUT, Unanswered, gets, wired
@@ -37,9 +37,9 @@ def test_a_jobs_own_end_reads_once_and_frees_its_forbid_slot(
     GET, given up after the read timeout; the run is recorded succeeded, its record saying why
     its log is missing, and the next slot of its ``Forbid`` task runs."""
     short = (5.0, READ_TIMEOUT)
-    monkeypatch.setattr(kubernetes_jobs, "_TIMEOUT", short)  # the normal client's reads
+    monkeypatch.setattr(job_calls, "_TIMEOUT", short)  # the normal client's reads
     monkeypatch.setattr(pod_logs, "TIMEOUT", short)
-    monkeypatch.setattr(kubernetes_jobs, "STOP_READ_TIMEOUT", short)
+    monkeypatch.setattr(job_calls, "STOP_READ_TIMEOUT", short)
     store = MemoryRunStore()
     script = {"name": "main", "image": "busybox", "command": ["sh", "-c", "echo done"]}
     task = job_task(

@@ -26,7 +26,7 @@ from reconciler.core.runs import RunStatus, run_id
 from reconciler.runner import job_end
 from reconciler.runner.base import Actions
 from reconciler.runner.job import JobRunner
-from reconciler.sources import kubernetes_jobs, pod_logs
+from reconciler.sources import job_calls, pod_logs
 from reconciler.sources.kubernetes import Connection
 from reconciler.sources.kubernetes_jobs import JobWatch
 from reconciler.store import MemoryRunStore
@@ -71,9 +71,9 @@ def test_a_replaced_runs_reads_are_sent_once_and_given_up_at_their_read_timeout(
     """Its pods listed, or its log tail read, with no answer: one GET, given up after the read
     timeout; the Job is then deleted, and the run that replaces it starts."""
     short = (5.0, READ_TIMEOUT)
-    monkeypatch.setattr(kubernetes_jobs, "_TIMEOUT", short)  # the normal client's reads
+    monkeypatch.setattr(job_calls, "_TIMEOUT", short)  # the normal client's reads
     monkeypatch.setattr(pod_logs, "TIMEOUT", short)
-    monkeypatch.setattr(kubernetes_jobs, "STOP_READ_TIMEOUT", short)
+    monkeypatch.setattr(job_calls, "STOP_READ_TIMEOUT", short)
     store = MemoryRunStore()
     script = {"name": "main", "image": "busybox", "command": ["sh", "-c", "sleep 30"]}
     task = job_task(
