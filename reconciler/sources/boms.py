@@ -72,7 +72,19 @@ def not_utf8(data: bytes, err: UnicodeDecodeError) -> tuple[int, int, str]:
         line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
         return line, column, "not UTF-8: a NUL byte (0x00) at its start"
     line, column = byte_place(data, err.start)
-    return line, column, f"not UTF-8: byte 0x{data[err.start]:02x}"
+    return line, column, f"not UTF-8: {_byte(data[err.start])}: save it as UTF-8"
+
+
+def _byte(byte: int) -> str:
+    """``byte 0xe9 ('é' in Windows-1252)``: what an editor that saved no UTF-8 most likely
+    meant by it (Windows-1252's 0xa0-0xff are Latin-1's); the byte alone where that is no
+    printable character."""
+    try:
+        char = bytes([byte]).decode("cp1252")
+    except UnicodeDecodeError:  # 0x81, 0x8d, 0x8f, 0x90, 0x9d: none in Windows-1252
+        char = ""
+    seen = f" ({char!r} in Windows-1252)" if char.strip() and char.isprintable() else ""
+    return f"byte 0x{byte:02x}{seen}"
 
 
 def document_boms(text: str) -> str:

@@ -24,6 +24,8 @@ from tests.api.fakes import FakeRuntime, view
 from tests.api.live_api import LiveApi, files_root
 from tests.helpers import task_doc
 
+NOT_UTF8_FF = "not UTF-8: byte 0xff ('\u00ff' in Windows-1252): save it as UTF-8"
+
 YAML = {"content-type": "application/yaml"}
 
 
@@ -111,7 +113,7 @@ def test_the_text_is_read_as_a_file_is(live: LiveApi) -> None:
         unclosed = plan(client, "spec: [unclosed\n")
         as_json = plan(client, '{"apiVersion": "crontask.dev/v1alpha1", "kind": "CronTask"}')
         twice = plan(client, documents(*[task_doc(f"t{n % 25}") for n in range(50)]))
-    assert not_utf8["problems"] == ["body:2:7: not UTF-8: byte 0xff"]
+    assert not_utf8["problems"] == ["body:2:7: " + NOT_UTF8_FF]
     assert utf16["problems"] == [
         "body:1:1: not UTF-8 but UTF-16 (little-endian; its byte order mark says so): save it as"
         " UTF-8"

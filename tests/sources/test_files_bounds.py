@@ -12,6 +12,8 @@ import pytest
 from reconciler.sources.files import DirectorySource
 from tests.sources.test_files import doc, keys, write
 
+NOT_UTF8_FF = "not UTF-8: byte 0xff ('\u00ff' in Windows-1252): save it as UTF-8"
+
 
 def only_error(source: DirectorySource) -> str:
     (error,) = source.errors()
@@ -108,7 +110,7 @@ def test_invalid_utf8_is_an_error_at_its_place(tmp_path: Path) -> None:
     path.write_bytes(b"apiVersion: crontask.dev/v1alpha1\nkind: Cron\xffTask\n")
     source = DirectorySource([tmp_path])
     source.refresh()
-    assert only_error(source) == f"{path}:2:11: not UTF-8: byte 0xff"
+    assert only_error(source) == f"{path}:2:11: {NOT_UTF8_FF}"
 
 
 def test_a_folder_named_like_a_yaml_file_is_walked_not_read(tmp_path: Path) -> None:

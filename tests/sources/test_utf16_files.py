@@ -9,6 +9,8 @@ from pathlib import Path
 
 from tests.helpers import crontask_cli
 
+NOT_UTF8_FF = "not UTF-8: byte 0xff ('\u00ff' in Windows-1252): save it as UTF-8"
+
 TASK = """apiVersion: crontask.dev/v1alpha1
 kind: CronTask
 metadata: {name: NAME}
@@ -42,7 +44,7 @@ def test_a_utf16_or_utf32_file_is_named_so(tmp_path: Path) -> None:
         f"{tmp_path}/d32be.yaml:1:1: not UTF-8 but UTF-32 (big-endian; its byte order "
         f"mark says so): {save}",
         # Any other byte that is no UTF-8 is named as before, at its place.
-        f"{tmp_path}/e.yaml:7:1: not UTF-8: byte 0xff",
+        f"{tmp_path}/e.yaml:7:1: {NOT_UTF8_FF}",
     ]
 
 
@@ -78,6 +80,6 @@ def test_the_column_of_a_byte_that_is_not_utf8_counts_characters(tmp_path: Path)
     (tmp_path / "b.yaml").write_bytes(b"\xef\xbb\xbfk\xe9: 1\n")
     done = crontask_cli("validate", str(tmp_path))
     assert done.stdout.splitlines() == [
-        f"{tmp_path}/a.yaml:6:29: not UTF-8: byte 0xff",
-        f"{tmp_path}/b.yaml:1:2: not UTF-8: byte 0xe9",
+        f"{tmp_path}/a.yaml:6:29: {NOT_UTF8_FF}",
+        f"{tmp_path}/b.yaml:1:2: not UTF-8: byte 0xe9 ('\u00e9' in Windows-1252): save it as UTF-8",
     ]
