@@ -13,6 +13,7 @@ import re
 
 import yaml
 
+from reconciler.sources.limits import excerpt
 from reconciler.sources.yamlpositions import Lines
 
 _RESERVED = {"@": '"@daily"', "`": '"`date`"'}  # no plain scalar starts with these (YAML 1.1)
@@ -36,6 +37,8 @@ _OPENED = {
     "while parsing a flow sequence": "the '['",
     "while parsing a flow mapping": "the '{'",
 }
+_NAME_SHOWN = 40  # characters of an alias's name a hint quotes
+_ALIAS_NAME = re.compile(r"\*([^\s,\[\]{}]{1,1024})")
 _CUT_OFF = ("found unexpected end of stream", "found unexpected document")
 
 
@@ -60,7 +63,24 @@ def hint(text: str, err: yaml.MarkedYAMLError, libyaml: bool) -> str:
         )
     if str(err.problem).startswith(_AFTER_NO_SPACE):
         return _long_key(text, index) or _no_space(text, index)
+    if str(err.problem).startswith("found undefined alias"):
+        return _undefined_alias(text, index)
     return _unclosed(text, err)
+
+
+def _undefined_alias(text: str, index: int) -> str:
+    """Why YAML knows no anchor of the alias at ``index``: the anchor is in an earlier document,
+    or nowhere before the alias."""
+    name = _ALIAS_NAME.match(text, index)
+    if name is None:
+        return ""
+    anchor = f"&{excerpt(name[1], _NAME_SHOWN)}"
+    if re.search(rf"&{re.escape(name[1])}(?![^\s,\[\]{{}}])", text[:index]):
+        return (
+            f" (the anchor {anchor} is in an earlier document: an alias reaches only the "
+            "document it is in, up to its '---')"
+        )
+    return f" (no anchor {anchor} before it: an anchor comes before its aliases)"
 
 
 def _unclosed(text: str, err: yaml.MarkedYAMLError) -> str:
