@@ -24,6 +24,7 @@ Contract:
 
 from __future__ import annotations
 
+import datetime
 import difflib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
@@ -321,6 +322,8 @@ def _shape(value: object) -> str:
         return "true or false"
     if isinstance(value, int | float):
         return "a number"
+    if isinstance(value, datetime.date):  # a datetime too: YAML reads 2026-01-01 as a date
+        return "a date"
     return "a list" if isinstance(value, list) else "a string"
 
 

@@ -62,6 +62,15 @@ def test_a_field_nothing_resembles_is_said_as_before() -> None:
             "receivers: [{name: a}]\nroutes: [~]\n",
             "n.yaml:2:10: routes[0]: a map of fields (not an empty value)",
         ),
+        # YAML reads an unquoted date as a date, not a string.
+        (
+            "receivers: [2026-01-01]\nroutes: [b]\n",
+            "n.yaml:1:13: receivers[0]: a map of fields (not a date)",
+        ),
+        (
+            "receivers: [2026-01-01 10:00:00]\nroutes: [b]\n",
+            "n.yaml:1:13: receivers[0]: a map of fields (not a date)",
+        ),
     ],
 )
 def test_a_value_that_should_be_a_map_says_so_in_the_file_s_words(text: str, said: str) -> None:
