@@ -7,13 +7,18 @@ Contract:
   newest runs kept, as CronJob does; a run counts as its latest attempt, its attempts' Jobs go
   together), and every finished Job of a task no source declares any more whose run this run
   store records (``_recorded``: a crontask sharing the Job namespace has its own). A Job whose
-  run is still followed, or ``running`` in the store, is never deleted: its log and outcome are
-  read first. Nothing of a removed task is deleted while the sources' empty-set guard holds
-  removals back, nor a removed CronTask's (``JobRunner.collected``: its deletion decides,
-  ``--cascade=orphan`` keeps them). What is declared and whether removals are held are one
-  pair, the last applied pass's (:meth:`JobCleanup.passed`; held until the first, and while
-  no pass has declared a task yet, unless ``--allow-empty``), read after the wait for the
-  store. Only the tasks this replica owns are judged, and only Jobs with the
+  run is still followed, or ``running`` in the store, is never deleted: its log and outcome
+  are read first. So go, by the same run store check, the finished Jobs that nothing controls
+  of a task a CronTask holds (``JobWatch.former_jobs``: made while a folder, git or the API
+  held the key, or kept by a CronTask deleted with ``--cascade=orphan`` and then applied
+  again): never the CronTask's runs (anyone who may create a Job there can make one), and left
+  alone they would stay for good, as its history limits do not count them and its key is
+  declared. Nothing of a removed task, nor of those, is deleted while the sources' empty-set
+  guard holds removals back, nor a removed CronTask's (``JobRunner.collected``: its deletion
+  decides, ``--cascade=orphan`` keeps them). What is declared and whether removals are held
+  are one pair, the last applied pass's (:meth:`JobCleanup.passed`; held until the first, and
+  while no pass has declared a task yet, unless ``--allow-empty``), read after the wait for
+  the store. Only the tasks this replica owns are judged, and only Jobs with the
   ``crontask.dev/run-id`` label are seen; nor is one controlled by a CronTask that is not the
   task's owner in force (``core.jobs.run_in``, ``JobWatch.jobs_of``).
 - A Job whose delete fails (the API server refuses it: no right to delete Jobs, a webhook that
@@ -29,16 +34,17 @@ Contract:
   again, however, leaves the namespace for the pass: one tried in turn a pass, not one more
   DELETE a Job denied for good, nor one Job that may go now held behind one denied for good.
   The failure comes again with every pass (each resync, each run's end): it is one warning
-  per namespace, answer and kind (beyond the limits, removed) every ``REFUSAL_EVERY`` seconds
-  (``RefusalLog``), naming the RBAC rule after a ``403`` (``missing="jobs: delete in namespace
-  X"``) unless admission denied it (a webhook or a policy: ``request=``), with how many were
-  not logged (``suppressed``). It raises only what is not a Job API error (the run store's).
+  per namespace, answer and kind (beyond the limits, removed, former) every
+  ``REFUSAL_EVERY`` seconds (``RefusalLog``), naming the RBAC rule after a ``403``
+  (``missing="jobs: delete in namespace X"``) unless admission denied it (a webhook or a
+  policy: ``request=``), with how many were not logged (``suppressed``). It raises only what
+  is not a Job API error (the run store's).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,7 +59,11 @@ from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask.jobs")
 THEIRS_MAX = 10_000  # another crontask's Jobs remembered (``_theirs``), not read each pass
-_REMOVED = "of a task no source declares any more"
+_WHOSE = {  # a Job's, in the warning that its delete failed, by why it goes
+    "history": "beyond the history limits",
+    "removed": "of a task no source declares any more",
+    "former": "its task made before its CronTask held its key",
+}
 
 
 class JobCleanup:
@@ -119,35 +129,61 @@ class JobCleanup:
             key: self._doomed(key, declared.get(key), busy, holding) for key in sorted(targets)
         }
         await self._former(doomed, declared)
-        removed = [job for key, jobs in doomed.items() if key not in declared for job in jobs]
-        if removed:
-            ids = {_run_id(job) for job in removed if _uid(job) not in self._theirs}
-            ours = await self.dispatcher.recorder.call(_recorded, self.store, ids)
-            for key in doomed:
-                if key not in declared:
-                    doomed[key] = [job for job in doomed[key] if _run_id(job) in ours]
-            if len(self._theirs) > THEIRS_MAX:  # each looked up once more: most are gone
-                self._theirs.clear()
-            self._theirs |= {_uid(job) for job in removed if _run_id(job) not in ours}
+        # A declared task's Jobs of an earlier source: as a removed task's, never while
+        # removals are held (the folder task may be back at the next pass).
+        earlier = {
+            key: _done(self.watch.former_jobs(key), busy)
+            for key in doomed
+            if key in declared and not holding
+        }
+        await self._ours(doomed, earlier, declared)
         # Those that failed before go last, in every namespace, the one tried longest ago
         # first (module docstring).
         self._passes += 1
-        jobs = [(key, job) for key, found in doomed.items() for job in found]
+        jobs = [
+            (key, job, "history" if key in declared else "removed")
+            for key, found in doomed.items()
+            for job in found
+        ]
+        jobs += [(key, job, "former") for key, found in earlier.items() for job in found]
         jobs.sort(key=lambda item: self._failed.get(_uid(item[1]), -1))
         deleted = 0
         failed: set[str] = set()  # the namespaces left for the next pass
-        for key, job in jobs:
+        for key, job, why in jobs:
             namespace = job["metadata"]["namespace"]
             if namespace in failed:
                 continue
             before = _uid(job) in self._failed
-            gone = await self._delete(key, job, "history" if key in declared else "removed")
+            gone = await self._delete(key, job, why)
             if isinstance(gone, JobApiError):
                 if before or not _admission(gone):
                     failed.add(namespace)
             elif gone:
                 deleted += 1
         return deleted
+
+    async def _ours(
+        self,
+        doomed: dict[str, list[dict[str, Any]]],
+        earlier: dict[str, list[dict[str, Any]]],
+        declared: Mapping[str, Definition],
+    ) -> None:
+        """Keep, of a removed task's Jobs and of ``earlier``, those whose run this run store
+        records: no ownerReference tells this crontask's from another's."""
+        removed = [job for key, jobs in doomed.items() if key not in declared for job in jobs]
+        unsure = removed + [job for jobs in earlier.values() for job in jobs]
+        if not unsure:
+            return
+        ids = {_run_id(job) for job in unsure if _uid(job) not in self._theirs}
+        ours = await self.dispatcher.recorder.call(_recorded, self.store, ids)
+        for key in doomed:
+            if key not in declared:
+                doomed[key] = [job for job in doomed[key] if _run_id(job) in ours]
+        for key in earlier:
+            earlier[key] = [job for job in earlier[key] if _run_id(job) in ours]
+        if len(self._theirs) > THEIRS_MAX:  # each looked up once more: most are gone
+            self._theirs.clear()
+        self._theirs |= {_uid(job) for job in unsure if _run_id(job) not in ours}
 
     async def _former(
         self, doomed: dict[str, list[dict[str, Any]]], declared: Mapping[str, Definition]
@@ -187,7 +223,7 @@ class JobCleanup:
                     "error": str(err),
                     "suppressed": suppressed,
                 }
-                whose = "beyond the history limits" if why == "history" else _REMOVED
+                whose = _WHOSE[why]
                 waits = "it waits" if admission else "it and its namespace's others wait"
                 log.warning(
                     f"cannot delete a Job {whose}; {waits} for the next pass",
@@ -202,12 +238,7 @@ class JobCleanup:
     def _doomed(
         self, key: str, definition: Definition | None, busy: set[str], holding: bool
     ) -> list[dict[str, Any]]:
-        done: list[dict[str, Any]] = []
-        for job in self.watch.jobs_of(key):
-            run = run_of(job)
-            if run is None or run.run_id in busy or is_deleting(job) or finished(job) is None:
-                continue
-            done.append(job)
+        done = _done(self.watch.jobs_of(key), busy)
         if definition is None:
             # A removed task: its finished Jobs go (not while the sources' empty-set guard
             # holds removals back: the task may not be removed at all), unless they were a
@@ -234,6 +265,17 @@ class JobCleanup:
             else:
                 doomed.extend(group)
         return doomed
+
+
+def _done(jobs: Iterable[dict[str, Any]], busy: set[str]) -> list[dict[str, Any]]:
+    """Those of ``jobs`` finished and not being deleted whose run is not ``busy``."""
+    done: list[dict[str, Any]] = []
+    for job in jobs:
+        run = run_of(job)
+        if run is None or run.run_id in busy or is_deleting(job) or finished(job) is None:
+            continue
+        done.append(job)
+    return done
 
 
 def _former_job_task(definition: Definition | None) -> bool:

@@ -21,6 +21,9 @@ Contract:
   namespaces the watch covers, each as ``run_in`` judges it for its own namespace: the Jobs
   left where an earlier definition put them (``spec.job.namespace`` changed) go by the
   history limits and with the task (a namespace no longer watched is not looked at).
+  :meth:`former_jobs` answers, of a task a CronTask holds, the Jobs nothing controls that
+  are named as its slots (made while a folder, git or the API held the key): never its runs,
+  only for clean-up to judge by its run store.
   Changes reach the loop (``call_soon_threadsafe``), where they wake :meth:`finished` waiters
   and call the listeners (``subscribe``) with the keys of the tasks whose Jobs changed.
 - :meth:`ended` answers the last state the watch saw of a Job whose outcome the cluster had
@@ -46,7 +49,15 @@ from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from reconciler.core.jobs import RUN_LABEL, decided, finished, is_deleting, run_in, run_of
+from reconciler.core.jobs import (
+    RUN_LABEL,
+    controller_of,
+    decided,
+    finished,
+    is_deleting,
+    run_in,
+    run_of,
+)
 from reconciler.sources.end_reads import JobApiError
 from reconciler.sources.job_calls import JobCalls
 from reconciler.sources.kubernetes_watch import Informer, object_key, stop_all
@@ -322,6 +333,21 @@ class JobWatch(JobCalls):
             if namespace != home and (not everywhere or owner_uid is not None):
                 continue
             if run_in(job, task, namespace, owner_uid) is not None:
+                found.append(job)
+        return found
+
+    def former_jobs(self, task: str) -> list[dict[str, Any]]:
+        """The cached Jobs of ``task`` that nothing controls, in any namespace the watch
+        covers, while a CronTask holds its key: each a Job ``run_in`` would take for the
+        task's, were it from a folder, git or the API (as it was when it made them). Never
+        its runs (:meth:`jobs_of`, :meth:`live`: anyone who may create a Job there can make
+        one): only the clean-up looks at them, and deletes those whose run its store records."""
+        if self._home is None or self._home(task)[1] is None:
+            return []
+        found = []
+        for job in self._snapshot(self._by_task.get(task, ())).values():
+            namespace = str((job.get("metadata") or {}).get("namespace"))
+            if controller_of(job) is None and run_in(job, task, namespace) is not None:
                 found.append(job)
         return found
 
