@@ -23,7 +23,7 @@ from tests.jobs.conftest import Crontask, Gate, condition, jobs, trigger, write_
 from tests.jobs.test_jobs_left_in_a_former_namespace import settled
 from tests.jobs.test_jobs_of_a_former_job_task import resynced
 from tests.jobs.test_lifecycle import ended
-from tests.jobs.test_resource_jobs import cron_task, status
+from tests.jobs.test_resource_jobs import cron_task, run_now, status
 from tests.k8s.emulator import Emulator
 from tests.k8s.emulator.fixtures import Kubectl
 
@@ -130,4 +130,33 @@ def test_a_folder_tasks_job_that_runs_when_a_crontask_takes_the_key_is_recorded_
     gate.open()
     (record,) = wait_for("the folder task's run recorded", lambda: ended(instance, KEY))
     assert (record.status, record.output) == (RunStatus.SUCCEEDED, "moved-done\n")
+    wait_for("its Job deleted", lambda: jobs(emulator, "default.moved") == [])
+
+
+@pytest.mark.slow  # 8 s: a CronTask's run, its orphaning delete and its return, on the emulator
+def test_a_crontasks_jobs_kept_by_an_orphaning_delete_go_once_it_is_applied_again(
+    crontask: Callable[..., Crontask], emulator: Emulator, kubectl: Kubectl
+) -> None:
+    """``--cascade=orphan`` keeps them while no CronTask holds the key; once one does again,
+    they are Jobs nothing controls of a key a CronTask holds, as a folder task's."""
+    instance = crontask("--kubernetes")
+    manifest = cron_task("moved", "true")
+    kubectl("apply", "-f", "-", stdin=manifest)
+    wait_for("the CronTask in force", lambda: ready(emulator))
+    run_now(kubectl, "moved", "1")
+    wait_for("its run", lambda: len(ended(instance, KEY)) == 1)
+    (job,) = jobs(emulator, "default.moved")
+    kubectl("delete", "ct", "moved", "--cascade=orphan")
+    wait_for(
+        "the Job orphaned",
+        lambda: [
+            j for j in jobs(emulator, "default.moved") if not j["metadata"].get("ownerReferences")
+        ],
+    )
+    resyncs = resynced(instance)
+    wait_for("two resyncs, each with its clean-up", lambda: resynced(instance) >= resyncs + 2)
+    assert [j["metadata"]["uid"] for j in jobs(emulator, "default.moved")] == [
+        job["metadata"]["uid"]
+    ]
+    kubectl("apply", "-f", "-", stdin=manifest)  # the same name, a new uid
     wait_for("its Job deleted", lambda: jobs(emulator, "default.moved") == [])
