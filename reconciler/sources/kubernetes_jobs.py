@@ -22,8 +22,9 @@ Contract:
   left where an earlier definition put them (``spec.job.namespace`` changed) go by the
   history limits and with the task (a namespace no longer watched is not looked at).
   :meth:`former_jobs` answers, of a task a CronTask holds, the Jobs nothing controls that
-  are named as its slots (made while a folder, git or the API held the key): never its runs,
-  only for clean-up to judge by its run store.
+  are named as its slots (made while a folder, git or the API held the key, or kept by an
+  orphaning delete of an earlier CronTask of that name): never its runs, only for clean-up
+  to judge by its run store.
   Changes reach the loop (``call_soon_threadsafe``), where they wake :meth:`finished` waiters
   and call the listeners (``subscribe``) with the keys of the tasks whose Jobs changed.
 - :meth:`ended` answers the last state the watch saw of a Job whose outcome the cluster had
@@ -339,7 +340,8 @@ class JobWatch(JobCalls):
     def former_jobs(self, task: str) -> list[dict[str, Any]]:
         """The cached Jobs of ``task`` that nothing controls, in any namespace the watch
         covers, while a CronTask holds its key: each a Job ``run_in`` would take for the
-        task's, were it from a folder, git or the API (as it was when it made them). Never
+        task's, were it from a folder, git or the API (as it was when it made them, unless an
+        orphaning delete of an earlier CronTask of that name dropped its reference). Never
         its runs (:meth:`jobs_of`, :meth:`live`: anyone who may create a Job there can make
         one): only the clean-up looks at them, and deletes those whose run its store records."""
         if self._home is None or self._home(task)[1] is None:
