@@ -222,7 +222,7 @@ def dotted(loc: Sequence[str | int]) -> str:
         if isinstance(part, int) and not (key and i == len(parts) - 1):
             out += f"[{part}]"
         else:
-            name = excerpt(str(part), EXCERPT_KEY)
+            name = excerpt(str(part), EXCERPT_KEY) or '""'  # an empty key, as it is written
             out += f".{name}" if out else name
     return out if len(out) <= PATH else "..." + out[-(PATH - 3) :]
 
