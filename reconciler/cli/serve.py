@@ -358,6 +358,12 @@ def namespace_flag(text: str) -> str | None:
 
 
 def env_name(text: str) -> str:
+    name, given, _ = text.partition("=")
+    if given and valid_name(name):  # NAME=value: the value is often a secret, never shown
+        raise argparse.ArgumentTypeError(
+            f"'{name}=...' is not an environment variable name: set {name} in crontask's "
+            f"environment and write --pass-env {name}"
+        )
     if not valid_name(text):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not an environment variable name (letters, digits, _; not a digit first)"

@@ -81,6 +81,17 @@ def test_a_pass_env_that_is_no_variable_name_is_refused(tmp_path: Path, name: st
     assert not (tmp_path / ".crontask").exists()
 
 
+def test_a_pass_env_given_a_value_never_shows_the_value(tmp_path: Path) -> None:
+    """``--pass-env TOKEN=...`` (as ``docker -e`` takes it) names a variable with its value,
+    often a secret: the error names the variable and says how to pass it, never the value
+    (which went to the log of whoever runs crontask)."""
+    result = run(str(tmp_path), "--pass-env", "API_TOKEN=hunter2", "--listen", "off", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "hunter2" not in result.stderr
+    assert "API_TOKEN" in result.stderr
+    assert "--pass-env API_TOKEN" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("extra", "says"),
     [
