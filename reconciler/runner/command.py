@@ -53,8 +53,8 @@ from reconciler.runner.base import TOO_LATE, Outcome
 from reconciler.runner.command_outcome import Cut, End, exited, given_up, not_started, start_failed
 from reconciler.runner.group import (
     Group,
-    exiting,
     group_state,
+    held,
     kill_session,
     session_state,
     settled_group_state,
@@ -300,7 +300,7 @@ class CommandRun:
             state = look(self._pid, fresh_since=term_sent_at)
             if state is Group.GONE:
                 return
-            if state is Group.ZOMBIES_ONLY:
+            if state is Group.ZOMBIES_ONLY and not held(self._pid):  # a thread outlives it?
                 # Nothing left to wait for. The KILL is harmless to zombies (which keep the
                 # pgid from being reused) and catches a member forked while /proc was scanned.
                 signal_group(self._pid, signal.SIGKILL)
@@ -319,10 +319,10 @@ class CommandRun:
                 "processes of a run's session outlived SIGKILL: they are left running",
                 extra={"fields": {"pid": self._pid}},
             )
-            # Its exit may never come (an uninterruptible sleep): the run ends without it. Not
-            # when it is on its way out (freeing a large memory takes a while): it ends soon.
-            if self._child and not (has_exited(self._pid) or exiting(self._pid)):
-                self._child.give_up()
+        # Its exit may never come (an uninterruptible sleep, of a thread of it too): the run ends
+        # without it. Not when it is on its way out (freeing a large memory takes a while).
+        if self._child and held(self._pid):
+            self._child.give_up()
 
     def _hurry_start(self) -> None:
         """The run ends while its process is being started: the start is waited for as long

@@ -34,6 +34,8 @@ import os
 import signal
 import time
 
+from reconciler.runner.child import has_exited
+
 # How stale a /proc census may be before it is taken again (see _GroupCensus).
 _CENSUS_MAX_AGE = 0.1
 # SIGKILL rounds for a session (``SessionKill``): how many looks after the first kill, and the
@@ -147,14 +149,28 @@ def signal_group(pgid: int | None, sig: int) -> None:
 _PF_EXITING = 0x4
 
 
-def exiting(pid: int) -> bool:
-    """Whether ``pid`` is on its way out: killed, its exit under way but not done."""
+def held(pid: int) -> bool:
+    """Whether our child ``pid`` has not exited and a thread of it lives on, not on its way out
+    (an uninterruptible sleep after SIGKILL: its exit may never come). A main thread that
+    exited waits as a zombie, unreported, for the other threads: one held keeps it."""
+    if has_exited(pid):
+        return False
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = _after_name(f.read())
+        threads = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return False  # gone, or not Linux
-    return len(fields) > 6 and int(fields[6]) & _PF_EXITING != 0
+    return any(_thread_held(f"/proc/{pid}/task/{tid}/stat") for tid in threads)
+
+
+def _thread_held(stat: str) -> bool:
+    try:
+        with open(stat, "rb") as f:
+            fields = _after_name(f.read())
+    except OSError:
+        return False  # gone meanwhile
+    if len(fields) <= 6 or fields[0] in (b"Z", b"X", b"x"):
+        return False
+    return int(fields[6]) & _PF_EXITING == 0
 
 
 def group_state(pgid: int, *, fresh_since: float) -> Group:

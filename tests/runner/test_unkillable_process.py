@@ -13,6 +13,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -99,7 +100,7 @@ def test_a_process_on_its_way_out_is_waited_for(
 ) -> None:
     """One that is exiting (a large memory being freed can take longer than the kill rounds)
     ends soon: its run waits for it, and its exit code is known."""
-    monkeypatch.setattr(command, "exiting", lambda pid: True)
+    monkeypatch.setattr(command, "held", lambda pid: False)
 
     async def main() -> tuple[Outcome, bool]:
         run = CommandRun(
@@ -135,3 +136,67 @@ def test_a_process_on_its_way_out_is_waited_for(
     assert still_running
     assert outcome.exit_code == 137
     assert outcome.message == "stopped: Shutdown (SIGKILL after 0.1s grace period)"
+
+
+# A program of two threads: the second writes its thread id to $TIDFILE, then both sleep.
+_THREADED = """
+import os, threading, time
+def second():
+    with open(os.environ["TIDFILE"], "w") as f:
+        f.write(str(threading.get_native_id()))
+    time.sleep(1000)
+threading.Thread(target=second).start()
+time.sleep(1000)
+"""
+
+
+def test_a_run_whose_thread_outlives_sigkill_ends_all_the_same(tmp_path: Path) -> None:
+    """Most programs have threads (a JVM, a Go program): one held in an uninterruptible sleep
+    outlives SIGKILL while its main thread exits, a zombie the kernel reports only once every
+    thread is gone. The run ends all the same, saying so."""
+    tidfile = tmp_path / "tid"
+
+    async def main() -> tuple[Outcome, int]:
+        run = CommandRun(
+            [sys.executable, "-c", _THREADED],
+            env={**ENV, "TIDFILE": str(tidfile)},
+            timeout=None,
+            kill_grace=0.1,
+        )
+        running = asyncio.ensure_future(run.run())
+        await run.started.wait()
+        assert run.pid is not None
+        async with asyncio.timeout(30):
+            while not (tidfile.exists() and tidfile.read_text()):
+                await asyncio.sleep(0.01)
+        tracer = subprocess.Popen(
+            [sys.executable, "-c", _TRACER, tidfile.read_text()],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert tracer.stdout is not None
+        assert tracer.stdin is not None
+        try:
+            if await asyncio.to_thread(tracer.stdout.readline) != b"seized\n":
+                run.stop("test over")
+                await running
+                pytest.skip("this host does not let a process trace another")
+            run.stop("Shutdown")
+            outcome = await running  # the tracer holds the thread 30 s at most
+            # Its thread still there, held: the run ended without it.
+            with open(f"/proc/{run.pid}/task/{tidfile.read_text()}/stat", "rb") as f:
+                assert f.read().split(b") ")[1][:1] in (b"t", b"T", b"D")
+            return outcome, run.pid
+        finally:
+            tracer.stdin.close()  # lets the thread go: the process ends, and is reaped
+            await asyncio.to_thread(tracer.wait)
+            tracer.stdout.close()
+
+    outcome, pid = asyncio.run(main())
+    assert outcome.status is RunStatus.FAILED
+    assert outcome.reason == "Shutdown"
+    assert outcome.exit_code is None
+    assert outcome.message == (
+        "stopped: Shutdown (SIGKILL after 0.1s grace period); its process outlived SIGKILL"
+        f" (an uninterruptible sleep?) and is left running: pid {pid}"
+    )
