@@ -29,7 +29,8 @@ from urllib.parse import urlsplit
 from reconciler import logs, resolver
 from reconciler.cli import state_place
 from reconciler.cli.collector import start_up_collector
-from reconciler.cli.main_helpers import UsageError, existing_paths
+from reconciler.cli.given_paths import existing_paths
+from reconciler.cli.main_helpers import UsageError
 from reconciler.cli.serve import unmet_need
 from reconciler.core.runs import runs_at_once
 from reconciler.core.urls import redact_url

@@ -20,7 +20,8 @@ from pydantic import ValidationError
 from reconciler.cli.client import RemoteError, fetch_tasks, request
 from reconciler.cli.client_env import default_token
 from reconciler.cli.collector import rare_collections
-from reconciler.cli.main_helpers import existing_paths, timestamp
+from reconciler.cli.given_paths import existing_paths
+from reconciler.cli.main_helpers import timestamp
 from reconciler.cli.plan_keeps import (
     adrift,
     defined_by_broken_files,

@@ -10,12 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.cli.client_env import SERVER_ENV, TOKEN_ENV, configured_server
+from reconciler.cli.given_paths import NO_SUCH_PATH, absent, existing_paths
 from reconciler.cli.main_helpers import (
-    NO_SUCH_PATH,
-    absent,
     add_source_bounds_args,
     bounded_int,
-    existing_paths,
     git_path,
     path_arg,
     server_url,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli.main_helpers import existing_paths
+from reconciler.cli.given_paths import existing_paths
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.rootpaths import one_spelling
 from tests.controller.test_reconcile import doc
