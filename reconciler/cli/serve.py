@@ -365,8 +365,10 @@ def env_name(text: str) -> str:
             f"environment and write --pass-env {name}"
         )
     if not valid_name(text):
+        shown = f"{name}=..." if given else text  # whatever the name, never the value
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not an environment variable name (letters, digits, _; not a digit first)"
+            f"{shown!r} is not an environment variable name (letters, digits, _; not a digit "
+            "first)"
         )
     return text
 

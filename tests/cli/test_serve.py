@@ -92,6 +92,18 @@ def test_a_pass_env_given_a_value_never_shows_the_value(tmp_path: Path) -> None:
     assert "--pass-env API_TOKEN" in result.stderr
 
 
+@pytest.mark.parametrize("given", ["MY-TOKEN=hunter2", "1TOKEN=hunter2", "=hunter2"])
+def test_a_pass_env_of_no_name_given_a_value_never_shows_the_value(
+    tmp_path: Path, given: str
+) -> None:
+    """Nor when what comes before its ``=`` is no variable name either (``MY-TOKEN``)."""
+    result = run(str(tmp_path), "--pass-env", given, "--listen", "off", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "is not an environment variable name" in result.stderr
+    assert "hunter2" not in result.stderr
+    assert f"'{given.partition('=')[0]}=...'" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("extra", "says"),
     [
