@@ -367,8 +367,7 @@ def env_name(text: str) -> str:
     if not valid_name(text):
         shown = f"{name}=..." if given else text  # whatever the name, never the value
         raise argparse.ArgumentTypeError(
-            f"{shown!r} is not an environment variable name (letters, digits, _; not a digit "
-            "first)"
+            f"{shown!r} is not an environment variable name (letters, digits, _; not a digit first)"
         )
     return text
 
