@@ -317,9 +317,13 @@ def clear_session(response: Response, request: Request) -> None:
     if old and COOKIE not in names and auth and unseal(auth.session_key, old, time.time()):
         names.append(COOKIE)
     # Under a path, the cookie is kept for it; one kept for "/" (crontask 0.23.0 and older)
-    # would go on signing the person in.
-    paths = {base_of(request) or "/", "/"}
+    # would go on signing the person in. Not one a crontask at the root of this host keeps
+    # there (the same name: one origin): "/" only while every value sent is this server's.
+    now = time.time()
     for name in names:
+        paths = {base_of(request) or "/"}
+        if auth and all(unseal(auth.session_key, v, now) for v in cookie_values(request, name)):
+            paths.add("/")
         for path in sorted(paths):
             response.delete_cookie(
                 name,

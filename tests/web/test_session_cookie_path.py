@@ -109,3 +109,39 @@ def test_a_cookie_kept_for_the_root_by_an_older_release_does_not_hide_the_new_on
         page = browser.get(f"{proxy}/team-a/", follow_redirects=False)
         assert page.status_code == 200, (page.status_code, page.headers)
         assert browser.get(f"{proxy}/team-b/", follow_redirects=False).status_code == 303
+
+
+def test_signing_out_under_a_path_leaves_a_crontask_at_the_root_signed_in(tmp_path: Path) -> None:
+    """A crontask at the root of the host (``https://ops.example/``) and one under ``/team-a``:
+    the root one's cookie, kept for ``/``, is sent to ``/team-a`` too. Signing out there clears
+    a cookie kept for ``/`` only if it is its own (one an older release kept), not the root
+    crontask's, whose person stays signed in."""
+    apps = {}
+    for prefix in ("/team-a", ""):
+        folder = tmp_path / (prefix.strip("/") or "root")
+        folder.mkdir()
+        # Two crontasks, two session keys (an auth file of their own each).
+        auth = AuthConfig.load(write_auth(folder, metrics_require_auth=not prefix))
+        app = create_app(runtime(), auth=auth, metrics=Metrics())
+        session = web.Session(instance="https://ops.example")
+        base = web.page_base(f"https://ops.example{prefix}/")
+        apps[prefix] = web.install(app, session, clock=lambda: T0, base=base)
+
+    async def proxy(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path == "/team-a" or path.startswith("/team-a/")):
+            inner = dict(scope, path=path[len("/team-a") :] or "/", raw_path=None)
+            await apps["/team-a"](inner, receive, send)
+        else:
+            await apps[""](scope, receive, send)
+
+    with uvicorn_serving(proxy) as url, httpx.Client(headers={"Accept": "text/html"}) as browser:
+        sign_in(browser, url, "")
+        sign_in(browser, url, "/team-a")
+        assert browser.get(f"{url}/", follow_redirects=False).status_code == 200
+        page = browser.get(f"{url}/team-a/sources").text
+        csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        out = browser.post(f"{url}/team-a/logout", data={"csrf": csrf}, headers={"Origin": url})
+        assert out.status_code == 303
+        assert browser.get(f"{url}/team-a/", follow_redirects=False).status_code == 303
+        assert browser.get(f"{url}/", follow_redirects=False).status_code == 200
