@@ -39,6 +39,7 @@ _OPENED = {
 }
 _NAME_SHOWN = 40  # characters of an alias's name a hint quotes
 _ALIAS_NAME = re.compile(r"\*([^\s,\[\]{}]{1,1024})")
+_DOCUMENT_START = re.compile(r"^---(?=[ \t\r\n]|$)", re.MULTILINE)
 _CUT_OFF = ("found unexpected end of stream", "found unexpected document")
 
 
@@ -75,7 +76,9 @@ def _undefined_alias(text: str, index: int) -> str:
     if name is None:
         return ""
     anchor = f"&{excerpt(name[1], _NAME_SHOWN)}"
-    if re.search(rf"&{re.escape(name[1])}(?![^\s,\[\]{{}}])", text[:index]):
+    # Before the '---' that begins the alias's document: not an anchor commented out in it.
+    begins = max((m.start() for m in _DOCUMENT_START.finditer(text, 0, index)), default=0)
+    if re.search(rf"&{re.escape(name[1])}(?![^\s,\[\]{{}}])", text[:begins]):
         return (
             f" (the anchor {anchor} is in an earlier document: an alias reaches only the "
             "document it is in, up to its '---')"

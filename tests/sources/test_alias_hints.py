@@ -37,3 +37,12 @@ def test_an_anchor_further_on_or_nowhere() -> None:
         "t.yaml:1:4: YAML syntax error: found undefined alias "
         "(no anchor &nope before it: an anchor comes before its aliases)"
     )
+
+
+def test_an_anchor_in_a_comment_of_the_same_document_is_none() -> None:
+    """A block commented out with its anchor: no '---' comes between, so no earlier document
+    holds it."""
+    assert last_error("# base: &shared\n#   schedule: '@daily'\n" + TASK) == (
+        "t.yaml:7:7: YAML syntax error: found undefined alias "
+        "(no anchor &shared before it: an anchor comes before its aliases)"
+    )
