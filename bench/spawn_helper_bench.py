@@ -1,9 +1,10 @@
 """Would a spawn helper process lift sustained starts toward 80 % of the floor? (issue 17)
 
     python bench/spawn_helper_bench.py [--n 1000] [--rounds 5] [--loop-us 280] [--store-us 140]
-                                       [--helpers 1,2,4]
+                                       [--helpers 1,2,4] [--threaded 2]
     python bench/spawn_helper_bench.py --worker MODE N [--loop-us U] [--store-us U]
                                        [--helpers K] [--pipes parent|helper]
+                                       [--reap helper|parent] [--threads T]
 
 N ``/bin/true`` all due at one instant T; every variant in a fresh interpreter, once a round
 (the order rotated), with the per-run work given and with half of it:
@@ -19,6 +20,14 @@ N ``/bin/true`` all due at one instant T; every variant in a fresh interpreter, 
   ``(pid, status)`` in batches. ``--pipes parent``: the output pipe's write end comes with the
   request (SCM_RIGHTS), held by the helper until the start; ``--pipes helper``: the helper
   makes the pipe at the start and its read end goes back with the report.
+- ``helper`` with ``--reap parent``: the helper starts each process with ``clone(CLONE_PARENT)``
+  and ``execve`` (a fork of the small helper, not ``posix_spawn``), so that the process is the
+  loop's own child, as with ``inproc``: its exit is learnt and it is reaped there, by crontask's
+  ``runner.child.Child`` (a pidfd), and what signals it or its session stays where it is now.
+- ``helper`` with ``--threads T``: each helper starts processes from T threads of its own
+  (``posix_spawn`` lets go of the helper's GIL), its main thread taking requests and reaping;
+  ``--threaded K`` adds K such helpers of 4 threads to a comparison (fewer processes to keep
+  than one helper per start under way).
 
 A run, once the loop knows it started, burns ``--loop-us`` of CPU on the loop's thread (half
 then, half after its exit), reads its output to EOF, awaits its exit, and hands its record to
@@ -33,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import heapq
@@ -54,6 +64,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Json, emit, median_of, percentile, run_worker
+
+from reconciler.runner.child import Child
 
 ARGV = ["/bin/true"]
 ENV = {"PATH": "/usr/bin:/bin"}
@@ -165,13 +177,13 @@ async def inproc(n: int, loop_cost: float, store_cost: float) -> Tally:
 # -- a helper process -----------------------------------------------------------------------
 
 
-def fork_helper(make_pipes: bool) -> socket.socket:
+def fork_helper(make_pipes: bool, clone_parent: bool = False, threads: int = 1) -> socket.socket:
     """Fork the helper (before any thread starts); the parent's end of its socket."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     if os.fork() == 0:
         ours.close()
         try:
-            Helper(theirs, make_pipes).serve()
+            Helper(theirs, make_pipes, clone_parent, threads).serve()
         except BaseException:
             traceback.print_exc()
             os._exit(1)
@@ -181,23 +193,34 @@ def fork_helper(make_pipes: bool) -> socket.socket:
 
 
 class Helper:
-    """The helper's one thread: requests in, starts at their instant, children reaped."""
+    """The helper's one thread: requests in, starts at their instant, children reaped. With
+    ``threads`` > 1 the starts are made by that many threads of the helper (the C library's
+    ``posix_spawn`` lets go of the helper's GIL), its one thread taking requests and reaping."""
 
-    def __init__(self, sock: socket.socket, make_pipes: bool) -> None:
+    def __init__(
+        self, sock: socket.socket, make_pipes: bool, clone_parent: bool = False, threads: int = 1
+    ) -> None:
         from reconciler.runner import libc_spawn
 
         spawner = libc_spawn.load()
         assert spawner is not None, "needs glibc 2.34+"
         self._spawner, self._sock, self._make_pipes = spawner, sock, make_pipes
+        self._start = ParentClone().spawn if clone_parent else spawner.spawn
+        self._reaps = not clone_parent  # with CLONE_PARENT the processes are the parent's
         self._due: list[tuple[float, int, Request, int]] = []  # heap: due, request id, ...
         self._out: list[tuple[Any, ...]] = []
         self._out_fds: list[int] = []
         self._children = 0
         self._open = True
-        self._wake, wake_w = os.pipe()
+        self._lock = threading.Lock()  # _out, _out_fds, _children, _inflight with threads
+        self._inflight = 0
+        self._pool = (
+            concurrent.futures.ThreadPoolExecutor(threads, "start") if threads > 1 else None
+        )
+        self._wake, self._wake_w = os.pipe()
         os.set_blocking(self._wake, False)
-        os.set_blocking(wake_w, False)
-        signal.set_wakeup_fd(wake_w)
+        os.set_blocking(self._wake_w, False)
+        signal.set_wakeup_fd(self._wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the select through wake_w
         signal.signal(signal.SIGINT, signal.SIG_DFL)
 
@@ -205,7 +228,7 @@ class Helper:
         selector = selectors.DefaultSelector()
         selector.register(self._sock, selectors.EVENT_READ)
         selector.register(self._wake, selectors.EVENT_READ)
-        while self._open or self._children or self._due:
+        while self._open or self._children or self._due or self._inflight:
             timeout = max(0.0, self._due[0][0] - time.monotonic()) if self._due else None
             for key, _ in selector.select(timeout):
                 if key.fileobj is self._sock:
@@ -233,26 +256,43 @@ class Helper:
         started = 0
         while self._due and self._due[0][0] <= time.monotonic():
             _, rid, (_, argv, env, cwd, _), fd = heapq.heappop(self._due)
-            read_fd = -1
-            if self._make_pipes:
-                read_fd, fd = os.pipe()
-            try:
-                pid = self._spawner.spawn(argv, env, cwd, fd)
-            except OSError as error:  # reported as the run's own failure
-                self._out.append(("e", rid, error.errno, error.strerror, argv[0]))
-                if read_fd >= 0:
-                    os.close(read_fd)
+            if self._pool is not None:
+                with self._lock:
+                    self._inflight += 1
+                self._pool.submit(self._start_one, rid, argv, env, cwd, fd)
                 continue
-            finally:
-                os.close(fd)
-            self._children += 1
-            self._out.append(("s", rid, pid, time.monotonic()))
-            if read_fd >= 0:
-                self._out_fds.append(read_fd)
+            self._start_one(rid, argv, env, cwd, fd)
             started += 1
             if started % FLUSH_EVERY == 0:  # the parent hears of the first starts before the last
                 self._reap()
                 self._flush()
+
+    def _start_one(
+        self, rid: int, argv: list[str], env: dict[str, str], cwd: str | None, fd: int
+    ) -> None:
+        read_fd = -1
+        if self._make_pipes:
+            read_fd, fd = os.pipe()
+        try:
+            pid = self._start(argv, env, cwd, fd)
+        except OSError as error:  # reported as the run's own failure
+            with self._lock:
+                self._out.append(("e", rid, error.errno, error.strerror, argv[0]))
+                self._inflight -= self._pool is not None
+            if read_fd >= 0:
+                os.close(read_fd)
+            return
+        finally:
+            os.close(fd)
+        with self._lock:
+            self._children += self._reaps
+            self._out.append(("s", rid, pid, time.monotonic()))
+            if read_fd >= 0:
+                self._out_fds.append(read_fd)
+            self._inflight -= self._pool is not None
+        if self._pool is not None:
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._wake_w, b"s")  # the helper's thread reports it
 
     def _reap(self) -> None:
         while self._children:
@@ -262,11 +302,14 @@ class Helper:
                 return
             if pid == 0:
                 return
-            self._children -= 1
-            self._out.append(("x", pid, status))
+            with self._lock:  # its start may not be told yet: the parent waits for it then
+                self._children -= 1
+                self._out.append(("x", pid, status))
 
     def _flush(self) -> None:
-        out, fds = self._out, self._out_fds
+        with self._lock:
+            out, fds = self._out, self._out_fds
+            self._out, self._out_fds = [], []
         while out:
             cut = min(len(out), BATCH)  # so that no message carries more descriptors
             carried = sum(e[0] == "s" for e in out[:cut]) if self._make_pipes else 0
@@ -276,18 +319,84 @@ class Helper:
             del out[:cut], fds[:carried]
 
 
+class ParentClone:
+    """Starts a process as a child of this process's parent: ``clone(CLONE_PARENT | SIGCHLD)``
+    through the C library's ``syscall`` (a fork of this single-threaded helper: its memory
+    copied on write, not shared as ``posix_spawn``'s ``vfork`` does), then, in the child, a new
+    session, the descriptors and SIGPIPE/SIGXFSZ set up as ``runner.libc_spawn`` does, and
+    ``execve``. An ``execve`` that fails is told through a close-on-exec pipe (as ``Popen``
+    does); the failed child is then the parent's to reap (not done here: the bench's program
+    always starts)."""
+
+    CLONE_PARENT = 0x00008000
+    SYS_CLONE = {"x86_64": 56, "aarch64": 220}[os.uname().machine]
+
+    def __init__(self) -> None:
+        import ctypes
+
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._syscall = self._libc.syscall
+        self._syscall.restype = ctypes.c_long
+        self._close_range = self._libc.close_range
+        self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+    def spawn(self, argv: list[str], env: dict[str, str], cwd: str | None, fd: int) -> int:
+        import ctypes
+        import shutil
+
+        program = shutil.which(argv[0], path=env.get("PATH")) or argv[0]
+        error_r, error_w = os.pipe2(os.O_CLOEXEC)
+        flags = self.CLONE_PARENT | signal.SIGCHLD
+        pid: int = self._syscall(self.SYS_CLONE, flags, None, None, None, None)
+        if pid == 0:  # the child: no return from here
+            try:
+                os.setsid()
+                os.dup2(self._devnull, 0)
+                os.dup2(fd, 1)
+                os.dup2(fd, 2)
+                os.dup2(error_w, 3, inheritable=False)
+                self._close_range(4, ctypes.c_uint(-1), 0)  # os.closerange calls close() each
+                signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+                signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+                if cwd is not None:
+                    os.chdir(cwd)
+                os.execve(program, argv, env)  # noqa: S606 - a program and its argv, as a run's
+            except OSError as error:
+                os.write(3, str(error.errno).encode())
+            finally:
+                os._exit(127)
+        os.close(error_w)
+        if pid < 0:
+            os.close(error_r)
+            raise OSError(ctypes.get_errno(), "clone failed", argv[0])
+        try:
+            told = os.read(error_r, 16)
+        finally:
+            os.close(error_r)
+        if told:
+            number = int(told)
+            raise OSError(number, os.strerror(number), argv[0])
+        return pid
+
+
 class Client:
     """The loop's side of a helper: sends requests ahead, settles starts and exits."""
 
     def __init__(
-        self, sock: socket.socket, make_pipes: bool, loop: asyncio.AbstractEventLoop
+        self,
+        sock: socket.socket,
+        make_pipes: bool,
+        loop: asyncio.AbstractEventLoop,
+        clone_parent: bool = False,
     ) -> None:
-        self._sock, self._make_pipes = sock, make_pipes
+        self._sock, self._make_pipes, self._clone_parent = sock, make_pipes, clone_parent
         sock.setblocking(False)
         loop.add_reader(sock.fileno(), self._readable)
         self._starts: dict[int, asyncio.Future[tuple[int, float, int]]] = {}
         self._exits: dict[int, asyncio.Future[int]] = {}
         self._read_fds: dict[int, int] = {}  # request id: read end kept for it (parent pipes)
+        self._children: dict[int, Child] = {}  # with CLONE_PARENT: our own, watched here
+        self._early: dict[int, int] = {}  # exits told before their start
 
     def send(self, requests: Sequence[Request], loop: asyncio.AbstractEventLoop) -> None:
         """Send ``requests`` (blocking: ahead of their instant, before the burst)."""
@@ -316,6 +425,8 @@ class Client:
             del self._starts[rid]
 
     async def exited(self, pid: int) -> int:
+        if self._clone_parent:
+            return await self._children.pop(pid).exited()
         try:
             return await self._exits[pid]  # set already, or when the exit comes
         finally:
@@ -340,17 +451,29 @@ class Client:
                 elif event[0] == "s":
                     _, rid, pid, began = event
                     fd = next(fd_of) if self._make_pipes else self._read_fds.pop(rid)
-                    self._exits[pid] = loop.create_future()
+                    if self._clone_parent:
+                        self._children[pid] = Child(loop, pid)
+                    else:
+                        self._exits[pid] = loop.create_future()
+                        if pid in self._early:
+                            self._exits[pid].set_result(self._early.pop(pid))
                     self._starts[rid].set_result((pid, began, fd))
-                else:
+                elif event[1] in self._exits:
                     self._exits[event[1]].set_result(os.waitstatus_to_exitcode(event[2]))
+                else:  # reaped by the helper before its start was told (a helper's threads)
+                    self._early[event[1]] = os.waitstatus_to_exitcode(event[2])
 
 
 async def helper(
-    n: int, loop_cost: float, store_cost: float, socks: list[socket.socket], make_pipes: bool
+    n: int,
+    loop_cost: float,
+    store_cost: float,
+    socks: list[socket.socket],
+    make_pipes: bool,
+    clone_parent: bool,
 ) -> Tally:
     loop = asyncio.get_running_loop()
-    clients = [Client(sock, make_pipes, loop) for sock in socks]
+    clients = [Client(sock, make_pipes, loop, clone_parent) for sock in socks]
 
     async def one(client: Client, rid: int, tally: Tally | None, store: Store | None) -> None:
         pid, began, fd = await client.started(rid)
@@ -391,11 +514,12 @@ def measure(args: argparse.Namespace) -> Json:
     make_pipes = args.pipes == "helper"
     # Before any thread starts (the store's, the spawner's, the loop's executor).
     helpers = args.helpers[0] if args.mode == "helper" else 0
-    socks = [fork_helper(make_pipes) for _ in range(helpers)]
+    clone_parent = args.reap == "parent"
+    socks = [fork_helper(make_pipes, clone_parent, args.threads) for _ in range(helpers)]
     loop_cost, store_cost = args.loop_us / 1e6, args.store_us / 1e6
 
     if args.mode == "helper":
-        tally = asyncio.run(helper(args.n, loop_cost, store_cost, socks, make_pipes))
+        tally = asyncio.run(helper(args.n, loop_cost, store_cost, socks, make_pipes, clone_parent))
     else:
         tally = asyncio.run(inproc(args.n, loop_cost, store_cost))
     for _ in socks:
@@ -425,6 +549,12 @@ def variants(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         k = max(args.helpers)
         parent = [*work, "--helpers", str(k), "--pipes", "parent"]
         out.append((f"helper x{k} parent pipes{label}", ["helper", str(args.n), *parent]))
+        for k in args.helpers:
+            reap = [*work, "--helpers", str(k), "--reap", "parent"]
+            out.append((f"helper x{k} clone-parent{label}", ["helper", str(args.n), *reap]))
+        for k in args.threaded:
+            threaded = [*work, "--helpers", str(k), "--threads", "4"]
+            out.append((f"helper x{k} 4 threads{label}", ["helper", str(args.n), *threaded]))
     return out
 
 
@@ -486,6 +616,19 @@ def main(argv: list[str] | None = None) -> int:
         help="helper processes (a worker: the first; the comparison: each, comma-separated)",
     )
     parser.add_argument("--pipes", choices=["parent", "helper"], default="helper")
+    parser.add_argument("--threads", type=int, default=1, help="a worker: threads per helper")
+    parser.add_argument(
+        "--threaded",
+        type=lambda text: [int(k) for k in text.split(",") if k],
+        default=[],
+        help="the comparison: also K helpers of 4 threads each, for each K (comma-separated)",
+    )
+    parser.add_argument(
+        "--reap",
+        choices=["parent", "helper"],
+        default="helper",
+        help="parent: the helper starts each process as its parent's child (CLONE_PARENT)",
+    )
     args = parser.parse_args(argv)
     if not args.worker:
         args.n = args.count
