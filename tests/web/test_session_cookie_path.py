@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -25,26 +24,9 @@ from reconciler.sinks.metrics import Metrics
 from tests.api.conftest import STATIC_TOKENS, write_auth
 from tests.api.fakes import T0
 from tests.uvicorn_app import uvicorn_serving
-from tests.web.test_web_path_prefix import runtime
+from tests.web.test_web_path_prefix import behind_paths, runtime
 
 PREFIXES = ("/team-a", "/team-b")
-
-
-def two_behind_one_proxy(apps: dict[str, Any]) -> Any:
-    """One proxy that serves each app under its path (taken off before it forwards)."""
-
-    async def proxy(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        path = scope.get("path", "")
-        for prefix, app in apps.items():
-            if scope["type"] == "http" and (path == prefix or path.startswith(prefix + "/")):
-                inner = dict(scope, path=path[len(prefix) :] or "/", raw_path=None)
-                await app(inner, receive, send)
-                return
-        if scope["type"] == "http":
-            await send({"type": "http.response.start", "status": 404, "headers": []})
-            await send({"type": "http.response.body", "body": b"not behind the proxy"})
-
-    return proxy
 
 
 @pytest.fixture
@@ -57,7 +39,7 @@ def proxy(tmp_path: Path) -> Iterator[str]:
         external = f"https://ops.example{prefix}/"
         session = web.Session(instance="https://ops.example")  # as --external-url names it
         apps[prefix] = web.install(app, session, clock=lambda: T0, base=web.page_base(external))
-    with uvicorn_serving(two_behind_one_proxy(apps)) as url:
+    with uvicorn_serving(behind_paths(apps)) as url:
         yield url
 
 
@@ -127,15 +109,10 @@ def test_signing_out_under_a_path_leaves_a_crontask_at_the_root_signed_in(tmp_pa
         base = web.page_base(f"https://ops.example{prefix}/")
         apps[prefix] = web.install(app, session, clock=lambda: T0, base=base)
 
-    async def proxy(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        path = scope.get("path", "")
-        if scope["type"] == "http" and (path == "/team-a" or path.startswith("/team-a/")):
-            inner = dict(scope, path=path[len("/team-a") :] or "/", raw_path=None)
-            await apps["/team-a"](inner, receive, send)
-        else:
-            await apps[""](scope, receive, send)
-
-    with uvicorn_serving(proxy) as url, httpx.Client(headers={"Accept": "text/html"}) as browser:
+    with (
+        uvicorn_serving(behind_paths(apps)) as url,
+        httpx.Client(headers={"Accept": "text/html"}) as browser,
+    ):
         sign_in(browser, url, "")
         sign_in(browser, url, "/team-a")
         assert browser.get(f"{url}/", follow_redirects=False).status_code == 200

@@ -42,13 +42,22 @@ _URL = re.compile(r'(?:href|src|action)="([^"]*)"')
 
 def behind_a_proxy(app: Any) -> Any:
     """``app`` as a proxy serves it under :data:`PREFIX`: that path taken off, nothing else."""
+    return behind_paths({PREFIX: app})
+
+
+def behind_paths(apps: dict[str, Any]) -> Any:
+    """One proxy that serves each app under its path, taken off before it forwards (the app
+    of ``""``, if any, at the root: the rest); 404 for what none serves."""
 
     async def proxy(scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope.get("path", "")
-        if scope["type"] == "http" and (path == PREFIX or path.startswith(PREFIX + "/")):
-            inner = dict(scope, path=path[len(PREFIX) :] or "/", raw_path=None)
-            await app(inner, receive, send)
-            return
+        for prefix, app in sorted(apps.items(), reverse=True):  # "" last
+            if scope["type"] == "http" and (
+                not prefix or path == prefix or path.startswith(prefix + "/")
+            ):
+                inner = dict(scope, path=path[len(prefix) :] or "/", raw_path=None)
+                await app(inner, receive, send)
+                return
         if scope["type"] == "http":
             await send({"type": "http.response.start", "status": 404, "headers": []})
             await send({"type": "http.response.body", "body": b"not behind the proxy"})
