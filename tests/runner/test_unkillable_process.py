@@ -10,9 +10,11 @@ which the kernel does not let go of until the tracer does."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,31 @@ select.select([sys.stdin], [], [], 30)
 ENV = {"PATH": os.environ.get("PATH", os.defpath)}
 
 
+@contextlib.asynccontextmanager
+async def _held(
+    tid: int | str, run: CommandRun, running: asyncio.Future[Outcome]
+) -> AsyncIterator[None]:
+    """A tracer holds the thread ``tid`` (a process's main thread: its pid) at its exit for the
+    block's time, then lets it go; the test is skipped where no process may trace another."""
+    tracer = subprocess.Popen(
+        [sys.executable, "-c", _TRACER, str(tid)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert tracer.stdout is not None
+    assert tracer.stdin is not None
+    try:
+        if await asyncio.to_thread(tracer.stdout.readline) != b"seized\n":
+            run.stop("test over")
+            await running
+            pytest.skip("this host does not let a process trace another")
+        yield
+    finally:
+        tracer.stdin.close()  # lets it go: the process ends, and is reaped
+        await asyncio.to_thread(tracer.wait)
+        tracer.stdout.close()
+
+
 async def _run_held(stop: str | None) -> tuple[Outcome, int]:
     """A command held at its exit by a tracer, stopped (``stop``) or timed out."""
     run = CommandRun(
@@ -51,19 +78,7 @@ async def _run_held(stop: str | None) -> tuple[Outcome, int]:
     running = asyncio.ensure_future(run.run())
     await run.started.wait()
     assert run.pid is not None
-    tracer = subprocess.Popen(
-        [sys.executable, "-c", _TRACER, str(run.pid)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    assert tracer.stdout is not None
-    assert tracer.stdin is not None
-    try:
-        said = await asyncio.to_thread(tracer.stdout.readline)
-        if said != b"seized\n":
-            run.stop("test over")
-            await running
-            pytest.skip("this host does not let a process trace another")
+    async with _held(run.pid, run, running):
         if stop:
             run.stop(stop)
         outcome = await running  # the tracer holds the process 30 s at most
@@ -71,10 +86,6 @@ async def _run_held(stop: str | None) -> tuple[Outcome, int]:
         with open(f"/proc/{run.pid}/stat", "rb") as f:
             assert f.read().split(b") ")[1][:1] in (b"t", b"T", b"D")
         return outcome, run.pid
-    finally:
-        tracer.stdin.close()  # lets the process go: it ends, and is reaped
-        await asyncio.to_thread(tracer.wait)
-        tracer.stdout.close()
 
 
 def test_a_stopped_run_whose_process_outlives_sigkill_ends_all_the_same() -> None:
@@ -108,29 +119,15 @@ def test_a_process_on_its_way_out_is_waited_for(
         )
         running = asyncio.ensure_future(run.run())
         await run.started.wait()
-        tracer = subprocess.Popen(
-            [sys.executable, "-c", _TRACER, str(run.pid)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        assert tracer.stdout is not None
-        assert tracer.stdin is not None
-        try:
-            if await asyncio.to_thread(tracer.stdout.readline) != b"seized\n":
-                run.stop("test over")
-                await running
-                pytest.skip("this host does not let a process trace another")
+        assert run.pid is not None
+        async with _held(run.pid, run, running):
             run.stop("Shutdown")
             async with asyncio.timeout(30):
                 while "outlived SIGKILL" not in caplog.text:
                     await asyncio.sleep(0.01)
             await asyncio.sleep(0)  # the run's supervisor goes on, if it would
             still_running = not running.done()
-        finally:
-            tracer.stdin.close()  # the exit comes now
-            await asyncio.to_thread(tracer.wait)
-            tracer.stdout.close()
-        return await running, still_running
+        return await running, still_running  # the exit came as the block ended
 
     outcome, still_running = asyncio.run(main())
     assert still_running
@@ -169,28 +166,13 @@ def test_a_run_whose_thread_outlives_sigkill_ends_all_the_same(tmp_path: Path) -
         async with asyncio.timeout(30):
             while not (tidfile.exists() and tidfile.read_text()):
                 await asyncio.sleep(0.01)
-        tracer = subprocess.Popen(
-            [sys.executable, "-c", _TRACER, tidfile.read_text()],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        assert tracer.stdout is not None
-        assert tracer.stdin is not None
-        try:
-            if await asyncio.to_thread(tracer.stdout.readline) != b"seized\n":
-                run.stop("test over")
-                await running
-                pytest.skip("this host does not let a process trace another")
+        async with _held(tidfile.read_text(), run, running):
             run.stop("Shutdown")
             outcome = await running  # the tracer holds the thread 30 s at most
             # Its thread still there, held: the run ended without it.
             with open(f"/proc/{run.pid}/task/{tidfile.read_text()}/stat", "rb") as f:
                 assert f.read().split(b") ")[1][:1] in (b"t", b"T", b"D")
             return outcome, run.pid
-        finally:
-            tracer.stdin.close()  # lets the thread go: the process ends, and is reaped
-            await asyncio.to_thread(tracer.wait)
-            tracer.stdout.close()
 
     outcome, pid = asyncio.run(main())
     assert outcome.status is RunStatus.FAILED
