@@ -47,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic import model_validator as _model_validator
 from pydantic.alias_generators import to_camel
 
-from reconciler.api.jwtkeys import holds_private_key, public_bytes
+from reconciler.api.jwtkeys import holds_private_key, public_bytes, weakness
 from reconciler.loopback import is_loopback as is_loopback  # check_listen; its old home
 from reconciler.secretfile import MAX_SECRET_FILE_BYTES, read_secret_file
 from reconciler.sinks.refusals import RefusalLog
@@ -432,7 +432,8 @@ def _read_secret(path: Path, field: str, source: str, base: Path | None) -> byte
 def _load_key(settings: JwtSettings, source: str, base: Path) -> Any:
     if settings.algorithm in HMAC_ALGORITHMS:
         assert settings.secret_file is not None
-        return _read_secret(settings.secret_file, "jwt.secretFile", source, base)
+        secret = _read_secret(settings.secret_file, "jwt.secretFile", source, base)
+        return _strong(settings, secret, f"{source}: jwt.secretFile: {base / settings.secret_file}")
     assert settings.public_key_file is not None
     key_path = base / settings.public_key_file
     try:  # bounded, and a regular file only, as the secrets: read again at every change
@@ -457,6 +458,13 @@ def _load_key(settings: JwtSettings, source: str, base: Path) -> Any:
     # that signs has no place in a file read by a server that only verifies.
     if not isinstance(key, RSAPublicKey | EllipticCurvePublicKey):
         raise private
+    return _strong(settings, key, f"{source}: jwt.publicKeyFile: {key_path}")
+
+
+def _strong(settings: JwtSettings, key: Any, where: str) -> Any:
+    """``key``, unless too weak for the algorithm (jwtkeys.weakness): then refused."""
+    if (why := weakness(settings.algorithm, key)) is not None:
+        raise AuthConfigError(f"{where} {why}")
     return key
 
 
