@@ -372,8 +372,10 @@ def run_page(request: Request, runtime: Runtime, run_id: RunId) -> HTMLResponse:
         exists=task is not None,
         # Its times in its task's zone, as the task's page shows them; UTC once it is gone.
         zone=views.task_zone(task) if task is not None else "UTC",
-        # Refreshed while its newest attempt runs (or waits to retry): earlier ones are over.
-        running=not run.newest.status.finished,
+        # Refreshed while its newest attempt runs, or while the run waits to retry (its newest
+        # attempt failed; the task lists it running until its last attempt ends): earlier
+        # attempts are over.
+        running=not run.newest.status.finished or (task is not None and run_id in task.running),
         output=views.readable_output,
         summary=views.summary,
     )
