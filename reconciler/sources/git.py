@@ -483,6 +483,7 @@ class GitSource:
             self._files.revision = revision
             changed = self._files.refresh()
             self._read_revision = revision
+            self._revisions.read(revision)  # its broken files' kept copies written (keptfiles)
             return changed
 
     def definitions(self) -> list[Definition]:
