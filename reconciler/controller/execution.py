@@ -339,7 +339,7 @@ class RunExecution(NotStarted, LateStarts, SlotSkips):
                 }
             },
         )
-        retried = self._retries(definition, active, final)
+        retried = outcome.retryable and self._retries(definition, active, final)
         if not active.begun:  # its process did not start: a manual Replace run's answer
             active.not_begun(None if retried else final, _retrying(final) if retried else None)
         # As it is: the store keeps nothing of the decision.

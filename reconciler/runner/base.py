@@ -41,6 +41,9 @@ class Outcome:
     output: str  # the kept tail of the output, with a truncation marker when cut
     pid: int | None = None  # the process, for actions that start one
     job: JobDetails | None = None  # the Kubernetes Job, for the job action
+    # False: a further attempt would do the work again (an HTTP request the server took, its
+    # status one expectStatus accepts, whose body then broke off or came too late).
+    retryable: bool = True
 
     @property
     def detached(self) -> bool:

@@ -8,6 +8,8 @@ recorded as the run's exit code and the head of the body as its output (at most
 marker when more came or was to come (how many bytes more: per ``Content-Length``); a body
 that breaks off (the connection closed or reset before its end) fails the run with both kept,
 and so does a run stopped (``Replace``, shutdown, another replica) once the head has come.
+Such an outcome whose status ``expectStatus`` accepts is not retried: the server took the
+request, and a retry would send it again (``Outcome.retryable``).
 A redirect is not followed: a ``3xx`` is a status as any other, whatever its ``Location``
 holds (``mailto:``, a port that is no number), and its message names that ``Location`` as the
 task's URL is shown. Header values from ``valueFrom`` are read at each
@@ -331,12 +333,18 @@ class HttpRun:
         action, secrets = self.action, self._secrets
         summary = http_text.summary(response, action.url, secrets)
         message = f"{action.method} {redact_request_url(action.url)}: {summary}"
+        # A status the task accepts says the server took the request: a retry would send it
+        # again, and do the slot's work twice. Not said of a run stopped (never retried).
+        taken = action.accepts(response.status_code) and reason != self._stop_reason
+        if taken:
+            what += f"; not retried: the server took the request (HTTP {response.status_code})"
         return Outcome(
             status,
             response.status_code,
             reason,
             f"{message}; response body {what}",
             _body_text(response, body, self.output_limit, secrets),
+            retryable=not taken,
         )
 
 

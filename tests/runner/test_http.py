@@ -245,7 +245,11 @@ def test_a_server_dripping_bytes_cannot_outlast_the_timeout(server: str, path: s
     if path == "/drip-body":
         # The status came: it is kept, and the message says what did not come in time.
         assert outcome.exit_code == 200
-        assert outcome.message.endswith(": HTTP 200 OK; response body not complete within 0.3s")
+        assert outcome.message.endswith(
+            ": HTTP 200 OK; response body not complete within 0.3s; "
+            "not retried: the server took the request (HTTP 200)"
+        )
+        assert not outcome.retryable  # the server took it: a retry would send it again
         assert outcome.output.startswith("x")
     else:
         assert outcome.exit_code is None

@@ -110,7 +110,10 @@ def test_a_head_that_came_during_a_stop_times_out_waiting_for_its_body(
         200,
         "abc",
     )
-    assert outcome.message.endswith("HTTP 200 OK; response body not complete within 30s")
+    assert outcome.message.endswith(
+        "HTTP 200 OK; response body not complete within 30s; "
+        "not retried: the server took the request (HTTP 200)"
+    )
 
 
 @pytest.mark.parametrize("server", [b""], indirect=True)

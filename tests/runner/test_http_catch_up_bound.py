@@ -65,4 +65,7 @@ def test_a_sender_that_keeps_bytes_coming_after_a_long_stop_is_cut_within_the_ti
 
     outcome = run_stoppable(scenario())
     assert (outcome.status, outcome.exit_code, outcome.output) == (RunStatus.TIMED_OUT, 200, "abc")
-    assert outcome.message.endswith("HTTP 200 OK; response body not complete within 30s")
+    assert outcome.message.endswith(
+        "HTTP 200 OK; response body not complete within 30s; "
+        "not retried: the server took the request (HTTP 200)"
+    )

@@ -76,7 +76,8 @@ def test_a_body_cut_short_keeps_the_status_and_what_came(server: str) -> None:
     port = server.rsplit(":", 1)[1]
     assert outcome.message == (
         f"GET http://127.0.0.1:{port}/***: HTTP 200 OK; response body cut short: peer closed "
-        "connection without sending complete message body (received 7 bytes, expected 1000)"
+        "connection without sending complete message body (received 7 bytes, expected 1000); "
+        "not retried: the server took the request (HTTP 200)"
     )
     assert outcome.output == "partial"
 
