@@ -47,7 +47,6 @@ The :class:`Cluster` component keeps this replica's membership record renewed ev
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Collection, Mapping
@@ -57,6 +56,7 @@ from reconciler.aio import first_of, in_thread, retrieved
 from reconciler.controller.disowned import Disowned
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.lapse import UNREAD, Lapse
+from reconciler.controller.leaving import leave
 from reconciler.controller.manager import Ready
 from reconciler.controller.queue import WorkQueue
 from reconciler.controller.reconcile import Reconciler
@@ -494,7 +494,4 @@ class Cluster:
         self.on_renewal(self.live_count, self.disagreement is not None, fenced, offset)
 
     async def _leave(self) -> None:
-        with contextlib.suppress(Exception):
-            await in_thread(self.membership.leave, self._current_announcement())
-            await in_thread(self.views.drop)
-        log.info("left the replicas", extra={"fields": {"instance": self.me.id}})
+        await leave(self.membership, self.views, self._current_announcement())

@@ -25,6 +25,7 @@ from reconciler.cli.api_server import HTTP_STOP_WAIT
 from reconciler.cli.main import build_parser
 from reconciler.controller.heartbeat import FORGET_WAIT
 from reconciler.controller.lane import ANSWER_WAIT
+from reconciler.controller.leaving import LEAVE_WAIT
 from reconciler.controller.replica_views import DROP_WAIT
 from reconciler.controller.runtime import THREADS_WAIT
 from reconciler.controller.stops import _KILL_AGAIN
@@ -66,8 +67,9 @@ def stop_path(ha: bool) -> dict[str, float]:
         "runs: killed again": _KILL_AGAIN,
         "runs: the end record's answer": ANSWER_WAIT,
         "runs: records kept for later (--shutdown-grace)": defaults.shutdown_grace,
-        # --ha leaves the replicas: its Lease's DELETE, connect and read timeouts.
-        **({"ha: leaving (the Lease's delete)": sum(CALL_TIMEOUT)} if ha else {}),
+        # --ha leaves the replicas: its record's delete (a Lease's or a members row's), given
+        # up after LEAVE_WAIT; a Lease's DELETE, connect and read timeouts, fit in it.
+        **({"ha: leaving (its record's delete)": LEAVE_WAIT} if ha else {}),
         # --ha withdraws its view of the desired set (replica_views: given up after DROP_WAIT).
         **({"ha: leaving (its view withdrawn)": DROP_WAIT} if ha else {}),
         # The CronTask watch (told to stop at its turn, not waited for: stop_later) and the Job
@@ -115,6 +117,7 @@ OFF_THE_STOP_PATH = {
     "READ_LOCK_WAIT": "the store's open, before crontask starts",
     "WRITE_LOCK_WAIT": "a write's lock wait, bounded for the stop by ANSWER_WAIT (counted)",
     "SQLITE_BUSY_TIMEOUT": "background writes (pruning), not awaited by the stop",
+    "CALL_TIMEOUT": "a Lease call: at the stop, its delete, within LEAVE_WAIT (counted)",
     "PG_IDLE_IN_TRANSACTION_TIMEOUT": "the server's limit on a session, not a wait of crontask",
     "PG_WRITE_ANSWER_WAIT": "ends a run store write on PostgreSQL: the stop waits ANSWER_WAIT",
     "PG_READ_ANSWER_WAIT": "ends a run store read on PostgreSQL: awaited within its caller's",
@@ -146,7 +149,7 @@ COUNTED = {
     "FORGET_WAIT",
     "ANSWER_WAIT",
     "THREADS_WAIT",
-    "CALL_TIMEOUT",
+    "LEAVE_WAIT",
     "_KILL_AGAIN",
     "SHUTDOWN_SECONDS",
     "STOP_WAIT",
@@ -281,3 +284,9 @@ def test_grace_covers_the_whole_stop_with_replicas(tmp_path: Path) -> None:
     objects = kustomize(with_components(tmp_path, "ha"))
     deployment = next(o for o in objects if o["kind"] == "Deployment")
     _covers(deployment["spec"]["template"]["spec"], ha=True)
+
+
+def test_a_leases_delete_fits_in_the_leave_wait() -> None:
+    """The stop counts LEAVE_WAIT for leaving the replicas: a Lease's DELETE, with its connect
+    and read timeouts, is not cut short by it."""
+    assert sum(CALL_TIMEOUT) <= LEAVE_WAIT
