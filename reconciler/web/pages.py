@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from http import HTTPStatus
 from importlib import resources
 from typing import Annotated, Any, Final
 
-import yaml
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
@@ -27,10 +26,8 @@ from markupsafe import Markup
 from reconciler import __version__
 from reconciler.api.auth import PUBLIC, AuthFailed, Role, role_extra
 from reconciler.api.hosts import same_origin
-from reconciler.api.models import for_readers
 from reconciler.api.params import KEY_PATTERN, Name, Namespace, RunId
 from reconciler.api.problems import ProblemError
-from reconciler.api.routes_tasks import WRITER
 from reconciler.api.routing import Runtime, context, warn_auth_failed
 from reconciler.api.run_decision import decision, scheduler_unanswered
 from reconciler.core.desired import SourceKind
@@ -38,10 +35,11 @@ from reconciler.core.runs import DNS1123_LABEL, RunStatus
 from reconciler.sources.limits import excerpt
 from reconciler.store import StoreUnavailable
 from reconciler.store.query import MAX_PAGE_SIZE
-from reconciler.visible import escaped, has_escaped
+from reconciler.visible import escaped
 from reconciler.web import views
 from reconciler.web.banner import definition_errors
 from reconciler.web.banner import problem_count as problem_count  # where it was
+from reconciler.web.definition import definition_text, shown
 from reconciler.web.session import (
     CREDENTIAL_MAX,
     CSRF_FIELD,
@@ -122,9 +120,12 @@ def _as_problem(
 
 
 def _wants_a_page(request: Request) -> bool:
-    return "text/html" in request.headers.get("accept", "") and not request.headers.get(
-        "x-crontask-refresh"
-    )
+    return "text/html" in request.headers.get("accept", "") and not _refresh(request)
+
+
+def _refresh(request: Request) -> bool:
+    """Whether the page's script asks, to refresh the live regions of a page it shows."""
+    return bool(request.headers.get("x-crontask-refresh"))
 
 
 def _said(refused: ProblemError | RequestValidationError) -> tuple[int, str]:
@@ -294,42 +295,10 @@ def task_page(
         chosen=status,  # not ``status``: the template's macro of that name would hide it
         statuses=[s.value for s in RunStatus],
         timeline=timeline(runtime, key, row.zone, now),
-        definition=definition_text(_shown(request, view.resource)),
+        # Not for the script's refresh, which replaces only the live regions: a definition of
+        # megabytes was dumped and sent again every 5 s for each tab open on it.
+        definition=None if _refresh(request) else definition_text(shown(request, view.resource)),
     )
-
-
-class _Dumper(yaml.SafeDumper):
-    """YAML as the page shows a definition: a string holding a character that is no text
-    (``reconciler.visible``: a U+202E, say, in an argument or a label) double-quoted, the
-    style whose escapes (``\\u202e``) YAML reads back as that character."""
-
-
-def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-    style = '"' if has_escaped(data, keep="\t\n") else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
-
-
-_Dumper.add_representer(str, _represent_str)
-
-
-def definition_text(resource: Mapping[str, Any]) -> str:
-    """``resource`` as YAML, its text kept as it is (accents, any script, emoji), every
-    character that is no text shown as its escape: with ``allow_unicode`` PyYAML writes a
-    bidirectional override or isolate raw (even double-quoted), and the browser drew the
-    definition reordered. Each such character is in a double-quoted scalar (``_Dumper``), where
-    its escape is YAML's own: the text shown still reads as the task. (PyYAML escapes every
-    character past U+FFFF of a double-quoted scalar, an emoji too.)"""
-    dumped = yaml.dump(resource, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
-    return escaped(dumped, keep="\t\n")
-
-
-def _shown(request: Request, resource: Mapping[str, Any]) -> dict[str, Any]:
-    """The definition as this person may read it: an http URL's secrets only for those who
-    may write tasks (as the API shows it, ``api.models.for_readers``)."""
-    principal = getattr(request.state, "principal", None)
-    if principal is not None and principal.role is not None and principal.role.allows(Role(WRITER)):
-        return dict(resource)
-    return for_readers(resource)
 
 
 @router.post("/tasks/{namespace}/{name}/run", openapi_extra=role_extra("operator"))
