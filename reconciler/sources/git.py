@@ -350,7 +350,8 @@ class GitSource:
             tasks = applied is not None and (
                 bool(self._files.definitions()) if read else has_task_files(self.current, path)
             )
-        why = without_tasks(self.worktrees / sha, path, guard_empty=self.options.guard_empty)
+        new, guard = self.worktrees / sha, self.options.guard_empty
+        why = without_tasks(new, path, guard_empty=guard, before=self.current)
         if tasks and why is not None:
             raise CheckoutRefusedError(why)
 

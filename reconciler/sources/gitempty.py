@@ -13,6 +13,7 @@ revision in force before it (the first clone), or after one without tasks, is ap
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from reconciler.sources.gitfiles import REPOSITORY
@@ -25,9 +26,13 @@ _STAYS = "the tasks of the revision in force stay"
 _ALLOW = "; --allow-empty lets a revision without task files remove them"
 
 
-def without_tasks(tree: Path, path: str, *, guard_empty: bool) -> str | None:
+def without_tasks(
+    tree: Path, path: str, *, guard_empty: bool, before: Path | None = None
+) -> str | None:
     """Why the revision checked out at ``tree`` yields no task from ``path`` (its root) and
-    keeps those in force; None if it yields some, or may remove them (``--allow-empty``)."""
+    keeps those in force (at ``before``, the tree in force); None if it yields some, or may
+    remove them (``--allow-empty``). A folder in force that the revision turns into a file
+    yields nothing for the folder's files: the reading holds their tasks (``rootstate``)."""
     root = tree / path if path else tree
     where = f"--git-path {path!r}" if path else REPOSITORY
     real, inside = resolved(root), resolved(tree)
@@ -43,6 +48,9 @@ def without_tasks(tree: Path, path: str, *, guard_empty: bool) -> str | None:
         return f"{where} is a submodule (an empty folder) in it; {_STAYS}"
     if guard_empty and yields_nothing(root, for_root=True):
         return f"{where} holds no task file in it; {_STAYS}{_ALLOW}"
+    folder = before is not None and os.path.isdir(before / path if path else before)
+    if guard_empty and folder and not os.path.isdir(root):
+        return f"{where} is a file in it, a folder in the revision in force; {_STAYS}{_ALLOW}"
     return None
 
 
