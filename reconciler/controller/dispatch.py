@@ -63,7 +63,7 @@ from reconciler.controller.late_starts import MISSED_DEADLINE, TurnedAway, misse
 from reconciler.controller.periods import RanPeriods, not_run, not_run_message
 from reconciler.controller.recorder import Recorder
 from reconciler.controller.replace_wait import ReplaceWaits
-from reconciler.controller.skips import PERIOD_RAN, being_deleted, forbidden
+from reconciler.controller.skips import PERIOD_RAN, SUPERSEDED, being_deleted, forbidden
 from reconciler.controller.slots import SlotLedger
 from reconciler.controller.stops import RunStops
 from reconciler.core.desired import Definition
@@ -365,6 +365,14 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
         if self.resumable is None or record.id in self._active.get(record.task, {}):
             return False
         active = ActiveRun(dataclasses.replace(record, owner=self.owner))
+        # A later slot runs here already (a restart's catch-up, decided before this adoption,
+        # when this Job no longer ran): a retry would make a Job beside it, which Forbid and
+        # Replace never do.
+        policy = None if definition is None else definition.task.spec.concurrency_policy
+        others = self._active.get(record.task, {}).values()
+        later = (a.record.scheduled_at > record.scheduled_at for a in others)
+        if policy not in (None, ConcurrencyPolicy.ALLOW) and any(later):
+            active.no_retry = SUPERSEDED
         self._active.setdefault(record.task, {})[record.id] = active
         # "run adopted" is said once its stored record is read (``_follow_adopted``): the Job
         # of a run recorded over (its delete refused) is still followed, not adopted.
