@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from reconciler.aio import in_thread
@@ -133,11 +134,32 @@ def _api_source(options: Options) -> ApiSource:
     from reconciler.store.api_tasks import SqlApiTasks
 
     assert options.db_url is not None
+    _say_left_behind(options.state_dir / "api-tasks")
     return ApiSource(
         SqlApiTasks.open(options.db_url),
         location="API-owned tasks in the shared run store",
         poll=options.ha.timing.renew_interval,
     )
+
+
+SAY_LEFT_BEHIND: Final = 10  # tasks named; the others counted
+
+
+def _say_left_behind(folder: Path) -> None:
+    """With ``--ha``: the tasks a crontask without it kept in the state directory, which are
+    not read (the replicas' are in the shared store). Said at each start while they are there,
+    else they were gone without a word after the upgrade to replicas."""
+    try:
+        keys = sorted(ApiTaskFiles(folder).load())
+    except OSError:  # a folder that cannot be read holds nothing said here
+        return
+    if keys:
+        log.warning(
+            f"API-owned tasks in {folder} are not read with --ha: replicas keep the API's "
+            "tasks in the shared run store; create them there again through the API "
+            "(POST /api/v1/tasks), then remove the folder",
+            extra={"fields": {"count": len(keys), "tasks": ",".join(keys[:SAY_LEFT_BEHIND])}},
+        )
 
 
 def reconciler(
