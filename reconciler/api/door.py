@@ -19,7 +19,7 @@ from reconciler.api import problems
 from reconciler.api.admission import GIT_HOOK, cut_at_stop
 from reconciler.api.routing import PRINCIPAL_SCOPE_KEY
 from reconciler.api.singletons import repeated
-from reconciler.api.slashes import served_without_slash
+from reconciler.api.slashes import encoded_slashes_kept, served_without_slash
 
 log = logging.getLogger("crontask.api")
 
@@ -83,6 +83,7 @@ class RequestLog:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        scope = encoded_slashes_kept(scope)
         status = 500
         response_started = False
         # What a stranger sent is bounded before it reaches a log line (a 100 KB path would

@@ -12,13 +12,29 @@ the same spelling of any other path keeps working. It is served as the path with
 
 from __future__ import annotations
 
+import re
 from typing import Final
+from urllib.parse import unquote
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reconciler.api.admission import GIT_HOOK
 
 SERVED_WITH_SLASH: Final = frozenset({GIT_HOOK})
+_ENCODED_SLASH: Final = re.compile("%2f", re.IGNORECASE)
+
+
+def encoded_slashes_kept(scope: Scope) -> Scope:
+    """``scope`` with each ``%2F`` of its path kept as written, a character of its segment
+    rather than a separator: a namespace or name holding one is no DNS-1123 label (a 422),
+    a route spelled with one is no route (a 404). Decoded, as uvicorn decodes the path,
+    ``/api/v1/tasks%2Fdefault%2Fx%2Fruns`` started a run, and a proxy in front that allows or
+    denies by the path as sent (Envoy, Istio, leave ``%2F`` encoded) saw another path."""
+    raw: bytes = scope.get("raw_path") or b""
+    if scope["type"] != "http" or b"%2f" not in raw.lower():
+        return scope
+    parts = _ENCODED_SLASH.split(raw.decode("latin-1"))
+    return {**scope, "path": "%2F".join(unquote(part) for part in parts)}
 
 
 def served_without_slash(scope: Scope) -> Scope:
