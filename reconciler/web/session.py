@@ -390,7 +390,7 @@ class PageRoute(GuardedRoute):
                 return await handler(request)
             if principal is None:
                 if request.method != "GET" or request.headers.get("x-crontask-refresh"):
-                    raise ProblemError(401, "sign in at /login")
+                    raise ProblemError(401, f"sign in at {base_of(request)}/login")
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 if len(target) > NEXT_MAX:  # back to the overview, not to an error
                     target = "/"

@@ -155,6 +155,22 @@ def test_redirects_stay_behind_the_proxy(proxied: str) -> None:
         assert out.headers["location"] in (f"{PREFIX}/login", f"{PREFIX}/")
 
 
+def test_a_post_with_no_session_says_where_to_sign_in(proxied: str) -> None:
+    """Run now pressed once the session has ended (a restart without sessionSecretFile, 12
+    hours) is refused, naming the sign-in behind the proxy: it said ``/login``, the proxy's."""
+    with httpx.Client(headers={"Accept": "text/html"}) as anonymous:
+        if anonymous.get(f"{proxied}/login").status_code == 303:
+            return  # no auth: no sign-in
+        ran = anonymous.post(
+            f"{proxied}/tasks/default/hello/run",
+            data={"csrf": "x"},
+            headers={"Origin": proxied.removesuffix(PREFIX)},
+        )
+    assert ran.status_code == 401, ran.text
+    assert f"sign in at {PREFIX}/login" in ran.text
+    assert f'href="{PREFIX}/login"' in ran.text
+
+
 @pytest.mark.e2e
 def test_in_a_browser_the_page_loads_whole_behind_it(proxied: str, chromium: Any) -> None:
     """Styled, refreshed by its script, its links followed; with auth, signed in through the
