@@ -11,6 +11,7 @@ import re
 import socket
 import urllib.parse
 
+import httpcore
 import httpx
 
 from reconciler import httpclient
@@ -32,6 +33,13 @@ _CAUSES_MOST = 64  # errors looked at under it (a host has a few addresses, a ch
 _UNASKED_SWITCH_SAID = (
     "the server switched protocols (101 Switching Protocols) though the request asked for no "
     "upgrade (no Upgrade header)"
+)
+# h11's words for a head (or a chunk's size line) longer than httpcore lets it read: 100 KiB.
+_TOO_LONG = "Receive buffer too long"
+_TOO_LONG_SAID = (
+    "a response head or line of more than "
+    f"{httpcore.AsyncHTTP11Connection.MAX_INCOMPLETE_EVENT_SIZE // 1024} KiB, "
+    "more than the client reads"
 )
 
 
@@ -102,9 +110,12 @@ def _connect_reasons(cause: BaseException | None) -> str:
 
 
 def _in_words(text: str) -> str:
-    """An HTTP library's error ``text`` as a user reads it (``_BUFFER``, ``_UNASKED_SWITCH``)."""
+    """An HTTP library's error ``text`` as a user reads it (``_BUFFER``, ``_UNASKED_SWITCH``,
+    ``_TOO_LONG``)."""
     if text == _UNASKED_SWITCH:
         return _UNASKED_SWITCH_SAID
+    if text == _TOO_LONG:
+        return _TOO_LONG_SAID
     return _BUFFER.sub(_quoted, text)
 
 

@@ -80,6 +80,34 @@ def test_a_switch_of_protocol_nobody_asked_for_is_said_so(
     )
 
 
+@pytest.mark.parametrize(
+    ("sent", "where", "then"),
+    [
+        # A reason phrase, a Location, header lines: a head longer than the client reads.
+        (b"HTTP/1.1 500 " + b"R" * 200_000 + b"\r\nContent-Length: 0\r\n\r\n", "", ""),
+        (b"HTTP/1.1 200 OK\r\n" + b"X-A: b\r\n" * 20_000 + b"Content-Length: 2\r\n\r\nok", "", ""),
+        # A chunk's size line, in the body: the status is kept, the body said cut short.
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;x=" + b"e" * 200_000,
+            "HTTP 200 OK; response body cut short: ",
+            "; not retried: the server took the request (HTTP 200)",
+        ),
+    ],
+)
+def test_a_head_or_line_longer_than_the_client_reads_is_said_so(
+    answer: tuple[int, list[bytes]], sent: bytes, where: str, then: str
+) -> None:
+    # h11's words were "Receive buffer too long", which said neither what nor how long.
+    port, answers = answer
+    answers.append(sent)
+    outcome = run(port)
+    assert (outcome.status, outcome.reason) == (RunStatus.FAILED, "RequestFailed")
+    assert outcome.message == (
+        f"GET http://127.0.0.1:{port}/***: {where}a response head or line of more than "
+        f"100 KiB, more than the client reads{then}"
+    )
+
+
 def test_a_quote_that_is_no_bytes_literal_is_left_as_it_is() -> None:
     # Only what h11's repr writes is rewritten; any other text stays (never an exception).
     from reconciler.runner import http_text
