@@ -137,6 +137,7 @@ async def serve(
     parts: Parts | None = None
     try:
         parts = await build(options, store, manager)
+        await in_thread(wiring.say_unread_api_tasks, options)
         await start(parts, options, manager, http)
         if on_started is not None:
             on_started()

@@ -10,12 +10,12 @@ others, and the order they start in are the runtime's (``controller.runtime``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from reconciler.aio import in_thread
@@ -134,7 +134,6 @@ def _api_source(options: Options) -> ApiSource:
     from reconciler.store.api_tasks import SqlApiTasks
 
     assert options.db_url is not None
-    _say_left_behind(options.state_dir / "api-tasks")
     return ApiSource(
         SqlApiTasks.open(options.db_url),
         location="API-owned tasks in the shared run store",
@@ -142,23 +141,43 @@ def _api_source(options: Options) -> ApiSource:
     )
 
 
-SAY_LEFT_BEHIND: Final = 10  # tasks named; the others counted
+SAY_UNREAD: Final = 10  # tasks named; the others counted
 
 
-def _say_left_behind(folder: Path) -> None:
-    """With ``--ha``: the tasks a crontask without it kept in the state directory, which are
-    not read (the replicas' are in the shared store). Said at each start while they are there,
-    else they were gone without a word after the upgrade to replicas."""
-    try:
-        keys = sorted(ApiTaskFiles(folder).load())
-    except OSError:  # a folder that cannot be read holds nothing said here
+def say_unread_api_tasks(options: Options) -> None:
+    """In a worker thread, at start: the tasks the API created in the other place, which this
+    crontask does not read (``_api_source``). A crontask without ``--ha`` keeps them in the
+    state directory, replicas in the shared store: moving to replicas, or back, they were gone
+    without a word. Said at each start while they are there; a place that cannot be read (a
+    store that does not answer within ``CALL_WAIT``) is not said."""
+    if options.ha is not None:
+        folder = options.state_dir / "api-tasks"
+        with contextlib.suppress(OSError):
+            _say_unread(ApiTaskFiles(folder).load(), f"in {folder}", "not read with --ha")
         return
+    if options.db_url is None or not options.db_url.startswith("postgresql"):
+        return
+    from reconciler.store.api_tasks import SqlApiTasks
+    from reconciler.store.base import StoreUnavailable
+
+    shared = SqlApiTasks.open(options.db_url)
+    try:
+        _say_unread(shared.versions(), "in the run store", "read only with --ha")
+    except StoreUnavailable:
+        pass
+    finally:
+        shared.engine.dispose()
+
+
+def _say_unread(keys: Collection[str], where: str, unread: str) -> None:
     if keys:
+        named = sorted(keys)
         log.warning(
-            f"API-owned tasks in {folder} are not read with --ha: replicas keep the API's "
-            "tasks in the shared run store; create them there again through the API "
-            "(POST /api/v1/tasks), then remove the folder",
-            extra={"fields": {"count": len(keys), "tasks": ",".join(keys[:SAY_LEFT_BEHIND])}},
+            f"API-owned tasks {where} are {unread}: a crontask without --ha keeps the API's "
+            "tasks in its state directory, replicas in the shared run store; create them "
+            "again through the API (POST /api/v1/tasks) where they are read, then remove "
+            "them from the other place",
+            extra={"fields": {"count": len(named), "tasks": ",".join(named[:SAY_UNREAD])}},
         )
 
 
