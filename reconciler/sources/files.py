@@ -181,13 +181,10 @@ class DirectorySource:
         return found + self._adrift.definitions()
 
     def definitions_of(self, keys: Collection[str]) -> list[Definition]:
-        found = [
-            d
-            for key in keys
-            for path in self._paths_of.get(key, ())
-            for d in self._files[path].in_force()
-            if d.key == key
-        ]
+        # Each file once: a broken one's ``in_force`` copies all it keeps (per key: N**2).
+        wanted = set(keys)
+        paths = {path for key in wanted for path in self._paths_of.get(key, ())}
+        found = [d for path in paths for d in self._files[path].in_force() if d.key in wanted]
         return found + self._adrift.definitions_of(keys)
 
     def errors(self) -> list[DefinitionError]:
