@@ -103,6 +103,9 @@ class Reconciler:
         # pass reads was there for an unknown while.
         self._known: set[str] = set()
         self._appeared: dict[str, datetime] = {}
+        # The start-up anchors of the tasks the first pass did not declare while some file could
+        # not be read, until every file is read again (``_unread_anchors``).
+        self._unread: dict[str, datetime] = {}
         # How many applied passes after the first declared a task not declared before (the
         # heartbeat looks then for its runs another crontask found dead and told nobody of).
         self.arrivals = 0
@@ -220,6 +223,7 @@ class Reconciler:
             # they are held again, and the result still says so (Jobs' housekeeping reads it).
             keys = {*keys, *self._held}
         held_before = self._held
+        first = not self._scheduler_started
         everything = self.desired.tasks
         desired = everything if self.assignment is None else _Mine(everything, self.assignment)
         # The empty-set guard is about what the sources yield, not about what this replica owns.
@@ -251,6 +255,7 @@ class Reconciler:
             # Only a full pass compares every task: one of a few keys (a file event, an API
             # write) coming between assign() and the full pass it asked for leaves them.
             self._anchors, self._handover = None, False
+        anchors = self._unread_anchors(anchors, first, result)
         account_for_slots(
             result.steps,
             self.scheduler,
@@ -271,6 +276,27 @@ class Reconciler:
         self._report_problems()
         compared = None if keys is None else frozenset(keys)
         return PassResult(hints, result, self.desired, time.monotonic() - started, compared)
+
+    def _unread_anchors(
+        self, anchors: Mapping[str, datetime] | None, first: bool, result: Plan
+    ) -> Mapping[str, datetime] | None:
+        """The anchors of this pass's added tasks. A task the first pass did not declare while
+        a file could not be read (a definition error) may be in that file, not gone: declared
+        once it is fixed, it catches up from its last recorded slot, as at the start, not from
+        the fix as a task declared anew. Once every file is read, those left are anew. Without
+        replicas: theirs come with each assignment."""
+        errors = bool(self.desired.errors)
+        if first:
+            if anchors is not None and errors and self.assignment is None:
+                tasks = self.desired.tasks
+                self._unread = {k: at for k, at in anchors.items() if k not in tasks}
+            return anchors
+        if anchors is None and self._unread and self.assignment is None:
+            added = [s.key for s in result.of(Operation.ADD) if s.key in self._unread]
+            anchors = {key: self._unread.pop(key) for key in added} or None
+        if not errors:
+            self._unread = {}
+        return anchors
 
     def _authoritative(self) -> frozenset[str]:
         """The kinds of the sources whose empty read is deliberate (``Source.authoritative``),
