@@ -8,7 +8,9 @@ could not be read. Then the outcome:
 
 - the Job's own (:func:`conclude`), which says when the Job ended (:class:`JobEnd`);
 - a stop's (:func:`stopping`): at shutdown the attempt detaches (the Job runs on, the record
-  stays ``running`` and names it); any other stop deletes the Job and fails the attempt;
+  stays ``running`` and names it); any other stop deletes the Job and fails the attempt,
+  unless the watch has seen the Job end already (the end and the stop came together): then
+  its own outcome is the attempt's, and the Job, over, is left to the history limits;
 - the ``timeoutSeconds`` backstop's (:func:`overdue`): the Job is deleted and the attempt is
   ``timedOut`` (:data:`DEADLINE_EXCEEDED`), unless the cluster had decided its outcome.
 
@@ -54,7 +56,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 from reconciler.core.job_pods import Stuck, has_run, story_container, story_pod, stuck_story
-from reconciler.core.jobs import decided, main_container, outcome_of, with_pod
+from reconciler.core.jobs import decided, finished, main_container, outcome_of, with_pod
 from reconciler.core.runs import RunStatus
 from reconciler.core.status import parse_time
 from reconciler.runner.base import Outcome
@@ -228,6 +230,10 @@ async def stopping(run: JobRun, reason: str) -> Outcome:
             job=details,
         )
     cached = run.runner.cluster.cached(details.namespace, details.name)
+    if cached is not None and job_uid(cached) == run.uid and finished(cached) is not None:
+        # It ended before the attempt took its end in (the watch told both in one turn, or
+        # while the attempt looked at its pods): a succeeded Job is no failed, replaced run.
+        return await conclude(run, cached)
     output, pod, error = await _bounded_evidence(run, cached)
     details = with_pod(details, pod, error)
     deleted = await _delete(run)

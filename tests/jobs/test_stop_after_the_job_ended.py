@@ -1,0 +1,41 @@
+"""A stop (``Replace``, a run asked for now under ``Replace``) that reaches an attempt whose Job
+the watch has already seen end, before the attempt took that end in (both came in the same
+turn of the event loop, or while it looked at the Job's pods): the Job's own outcome is the
+attempt's (a succeeded Job is not recorded ``failed``, ``Replaced``), and the Job, over
+already, is not deleted (it goes by the history limits, as any finished Job). A stop of a Job
+still running deletes it as before (``test_job_runner.test_stop``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from reconciler.core.runs import RunStatus
+from reconciler.runner.job import JobRunner
+from tests.jobs.test_job_runner import NAME, job_task, play, record, until
+from tests.jobs.twin import FakeCluster
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "exit_code"),
+    [("Complete", RunStatus.SUCCEEDED, 0), ("Failed", RunStatus.FAILED, 1)],
+)
+def test_a_job_seen_ended_when_the_stop_comes_keeps_its_own_outcome(
+    kind: str, status: RunStatus, exit_code: int
+) -> None:
+    async def body(cluster: FakeCluster, runner: JobRunner) -> None:
+        attempt = runner.attempt(job_task(), record())
+        running = asyncio.ensure_future(attempt.run())
+        await until(lambda: NAME in cluster.jobs)
+        await asyncio.sleep(0.01)  # the attempt follows the Job, waiting for a change
+        cluster.finish(NAME, kind, exit_code=exit_code, log="all done\n")
+        attempt.stop("Replaced")  # the same turn: the attempt has not looked yet
+        outcome = await running
+        assert (outcome.status, outcome.exit_code) == (status, exit_code)
+        assert outcome.reason != "Replaced"
+        assert outcome.output == "all done\n"
+        assert NAME in cluster.jobs  # over already: left to the history limits
+        assert ("delete", NAME) not in [(c[0], c[1]) for c in cluster.calls]
+
+    play(body)
