@@ -286,7 +286,10 @@ def task_page(
         if len(chunk) < chunk_size:
             return TaskPage(rows, None, scanned, reads.down)
         if scanned >= scan_max:
-            return TaskPage(rows, cursor, scanned, reads.down, stopped=True)
+            # Stopped at the bound, unless the last task read was the last there is: a next
+            # page would find nothing.
+            more = bool(runtime.tasks(dataclasses.replace(base, after=cursor, limit=1)))
+            return TaskPage(rows, cursor if more else None, scanned, reads.down, stopped=more)
 
 
 def _held(view: TaskView) -> RunRecord | None:

@@ -62,3 +62,16 @@ def test_a_full_page_or_the_last_says_nothing_of_a_search_cut() -> None:
     assert SEARCHED.findall(full) == []
     assert keys(last) == ["default/a-failing"]
     assert SEARCHED.findall(last) == []
+
+
+def test_a_search_that_read_the_last_task_at_its_bound_offers_no_next_page() -> None:
+    """Exactly ``SCAN_MAX`` tasks: the search read them all, and said it had stopped, with a
+    next page that found nothing ("No task matches these filters")."""
+    (shown,) = pages(SCAN_MAX - 1, "state=failing")  # a-failing and t00000 to t01998
+    assert keys(shown) == ["default/a-failing"]
+    assert SEARCHED.findall(shown) == []
+    assert "next page" not in shown
+    (none,) = pages(SCAN_MAX - 1, "state=running")
+    assert keys(none) == []
+    assert "No task matches these filters" in none
+    assert "next page" not in none
