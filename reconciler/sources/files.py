@@ -30,12 +30,13 @@ Rules users rely on:
 - Paths are never resolved: a root that is (or runs through) a symlink swapped atomically to a new
   tree — git-sync's ``--link``, the git source's ``current`` — is read through the link, so file
   paths, and with them each file's last good definitions, stay the same across the swaps.
-- Reading is bounded (see ``reading`` and ``limits``): only regular files of at most
-  ``max_file_size`` bytes, and a symlinked file only if it resolves inside its root as resolved at
-  this refresh (``confine_to``, by default the root path it was found under); anything else is a
-  definition error of that path, which keeps its last good definitions like any other. A root
-  that leads out of ``confine_to`` through a link (the git source's ``--git-path``) is not
-  read at all: like a path that disappears, it is an error and its tasks stay.
+- Reading is bounded (see ``filereading``, ``reading`` and ``limits``): only regular files of
+  at most ``max_file_size`` bytes, and a symlinked file only if it resolves inside its root as
+  resolved at this refresh (``confine_to``, by default the root path it was found under);
+  anything else is a definition error of that path, which keeps its last good definitions like
+  any other. A root that leads out of ``confine_to`` through a link (the git source's
+  ``--git-path``) is not read at all: like a path that disappears, it is an error and its tasks
+  stay.
 - Optional, for sources built on this one (the git source): ``revision`` is stamped on every
   Location read while it is set, and a file read at another revision is read again even if its
   signature looks unchanged (inodes of a deleted tree are reused by the next one);
@@ -49,23 +50,20 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from reconciler.aio import ended, first_of
 from reconciler.core.desired import Definition, DefinitionError, ErrorKind, Location, SourceKind
 from reconciler.sources.adrift import Adrift
 from reconciler.sources.base import Notify, Ready, SourceState
-from reconciler.sources.boms import decoded, not_utf8
-from reconciler.sources.documents import ParsedText, PlainText, parse_text, plain_definitions
 from reconciler.sources.filehints import known_path, says_more, too_deep, within_bound
-from reconciler.sources.filestate import FileState, Signature, signature_of
+from reconciler.sources.filereading import FileReader
+from reconciler.sources.filestate import FileState, signature_of
 from reconciler.sources.keptfiles import kept_files
-from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_TASKS, excerpt
-from reconciler.sources.reading import Unreadable, read_file, resolve_root, resolved, within
+from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_TASKS
+from reconciler.sources.reading import resolved, within
 from reconciler.sources.rootpaths import closest_root, inner_roots, not_given
 from reconciler.sources.rootstate import (
     GONE_ROOT,
@@ -77,14 +75,11 @@ from reconciler.sources.rootstate import (
 )
 from reconciler.sources.taskbound import RefusedRecord, growth, refused
 from reconciler.sources.unread import WALK_ERRORS, links_to_files, under_any
-from reconciler.sources.walk import Misnamed, past_bound, task_files, utf8
+from reconciler.sources.walk import Misnamed, past_bound, task_files
 from reconciler.sources.watch import watch_paths
 
-# A path is shown whole (it is not the file's content), but never with a control character in it.
-_PATH_SHOWN = 4096
 
-
-class DirectorySource:
+class DirectorySource(FileReader):
     kind: str = SourceKind.FILE
     authoritative = False  # see Source.authoritative
 
@@ -269,12 +264,6 @@ class DirectorySource:
             return None
         return f"a symbolic link on this path leads outside {label}: not read"
 
-    def read(self, path: Path) -> FileState | None:
-        """What ``path`` holds, read as a refresh reads it, without keeping it; None if there
-        is no file there."""
-        signature = signature_of(path)
-        return None if signature is None else self._read(path, signature, None)
-
     def _rescan(self) -> set[str]:
         changed: set[str] = set()
         present, not_read = self.scan()
@@ -421,77 +410,7 @@ class DirectorySource:
         if gone:
             self._adrift.went(gone)
 
-    def _read(self, path: Path, signature: Signature, before: FileState | None) -> FileState | None:
-        """What ``path`` holds now; None if it is gone."""
-        good = before.good if before else None
-        loaded = self.load(path, signature)
-        if loaded is None:
-            return None
-        if isinstance(loaded, FileState):  # unreadable: what it defined before stays
-            return replace(loaded, good=good)
-        signature, text = loaded
-        parsed = parse_text(text, self._display(path), source=self.kind, revision=self.revision)
-        return self._state(signature, parsed, good)
-
-    def load(self, path: Path, signature: Signature) -> tuple[Signature, str] | FileState | None:
-        """The text of ``path`` and its signature as read; a FileState of the error if it
-        cannot be read (too large, a link out of bounds, not UTF-8); None if it is gone."""
-        shown, revision = self._display(path), self.revision
-        if not utf8(str(path)):
-            why = "file name is not UTF-8: not read (rename it)"
-            error = DefinitionError(Location(self.kind, shown, 1, 1, revision), why)
-            return FileState(signature, None, (error,), revision=revision)
-        root, label = self._confinement(path)
-        try:
-            data, signature = read_file(path, limit=self.max_file_size, root=root, root_label=label)
-        except (FileNotFoundError, NotADirectoryError):  # deleted since the stat
-            return None
-        except Unreadable as err:
-            error = err.error(Location(self.kind, shown, 1, 1, revision))
-            return FileState(signature, None, (error,), revision=revision)
-        try:
-            return signature, decoded(data)
-        except UnicodeDecodeError as err:
-            line, column, why = not_utf8(data, err)
-            error = DefinitionError(Location(self.kind, shown, line, column, revision), why)
-            return FileState(signature, None, (error,), revision=revision)
-
-    def plain_state(self, path: Path, signature: Signature, plain: PlainText) -> FileState | None:
-        """What a plain text holds (``documents.plain_text``, read in another process); None
-        if a task of it does not validate: then it is for ``_read`` to place the errors."""
-        shown = self._display(path)
-        parsed = plain_definitions(plain, shown, source=self.kind, revision=self.revision)
-        return None if parsed is None else self._state(signature, parsed, None)
-
-    def _state(
-        self, signature: Signature, parsed: ParsedText, good: tuple[Definition, ...] | None
-    ) -> FileState:
-        """A file's state from its text; ``good``: what it defined before, kept if it has errors."""
-        said = parsed.log_warnings()  # once per version of the file read (a resync reads no other)
-        kept = (good, tuple(parsed.errors)) if parsed.errors else (tuple(parsed.definitions), ())
-        return FileState(signature, *kept, parsed.ignored, self.revision, said)
-
     def adopt(self, ahead: dict[Path, FileState]) -> None:
         """Files read ahead of the first refresh (``sources.ahead``): the next refresh takes each
         one still of the signature it was read with (and not read before); drops the rest."""
         self._ahead = ahead
-
-    def _confinement(self, path: Path) -> tuple[str | None, str]:
-        """The resolved folder ``path`` must stay inside (None if it cannot be resolved: then
-        nothing is read), and its name for messages."""
-        root = self.confine_to
-        if root is None:
-            root = closest_root(self.roots, path) or path  # the root that reads it
-        if root not in self._resolved:
-            self._resolved[root] = resolve_root(root)
-        label = self.confine_label or f"the folder {excerpt(str(root), _PATH_SHOWN)}"
-        return self._resolved[root], label
-
-    def _display(self, path: Path) -> str:
-        """``path`` as Locations show it (as given, or relative to ``relative_to``), escaped."""
-        if self.relative_to is not None and is_within(path, self.relative_to):
-            path = path.relative_to(self.relative_to)
-        text = str(path)
-        if not utf8(text):  # its bytes as they are, not Python's stand-ins for them
-            text = os.fsencode(text).decode("utf-8", "backslashreplace")
-        return excerpt(text, _PATH_SHOWN)
