@@ -25,6 +25,12 @@ HANDED_OVER = "HandedOver"
 # Its record was ended by another replica while this one's membership had lapsed: stopped, and
 # its end is not recorded here (``controller.disowned``).
 DISOWNED = "Disowned"
+# Why a run or retry of a task handed away and back after a lapse did not start (its record's
+# ``HandedOver`` message, formatted with what it is): the task may never have moved.
+LAPSED = (
+    "this replica's membership lapsed (another replica may have run the task meanwhile) "
+    "before this {} could start"
+)
 
 
 @dataclasses.dataclass(eq=False)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 
-from reconciler.controller.active import REPLACED, ActiveRun
+from reconciler.controller.active import LAPSED, REPLACED, ActiveRun
 from reconciler.controller.handover import Handover, ReplacedElsewhere
 from reconciler.controller.recorder import Recorder
 from reconciler.controller.skips import utc_text
@@ -93,7 +93,9 @@ class SlotClaims:
                     and record.attempt == 1
                     and record.trigger is not Trigger.MANUAL
                 ):
-                    active.stop(reason)
+                    # Said as the lapse's: the claim that lands later takes the task's
+                    # inheritance (``Handover.claim``), and with it how its record reads.
+                    active.stop(reason, LAPSED.format("run"))
                     self._let_go(active)
 
     def _claim_retry(

@@ -284,7 +284,9 @@ class LateStarts:
         failedRunsHistoryLimit."""
         if (reason := active.stop_reason) is None:
             return False
-        await self._abandon(active.record, reason, None)
+        # Its own account of why, if it was stopped with one (a lapse's: ``drop_claiming``),
+        # taken from it here: let go of, it is no longer found by its record.
+        await self._abandon(active.record, reason, active.stop_why)
         return True
 
     async def _missed(self, definition: Definition, record: RunRecord, waited: float = 0.0) -> bool:

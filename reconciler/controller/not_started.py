@@ -36,6 +36,7 @@ from datetime import datetime
 
 from reconciler.controller.active import (
     HANDED_OVER,
+    LAPSED,
     REPLACED,
     SHUTDOWN,
     TASK_CHANGED,
@@ -63,12 +64,6 @@ _ABANDONED = {
     SUPERSEDED: "a later slot of the task came before this {} could start (only the latest "
     "missed slot runs)",
 }
-
-# ``HandedOver`` of a task handed away and back after a lapse: it may never have moved.
-_LAPSED = (
-    "this replica's membership lapsed (another replica may have run the task meanwhile) "
-    "before this {} could start"
-)
 
 
 class NotStarted(SlotClaims):
@@ -103,7 +98,7 @@ class NotStarted(SlotClaims):
             self._let_go(active)  # it starts nothing now: its task is free while this is written
         kind = what(attempt)
         if reason == HANDED_OVER and why is None and self._came_back(attempt.task):
-            why = _LAPSED.format(kind)
+            why = LAPSED.format(kind)
         if why is None:
             said = _ABANDONED.get(reason)
             why = said.format(kind) if said else f"stopped ({reason}) while this {kind} waited"
@@ -158,13 +153,16 @@ class NotStarted(SlotClaims):
             "run not started: stopped while its claim was unanswered",
             extra={"fields": {"task": record.task, "run": record.id, "reason": reason}},
         )
-        claim.add_done_callback(functools.partial(self._claim_left, record, reason))
+        why = active.stop_why  # said now: what it depends on may change before the answer
+        claim.add_done_callback(functools.partial(self._claim_left, record, reason, why))
         return None
 
-    def _claim_left(self, record: RunRecord, reason: str, claim: asyncio.Future[bool]) -> None:
-        """The answer to the claim of ``record``'s run, stopped (``reason``) before it came
-        (``_await_claim``): the attempt's record is written after the claim if the claim was
-        taken, or kept to be written; nothing if another instance holds the slot, or if the
+    def _claim_left(
+        self, record: RunRecord, reason: str, why: str | None, claim: asyncio.Future[bool]
+    ) -> None:
+        """The answer to the claim of ``record``'s run, stopped (``reason``, ``why``) before it
+        came (``_await_claim``): the attempt's record is written after the claim if the claim
+        was taken, or kept to be written; nothing if another instance holds the slot, or if the
         claim could not be checked (with replicas: the slot is caught up, ``_unchecked``)."""
         if claim.cancelled():
             return
@@ -177,7 +175,7 @@ class NotStarted(SlotClaims):
         if not (error is None and claim.result()) and not self._keeps_claim(record):
             self._unchecked(record)
             return
-        write = asyncio.get_running_loop().create_task(self._abandon(record, reason))
+        write = asyncio.get_running_loop().create_task(self._abandon(record, reason, why))
         self._writes.add(write)  # waited for by drain and shutdown, as a skip's
         write.add_done_callback(self._writes.discard)
 

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import pytest
 
+from reconciler.controller.active import LAPSED
 from reconciler.core.assignment import Assignment
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.runner.base import Actions
@@ -301,3 +302,8 @@ def test_a_lone_replica_cut_off_past_its_lease_loses_no_forbid_slot_nor_counts_o
     assert len(told) == len(set(told)), said
     plain = {r.scheduled_at for r in records if r not in superseded}  # its own slot is told
     assert not set(told) & plain, said  # none counted twice
+    # The claim that landed after the lapse is of a run that did not start: its record says
+    # why as the lapse's, not that the task moved (it is a's, before and after).
+    handed = [r for r in records if r.reason == "HandedOver"]
+    assert len(handed) == hangs, said
+    assert all(r.message == f"{LAPSED.format('run')}; it did not start" for r in handed), said
