@@ -54,7 +54,7 @@ from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 
 from reconciler.aio import in_thread
-from reconciler.controller.active import REPLACED, ActiveRun, Start
+from reconciler.controller.active import REPLACED, TASK_CHANGED, ActiveRun, Start
 from reconciler.controller.ahead import AheadSlots
 from reconciler.controller.bounds import TOO_MANY_RUNS, RunBounds
 from reconciler.controller.execution import RunListener
@@ -373,6 +373,8 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
         later = (a.record.scheduled_at > record.scheduled_at for a in others)
         if policy not in (None, ConcurrencyPolicy.ALLOW) and any(later):
             active.no_retry = SUPERSEDED
+        if definition is not None and definition.task.spec.job is None:
+            active.no_retry = TASK_CHANGED  # no longer a job task: changed while crontask was down
         self._active.setdefault(record.task, {})[record.id] = active
         # "run adopted" is said once its stored record is read (``_follow_adopted``): the Job
         # of a run recorded over (its delete refused) is still followed, not adopted.
