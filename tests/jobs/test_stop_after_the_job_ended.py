@@ -8,12 +8,16 @@ still running deletes it as before (``test_job_runner.test_stop``)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 
+from reconciler.controller.dispatch import Dispatcher
+from reconciler.core.jobs import job_name
 from reconciler.core.runs import RunStatus
 from reconciler.runner.job import JobRunner
-from tests.jobs.test_job_runner import NAME, job_task, play, record, until
+from reconciler.store import MemoryRunStore
+from tests.jobs.test_job_runner import KEY, NAME, T0, dispatch, job_task, play, record, until
 from tests.jobs.twin import FakeCluster
 
 
@@ -39,3 +43,22 @@ def test_a_job_seen_ended_when_the_stop_comes_keeps_its_own_outcome(
         assert ("delete", NAME) not in [(c[0], c[1]) for c in cluster.calls]
 
     play(body)
+
+
+def test_the_replacing_run_starts_at_once_beside_no_job() -> None:
+    """The run that replaces it does not wait for a delete that never comes: the Job is over."""
+
+    async def body(d: Dispatcher, cluster: FakeCluster, store: MemoryRunStore) -> None:
+        task = job_task(concurrencyPolicy="Replace")
+        first = d.fire(task, T0)
+        await until(lambda: NAME in cluster.jobs)
+        await asyncio.sleep(0.01)
+        cluster.finish(NAME, log="all done\n")
+        second = d.fire(task, T0 + timedelta(minutes=1))
+        await until(lambda: job_name(KEY, second.scheduled_at, 1, qualified=False) in cluster.jobs)
+        done = store.get(first.id)
+        assert done is not None
+        assert (done.status, done.output) == (RunStatus.SUCCEEDED, "all done\n")
+        assert NAME in cluster.jobs
+
+    dispatch(body)
