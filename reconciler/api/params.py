@@ -119,16 +119,20 @@ def parse_instant(value: object) -> datetime:
         raise PydanticCustomError("date_time", "must be " + TIME_HELP + _plus_hint(value))
     fraction = value.partition(".")[2]  # its digits, then the offset
     digits = fraction[: len(fraction) - len(fraction.lstrip("0123456789"))]
+    out_of_bounds = PydanticCustomError(
+        "date_time", "must be between 1970-01-01T00:00:00Z and 9999-01-01T00:00:00Z"
+    )
     try:
         # fromisoformat drops the digits past the sixth: they are rounded up below.
         parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-        instant = parsed.astimezone(UTC)
-    except (ValueError, OverflowError):
+    except ValueError:
         raise PydanticCustomError("date_time", "not a valid date-time") from None
+    try:  # a valid time whose UTC instant is past year 9999 or before year 1
+        instant = parsed.astimezone(UTC)
+    except OverflowError:
+        raise out_of_bounds from None
     if not EARLIEST <= instant < LATEST:
-        raise PydanticCustomError(
-            "date_time", "must be between 1970-01-01T00:00:00Z and 9999-01-01T00:00:00Z"
-        )
+        raise out_of_bounds
     if digits.rstrip("0")[6:]:  # at most LATEST: no overflow
         instant += timedelta(microseconds=1)
     return instant

@@ -74,6 +74,23 @@ def test_times_that_are_refused(text: str) -> None:
         params.parse_instant(text)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "9999-12-31T23:59:59-23:59",  # past year 9999 in UTC: Python's datetime overflows
+        "9999-12-31T23:59:59-01:00",
+        "0001-01-01T00:00:00+01:00",  # before year 1 in UTC
+        "1969-12-31T23:59:59Z",
+        "9999-01-01T00:00:00Z",
+    ],
+)
+def test_a_time_out_of_bounds_is_said_so(text: str) -> None:
+    """Not "not a valid date-time" for a valid one whose UTC instant Python cannot hold."""
+    with pytest.raises(PydanticCustomError) as caught:
+        params.parse_instant(text)
+    assert str(caught.value) == ("must be between 1970-01-01T00:00:00Z and 9999-01-01T00:00:00Z")
+
+
 @given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9998, 12, 30)))
 def test_every_run_id_has_the_shape_the_api_checks(at: datetime) -> None:
     import re
