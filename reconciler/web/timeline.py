@@ -49,6 +49,11 @@ class Timeline:
     start: datetime
     end: datetime
 
+    @property
+    def runs(self) -> int:
+        """The runs drawn: a run that retried is a bar for each attempt."""
+        return len({bar.id for bar in self.bars})
+
 
 def timeline(runtime: RuntimeView, key: str, zone: str, now: datetime, hours: int = 24) -> Timeline:
     start = now - timedelta(hours=hours)
