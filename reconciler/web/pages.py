@@ -330,6 +330,11 @@ def run_now(request: Request, runtime: Runtime, namespace: Namespace, name: Name
 def run_page(request: Request, runtime: Runtime, run_id: RunId) -> HTMLResponse:
     run = views.run_of(runtime, run_id)
     if run is None:
+        # Listed as going by its task, not recorded yet (the task's page links it): waited for.
+        key = "/".join(run_id.split(".")[:2])  # namespace.name.slot: labels have no dot
+        listed = runtime.task(key)
+        if listed is not None and run_id in listed.running:
+            return render(request, "run_waiting.html", 404, run_id=run_id, task=key)
         return render(request, "missing.html", 404, what=f"run {run_id}")
     task = runtime.task(run.newest.task)
     return render(
