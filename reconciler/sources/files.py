@@ -111,7 +111,8 @@ class DirectorySource(FileReader):
         # Kept across restarts (crontask run); the first rescan reads those files last.
         self._record = RefusedRecord(refused_record) if refused_record else None
         self._last = {Path(p) for p in self._record.load()} if self._record else set()
-        self._keep = kept_files(refused_record, self.roots, self.kind, max_file_size)
+        keep = kept_files(refused_record, self.roots, self.kind, max_file_size)
+        self._keep = None  # set below, once what it held before the restart is in force
         # Where links may lead (see the module docstring), and how messages name it.
         self.confine_to = confine_to
         self.confine_label = confine_label
@@ -135,6 +136,11 @@ class DirectorySource(FileReader):
         self._holds_now: dict[tuple[Path, bool], bool] = {}
         self._ahead: dict[Path, FileState] = {}  # see adopt()
         self._adrift = Adrift(clock)  # tasks a broken document of another file keeps
+        # The files under a place not read before a restart: their tasks stay, as they did;
+        # the first scan sees whether they still lie under one (keptfiles).
+        for path, state in keep.held(self._display).items() if keep else ():
+            self._store(path, None, state)
+        self._keep = keep
 
     # -- the Source protocol ---------------------------------------------------------------
 
@@ -275,7 +281,11 @@ class DirectorySource(FileReader):
         listed, places = set(present), {str(p) for p in not_read}
         for path in [p for p in self._files if p not in listed]:
             if under_any(path, places):  # a set: per file O(depth), not O(places) (see unread)
-                continue  # keep what a vanished root or unlisted folder defined until it is back
+                # Kept what a vanished root or unlisted folder defined until it is back: across
+                # a restart too.
+                if self._keep is not None:
+                    self._keep.holding(path, self._files[path])
+                continue
             changed |= self._reread(path)
         return changed
 

@@ -39,6 +39,14 @@ state directory (``crontask validate``, ``plan``) nothing is kept.
   ``statedir`` requires of its own, and a kept file must be a regular file (never a link). A
   folder that is not is warned of once, and nothing is kept nor taken back (as before this
   existed); a file that is not is ignored and deleted.
+- A file once read under a place a scan does not read (its folder turned into a submodule or
+  into a link not entered, a folder that cannot be listed, its root gone: ``unread``) keeps
+  its tasks, and its last good definitions are kept as a broken file's are, with no text to
+  compare (there is none); at start they are in force again, the file's as they were, and the
+  first scan decides: still under a place not read, they stay; the place back, the file is
+  read again (its copy deleted once it is good, or kept as a broken file's), or is gone and
+  its tasks with it. A record of such a file is not deleted at start for its file not being
+  there: it never is.
 - Not kept: tasks adrift (``sources.adrift``: a task whose file went while a broken document
   of another file names it) live in memory only, and a restart drops them.
 """
@@ -51,7 +59,7 @@ import json
 import logging
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -70,6 +78,8 @@ _VERSION = 1
 _SUFFIX = ".json"
 _SLACK = 64 * 1024  # the record's own keys, on top of what its documents take
 _CHUNK = 64 * 1024  # a broken file's bytes are hashed so much at a time
+# The signature of a file taken back from a held record: never a real one, nor UNKNOWN's.
+HELD: Signature = (-2, -2, -2, -2)
 
 
 def kept_files(
@@ -94,6 +104,7 @@ class KeptFiles:
         # broken file it was kept for (None: kept before this process started, not taken back
         # yet): a copy is written again when either changes.
         self._kept: dict[Path, tuple[tuple[Definition, ...], Signature] | None] = {}
+        self._held: set[Path] = set()  # those whose copy is of a file under a place not read
         self._warned = False  # the folder could not be made (a full disk): said once
         self._prune()
 
@@ -142,6 +153,40 @@ class KeptFiles:
         elif state.good is not None and self._kept.get(path) != (state.good, state.signature):
             self._keep(path, state.good, state.signature)  # the text may have changed too
 
+    def holding(self, path: Path, state: FileState) -> None:
+        """``path`` lies under a place a scan does not read, and ``state`` is what it held:
+        keep its last good definitions, with no text (see the module docstring)."""
+        if not state.good:  # no task to keep
+            return
+        if path in self._held and self._kept.get(path) == (state.good, state.signature):
+            return  # written already: a resync writes nothing
+        if self._write(path, state.good, state.signature, None):
+            self._held.add(path)
+
+    def held(self, shown: Callable[[Path], str]) -> dict[Path, FileState]:
+        """At start: the files under a place not read before the restart, each with the
+        definitions kept for it; ``shown``: a path as its Locations show it."""
+        found: dict[Path, FileState] = {}
+        for path in sorted(self._held):
+            record = self._load(path)
+            good = None if record is None else _definitions(record, shown(path), self.kind)
+            if not good:  # none is ever written (holding)
+                log.warning(
+                    "the kept definitions of a file not read are not usable: ignored and deleted",
+                    extra={"fields": {"file": shown(path), "kept": str(self._name(path))}},
+                )
+                self._forget(path)
+                continue
+            self._kept[path] = (good, HELD)
+            found[path] = FileState(HELD, good, (), revision=good[0].location.revision)
+        tasks = sum(len(state.good or ()) for state in found.values())
+        if found:
+            log.info(
+                "the tasks of files under a place not read are kept as before the restart",
+                extra={"fields": {"files": len(found), "tasks": tasks}},
+            )
+        return found
+
     # -- details ---------------------------------------------------------------------------
 
     def _place(self, path: Path) -> tuple[str, str] | None:
@@ -160,13 +205,19 @@ class KeptFiles:
         return self.folder / _hashed(*place)
 
     def _keep(self, path: Path, good: tuple[Definition, ...], signature: Signature) -> None:
-        place = self._place(path)
         text = self._text_hash(path)
         if text is None:  # a copy no start could match with its file
             self._forget(path)
-            return
+        elif self._write(path, good, signature, text):
+            self._held.discard(path)
+
+    def _write(
+        self, path: Path, good: tuple[Definition, ...], signature: Signature, text: str | None
+    ) -> bool:
+        """Whether ``good`` is now kept for ``path``, for its broken ``text`` (None: held)."""
+        place = self._place(path)
         if place is None or not self._folder_ok(make=True):
-            return
+            return False
         record = {
             "version": _VERSION,
             "root": place[0],
@@ -175,6 +226,7 @@ class KeptFiles:
             # The broken text it is kept for: another text there by the next start (fixed and
             # broken again, deleted and written anew) is not given these definitions.
             "text": text,
+            "held": text is None,
             "documents": [_document(d) for d in good],
         }
         # Not ensure_ascii: an "é" would take 6 bytes, and a file near --max-file-size be
@@ -186,7 +238,7 @@ class KeptFiles:
                 extra={"fields": {"file": str(path), "bytes": len(data), "limit": self.limit}},
             )
             self._forget(path)
-            return
+            return False
         try:
             _write(self.folder / _hashed(*place), data)
         except OSError as err:
@@ -194,10 +246,12 @@ class KeptFiles:
                 "the definitions of a broken file are not kept across a restart",
                 extra={"fields": {"file": str(path), "error": err.strerror or str(err)}},
             )
-            return
+            return False
         self._kept[path] = (good, signature)
+        return True
 
     def _forget(self, path: Path) -> None:
+        self._held.discard(path)
         if self._kept.pop(path, False) is False:
             return
         try:
@@ -254,9 +308,11 @@ class KeptFiles:
             return
         dropped = 0
         for name in names:
-            path = self._owner(name)
+            path, held = self._owner(name)
             if path is not None:
                 self._kept[path] = None
+                if held:
+                    self._held.add(path)
                 continue
             dropped += 1
             with contextlib.suppress(OSError):
@@ -268,21 +324,23 @@ class KeptFiles:
                 extra={"fields": {"path": str(self.folder), "dropped": dropped}},
             )
 
-    def _owner(self, name: str) -> Path | None:
-        """The file the kept copy ``name`` is for, if it is still to be kept."""
+    def _owner(self, name: str) -> tuple[Path | None, bool]:
+        """The file the kept copy ``name`` is for, if it is still to be kept, and whether it
+        is of a file under a place not read (then the first scan decides: see ``held``)."""
         record = self._record(name)
         root, relative = (record.get("root"), record.get("path")) if record else (None, None)
         if not isinstance(root, str) or not isinstance(relative, str):
-            return None
+            return None, False
+        held = record.get("held") is True if record else False
         given = [r for r in self.roots if str(r.absolute()) == root]
         if not given or name != _hashed(root, relative):
-            return None  # its root is not given any more (or the name is not its own)
+            return None, False  # its root is not given any more (or the name is not its own)
         path = given[0] / relative if relative != "." else given[0]  # as the source names it
         if closest_root(self.roots, path) != given[0]:
-            return None  # another root given inside it reads the file now
-        if os.path.lexists(given[0]) and not os.path.lexists(path):
-            return None  # deleted while crontask was not running
-        return path
+            return None, False  # another root given inside it reads the file now
+        if not held and os.path.lexists(given[0]) and not os.path.lexists(path):
+            return None, False  # deleted while crontask was not running
+        return path, held
 
     def _folder_ok(self, *, make: bool) -> bool:
         """Whether the folder may be used (made 0700 first if ``make``); warned of once."""
