@@ -281,20 +281,22 @@ class Reconciler:
         self, anchors: Mapping[str, datetime] | None, first: bool, result: Plan
     ) -> Mapping[str, datetime] | None:
         """The anchors of this pass's added tasks. A task the first pass did not declare while
-        a file could not be read (a definition error) may be in that file, not gone: declared
-        once it is fixed, it catches up from its last recorded slot, as at the start, not from
-        the fix as a task declared anew. Once every file is read, those left are anew. Without
-        replicas: theirs come with each assignment."""
-        errors = bool(self.desired.errors)
+        a file could not be read (a definition error), or while the sources held no task at
+        all (a folder not mounted yet, a checkout not made: what ``--allow-empty`` guards
+        against), may be there, not gone: declared once its file is read, it catches up from
+        its last recorded slot, as at the start, not from then as a task declared anew. Once
+        every file is read and some task declared, those left are anew. Without replicas:
+        theirs come with each assignment."""
+        unread = bool(self.desired.errors) or not (self.desired.tasks or self.allow_empty)
         if first:
-            if anchors is not None and errors and self.assignment is None:
+            if anchors is not None and unread and self.assignment is None:
                 tasks = self.desired.tasks
                 self._unread = {k: at for k, at in anchors.items() if k not in tasks}
             return anchors
         if anchors is None and self._unread and self.assignment is None:
             added = [s.key for s in result.of(Operation.ADD) if s.key in self._unread]
             anchors = {key: self._unread.pop(key) for key in added} or None
-        if not errors:
+        if not unread:
             self._unread = {}
         return anchors
 

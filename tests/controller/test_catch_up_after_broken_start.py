@@ -1,9 +1,10 @@
-"""A task whose file cannot be read at a start (a definition error) is not known to have gone:
-once its file is fixed, it catches up the slots it missed while crontask was down from its last
-recorded slot, as it would have at the start (README, *What happens to every slot*: Downtime),
-not from the fix as a task declared anew. Once a pass reads every file again, a task declared
-later is one declared anew. crontask over a folder on a fake clock, its runs in a real SQLite
-file that each start opens again, as ``crontask run`` does."""
+"""A task whose file cannot be read at a start (a definition error), or that a start finds no
+task at all (a folder not mounted yet), is not known to have gone: once its file is read, it
+catches up the slots it missed while crontask was down from its last recorded slot, as it would
+have at the start (README, *What happens to every slot*: Downtime), not from then as a task
+declared anew. Once a pass reads every file again, a task declared later is declared anew.
+crontask over a folder on a fake clock, its runs in a real SQLite file that each start opens
+again, as ``crontask run`` does."""
 
 from __future__ import annotations
 
@@ -61,6 +62,26 @@ def test_once_every_file_is_read_a_task_declared_later_is_declared_anew(
         assert w.runs() == [("13:00", "schedule", None)]
         await w.advance(3600)
         assert w.runs() == [("13:00", "schedule", None), ("16:00", "schedule", None)]
+        return w
+
+    play(tmp_path, body)
+
+
+def test_a_task_a_start_found_no_file_of_catches_up_once_its_file_comes(tmp_path: Path) -> None:
+    async def body(w: World) -> World:
+        w.declare()
+        await w.reconcile()
+        await w.advance(3600 + 1800)  # 13:00 runs; 13:30:30
+        w.remove()  # the folder is empty at the start (its mount not there yet)
+        w = await w.restart(down=2 * 3600)  # 15:30:30: 14:00 and 15:00 missed
+        await w.advance(60)
+        w.declare()  # 15:31:30: the file is there
+        await w.reconcile()
+        assert w.runs() == [
+            ("13:00", "schedule", None),
+            ("14:00", "schedule", "Superseded"),
+            ("15:00", "catchup", None),
+        ]
         return w
 
     play(tmp_path, body)
