@@ -83,6 +83,7 @@ from reconciler.controller.view import (
     FieldError,
     IfMatch,
     InvalidDefinition,
+    RuntimeView,
     TaskQuery,
     TaskView,
 )
@@ -236,7 +237,7 @@ def get_task(
 ) -> TaskOut:
     view = runtime.task(f"{namespace}/{name}")
     if view is None:
-        raise not_found(namespace, name)
+        raise not_found(namespace, name, _definition_errors(runtime))
     return _answer(view, response, exact=exact)
 
 
@@ -407,7 +408,7 @@ def trigger_run(
     try:
         record, pending = decided(runtime, runtime.trigger(f"{namespace}/{name}"))
     except KeyError:
-        raise not_found(namespace, name) from None
+        raise not_found(namespace, name, _definition_errors(runtime)) from None
     except TimeoutError:
         raise scheduler_unanswered(f"{namespace}/{name}") from None
     response.headers["Location"] = f"/api/v1/runs/{record.id}"
@@ -457,3 +458,7 @@ def _answer(view: TaskView, response: Response, *, exact: bool) -> TaskOut:
     if exact and view.version is not None:
         response.headers["ETag"] = f'"{view.version}"'
     return TaskOut.of(view, exact=exact)
+
+
+def _definition_errors(runtime: RuntimeView) -> int:
+    return sum(source.errors for source in runtime.sources())

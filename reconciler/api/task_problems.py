@@ -91,8 +91,17 @@ def in_the_way(exc: InTheWay) -> ProblemError:
     return ProblemError(409, str(exc), kind="in-the-way", title="Something else is in the way")
 
 
-def not_found(namespace: str, name: str) -> ProblemError:
-    return ProblemError(404, f"no task {namespace}/{name}")
+def not_found(namespace: str, name: str, definition_errors: int = 0) -> ProblemError:
+    """No task of that key; with the sources' definition errors counted, as a task whose
+    definition has one may be it (never declared: a file broken before its first read)."""
+    detail = f"no task {namespace}/{name}"
+    if definition_errors:
+        many = "s" if definition_errors > 1 else ""
+        detail += (
+            f" (the sources have {definition_errors} definition error{many}, and a task "
+            "whose definition has one is not declared: GET /api/v1/sources lists them)"
+        )
+    return ProblemError(404, detail)
 
 
 @contextlib.contextmanager

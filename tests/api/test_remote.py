@@ -6,10 +6,12 @@ import argparse
 import json
 import socket
 
+import httpx
 import pytest
 
 from reconciler.api.auth import Role
 from reconciler.cli import client, remote
+from reconciler.controller.view import SourceStatus
 from tests.api.conftest import STATIC_TOKENS
 from tests.api.fakes import FakeRuntime, view
 
@@ -57,6 +59,26 @@ def test_trigger_and_skip(
     assert cli("trigger", "default/nope") == 1
     assert capsys.readouterr().err == "crontask: 404 Not Found: no task default/nope\n"
     assert cli("trigger", "nope") == 2
+
+
+@pytest.mark.usefixtures("operator")
+def test_an_unknown_task_names_the_definition_errors(
+    server: str, runtime: FakeRuntime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A task whose file was broken before its first read was never declared: the 404 says
+    that the sources have errors, and where they are listed."""
+    runtime.source_list = [SourceStatus("file", "tasks", tasks=1, errors=2)]
+    assert cli("trigger", "default/nope", "--server", server) == 1
+    assert capsys.readouterr().err == (
+        "crontask: 404 Not Found: no task default/nope (the sources have 2 definition errors,"
+        " and a task whose definition has one is not declared: GET /api/v1/sources lists them)\n"
+    )
+    got = httpx.get(
+        f"{server}/api/v1/tasks/default/nope",
+        headers={"Authorization": f"Bearer {STATIC_TOKENS[Role.OPERATOR]}"},
+    )
+    assert got.status_code == 404
+    assert "2 definition errors" in got.json()["detail"]
 
 
 def test_errors_are_one_line(
