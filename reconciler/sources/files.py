@@ -371,7 +371,11 @@ class DirectorySource(FileReader):
             else:
                 after = self._read(path, signature, before)
         if after is None:  # gone, or a folder named like a file
-            if before is None or self._holds(path):
+            if before is None:
+                return set()
+            if self._holds(path):  # its root yields nothing: kept, across a restart too
+                if self._keep is not None:
+                    self._keep.holding(path, before)
                 return set()
             self._store(path, before, None)
             return before.keys()

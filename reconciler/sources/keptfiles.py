@@ -40,13 +40,14 @@ state directory (``crontask validate``, ``plan``) nothing is kept.
   folder that is not is warned of once, and nothing is kept nor taken back (as before this
   existed); a file that is not is ignored and deleted.
 - A file once read under a place a scan does not read (its folder turned into a submodule or
-  into a link not entered, a folder that cannot be listed, its root gone: ``unread``) keeps
-  its tasks, and its last good definitions are kept as a broken file's are, with no text to
-  compare (there is none); at start they are in force again, the file's as they were, and the
-  first scan decides: still under a place not read, they stay; the place back, the file is
-  read again (its copy deleted once it is good, or kept as a broken file's), or is gone and
-  its tasks with it. A record of such a file is not deleted at start for its file not being
-  there: it never is.
+  into a link not entered, a folder that cannot be listed, its root gone: ``unread``), or
+  gone from a root that yields no file any more (``guard_empty``), keeps its tasks, and its
+  last good definitions are kept as a broken file's are, with no text to compare (there is
+  none); at start they are in force again, the file's as they were, and the first scan
+  decides: still under a place not read (or its root still empty), they stay; the place
+  back, the file is read again (its copy deleted once it is good, or kept as a broken
+  file's), or is gone and its tasks with it. A record of such a file is not deleted at start
+  for its file not being there: it never is.
 - Not kept: tasks adrift (``sources.adrift``: a task whose file went while a broken document
   of another file names it) live in memory only, and a restart drops them.
 """

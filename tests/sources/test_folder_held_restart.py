@@ -91,3 +91,27 @@ def test_a_path_gone_keeps_its_tasks_after_a_restart(tmp_path: Path, state: Path
     again = _read(root, state)
     assert keys(again) == {"default/a": "1 * * * *"}
     assert [str(e) for e in again.errors()] == [str(e) for e in first.errors()]
+
+
+def test_a_path_emptied_keeps_its_tasks_after_a_restart(tmp_path: Path, state: Path) -> None:
+    # Without --allow-empty a path that yields no file any more keeps its tasks: a restart
+    # read the empty path, and they were gone without a word.
+    root = tmp_path / "tasks"
+    a = write(root / "a.yaml", doc("a", "1 * * * *"))
+    record = state / "refused-files.json"
+    first = DirectorySource([root], refused_record=record, guard_empty=True)
+    first.refresh()
+    a.unlink()
+    first.refresh()
+    assert keys(first) == {"default/a": "1 * * * *"}
+    said = [str(e) for e in first.errors()]
+
+    again = DirectorySource([root], refused_record=record, guard_empty=True)
+    again.refresh()
+    assert keys(again) == {"default/a": "1 * * * *"}
+    assert [str(e) for e in again.errors()] == said
+
+    write(root / "b.yaml", doc("b", "2 * * * *"))  # a file again: the path says what it holds
+    again.refresh()
+    assert keys(again) == {"default/b": "2 * * * *"}
+    assert (again.errors(), kept(state)) == ([], [])
