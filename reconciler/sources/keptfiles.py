@@ -183,7 +183,8 @@ class KeptFiles:
         tasks = sum(len(state.good or ()) for state in found.values())
         if found:
             log.info(
-                "the tasks of files under a place not read are kept as before the restart",
+                "the tasks kept of files not read (under a place not read, or of a path "
+                "emptied) are in force again after the restart",
                 extra={"fields": {"files": len(found), "tasks": tasks}},
             )
         return found
