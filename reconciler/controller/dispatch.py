@@ -360,8 +360,8 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
         """Follow a run started before, whose work goes on outside any process (a Job): by an
         earlier crontask, or by another replica. It counts as running for the concurrency
         policy, its end is recorded (the store's record becomes this process's), and a failure
-        is retried as ``definition`` says (None: a removed task, no retry). False if it is
-        followed here already, or there is no resumable action."""
+        is retried as ``definition`` says (no retry: None, a removed task; or one changed since
+        the work began, ``Resumable.changed``). False if followed here already, or no action."""
         if self.resumable is None or record.id in self._active.get(record.task, {}):
             return False
         active = ActiveRun(dataclasses.replace(record, owner=self.owner))
@@ -373,8 +373,8 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
         later = (a.record.scheduled_at > record.scheduled_at for a in others)
         if policy not in (None, ConcurrencyPolicy.ALLOW) and any(later):
             active.no_retry = SUPERSEDED
-        if definition is not None and definition.task.spec.job is None:
-            active.no_retry = TASK_CHANGED  # no longer a job task: changed while crontask was down
+        if definition is not None and self.resumable.changed(definition, record):
+            active.no_retry = TASK_CHANGED  # changed while crontask was down, as in a pass
         self._active.setdefault(record.task, {})[record.id] = active
         # "run adopted" is said once its stored record is read (``_follow_adopted``): the Job
         # of a run recorded over (its delete refused) is still followed, not adopted.

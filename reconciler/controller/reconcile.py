@@ -33,7 +33,7 @@ from reconciler.controller.active import HANDED_OVER, TASK_CHANGED, TASK_REMOVED
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.core.assignment import Assignment
 from reconciler.core.desired import Definition, DesiredState, assemble, reassemble
-from reconciler.core.model import spec_hash
+from reconciler.core.model import retry_hash
 from reconciler.core.plan import Operation, Plan, Step, plan
 from reconciler.core.problem_lines import ProblemLines, Told
 from reconciler.core.schedule.cronjob import cronjob_difference
@@ -469,12 +469,9 @@ def _moved_by_jitter(current: Definition, desired: Definition) -> timedelta:
 
 
 def _suspend_only(current: Definition, desired: Definition) -> bool:
-    """Whether ``desired`` differs from ``current`` in ``spec.suspend`` and nothing else."""
-    suspend = desired.task.spec.suspend
-    if current.task.spec.suspend == suspend:
-        return False
-    resumed = current.task.spec.model_copy(update={"suspend": suspend})
-    return spec_hash(resumed) == desired.hash
+    """Whether ``desired`` differs from ``current`` in ``spec.suspend`` and nothing else: what
+    the runs going hold to is the same (``retry_hash``, as a Job adopted after a restart)."""
+    return retry_hash(current.task.spec) == retry_hash(desired.task.spec)
 
 
 class _Mine(Mapping[str, Definition]):

@@ -245,6 +245,16 @@ def spec_hash(spec: TaskSpec) -> str:
     return hashlib.sha256(json.dumps(normal, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def retry_hash(spec: TaskSpec) -> str:
+    """Content hash of what a run's retries hold to: the spec but ``suspend`` (a CronJob's
+    suspend stops new Jobs, not the retries of those running). A change of any other field
+    cancels the retries of the task's runs, seen while they go on or after a restart (a Job
+    says the hash it was made from). Defaults are left out, so a field a newer crontask reads,
+    at its default, is no change."""
+    normal = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True, exclude={"suspend"})
+    return hashlib.sha256(json.dumps(normal, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of one CronTask document, for editors and CI."""
     schema = CronTask.model_json_schema(by_alias=True)

@@ -122,6 +122,10 @@ class Resumable(Protocol):
 
     def resume(self, record: RunRecord) -> Attempt: ...
 
+    def changed(self, definition: Definition, record: RunRecord) -> bool:
+        """Whether ``definition`` is not the one the work of ``record`` was started from."""
+        ...
+
 
 class UnknownAction(LookupError):
     """The spec sets no action this registry has (a bug, or a registry built without it)."""

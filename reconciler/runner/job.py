@@ -36,10 +36,12 @@ from reconciler.core.jobs import (
     job_namespace,
     run_in,
 )
+from reconciler.core.model import retry_hash
 from reconciler.core.runs import JobDetails, RunRecord, RunStatus
 from reconciler.core.status import ObjectRef, parse_time
 from reconciler.runner.job_attempt import JobCluster, JobRun, PodReads, Progress
-from reconciler.runner.job_end import DEADLINE_EXCEEDED
+from reconciler.runner.job_create import DEFINITION_ANNOTATION
+from reconciler.runner.job_end import DEADLINE_EXCEEDED, job_uid
 
 __all__ = ["DEADLINE_EXCEEDED", "DEADLINE_MARGIN", "JobCluster", "JobRun", "JobRunner", "PodReads"]
 
@@ -201,6 +203,20 @@ class JobRunner:
     def resume(self, record: RunRecord) -> JobRun:
         assert record.job is not None  # only records that name their Job are resumed
         return JobRun(self, record, record.job, timeout=self._timeouts.get(record.task))
+
+    def changed(self, definition: Definition, record: RunRecord) -> bool:
+        """Whether ``definition`` is not the one ``record``'s Job was made from, by the rule of
+        a change seen while the run goes on (``core.model.retry_hash``: any field but
+        ``suspend``): a task no longer a job task, or whose Job says another definition. A Job
+        that does not say (made by an older crontask), or not seen, is taken as made from it."""
+        if definition.task.spec.job is None:
+            return True
+        where = record.job
+        job = None if where is None else self.cluster.cached(where.namespace, where.name)
+        if job is None or where is None or where.uid not in (None, job_uid(job)):
+            return False
+        made = ((job.get("metadata") or {}).get("annotations") or {}).get(DEFINITION_ANNOTATION)
+        return made is not None and made != retry_hash(definition.task.spec)
 
     def running(self, task: str) -> list[RunRecord]:
         """The runs of ``task`` whose Jobs run in the cluster, as the Jobs tell them."""

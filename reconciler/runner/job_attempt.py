@@ -89,7 +89,7 @@ from reconciler.core.runs import JOB_DELETED, JobDetails, RunRecord, RunStatus
 from reconciler.core.status import ObjectRef, parse_time
 from reconciler.runner import job_end
 from reconciler.runner.base import Outcome, failed, run_environment
-from reconciler.runner.job_create import Unknown, create_job, read_job
+from reconciler.runner.job_create import Unknown, create_job, made_from, read_job
 from reconciler.runner.job_end import job_uid
 
 if TYPE_CHECKING:
@@ -277,6 +277,7 @@ class JobRun:
             env=run_environment(record),
             owner=runner.owner(record.task),
         )
+        made_from(body, self.definition)
         self.create_sent = runner.clock()
         job = await create_job(self, body)
         if isinstance(job, Outcome):

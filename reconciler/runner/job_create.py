@@ -35,6 +35,9 @@ import logging
 import random
 from typing import TYPE_CHECKING, Any, Final
 
+from reconciler.core.desired import Definition
+from reconciler.core.jobs import PREFIX
+from reconciler.core.model import retry_hash
 from reconciler.core.runs import RunStatus
 from reconciler.runner.base import Outcome, failed
 from reconciler.runner.job_delete import delete_job
@@ -55,6 +58,17 @@ _READ_REFUSED: Final = frozenset({401, 403})
 # The reads of a Job woken by the API server's answer to another request are spread over this
 # many seconds (``read_job``): the runs of a whole outage do not all ask at the same moment.
 ANSWERED_SPREAD: Final = 1.0
+# The definition a Job was made from (``core.model.retry_hash``): a run adopted after a restart
+# is not retried under a definition changed meanwhile (``JobRunner.changed``).
+DEFINITION_ANNOTATION: Final = PREFIX + "definition-hash"
+
+
+def made_from(body: Job, definition: Definition) -> Job:
+    """``body``, the Job of an attempt of ``definition``, says which definition it was."""
+    body["metadata"].setdefault("annotations", {})[DEFINITION_ANNOTATION] = retry_hash(
+        definition.task.spec
+    )
+    return body
 
 
 class Unknown(enum.Enum):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from reconciler.controller.jobs import adopt_runs
 from reconciler.core.assignment import Assignment
+from reconciler.core.desired import Definition
 from reconciler.core.runs import JobDetails, RunRecord, Trigger
 from reconciler.runner.base import Actions
 from reconciler.runner.memory import ScriptedAction, ScriptedAttempt
@@ -32,6 +33,9 @@ class FollowJob:
         attempt = ScriptedAttempt(record)
         self.attempts.append(attempt)
         return attempt
+
+    def changed(self, definition: Definition, record: RunRecord) -> bool:
+        return False
 
 
 async def watched(namespace: str) -> None:
