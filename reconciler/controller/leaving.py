@@ -30,24 +30,27 @@ LEAVE_WAIT: Final = 15.0
 
 async def leave(membership: Membership, views: ReplicaViews, me: Announcement) -> None:
     """Delete ``me``'s record (waiting :data:`LEAVE_WAIT` at most), then withdraw the view."""
-    done = asyncio.wrap_future(in_own_thread(lambda: membership.leave(me), "crontask-leave"))
-    await asyncio.wait([done], timeout=LEAVE_WAIT)
-    error = done.exception() if done.done() else None
-    if not done.done() or error is not None:
-        if not done.done():
-            done.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved
+    if (why := await _deleted(membership, me)) is not None:
         log.warning(
             "membership not withdrawn: this replica's record stays until its lease expires, "
             "and a task of it the others have not taken moves only then",
-            extra={
-                "fields": {
-                    "instance": me.id,
-                    "lease_seconds": me.lease_seconds,
-                    "error": str(error) if error else f"no answer in {LEAVE_WAIT:g}s",
-                }
-            },
+            extra={"fields": {"instance": me.id, "lease_seconds": me.lease_seconds, "error": why}},
         )
     else:
         log.info("left the replicas", extra={"fields": {"instance": me.id}})
     with contextlib.suppress(Exception):  # a store's error: the view is removed later
         await in_thread(views.drop)
+
+
+async def _deleted(membership: Membership, me: Announcement) -> str | None:
+    """None once ``me``'s record is deleted; else why it is not. Raises nothing."""
+    try:
+        done = asyncio.wrap_future(in_own_thread(lambda: membership.leave(me), "crontask-leave"))
+    except RuntimeError as err:  # no thread to be had (a host out of them): the stop goes on
+        return str(err)
+    await asyncio.wait([done], timeout=LEAVE_WAIT)
+    if not done.done():
+        done.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved
+        return f"no answer in {LEAVE_WAIT:g}s"
+    error = done.exception()
+    return None if error is None else str(error)

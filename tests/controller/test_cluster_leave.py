@@ -103,3 +103,25 @@ def test_a_replica_that_leaves_is_gone_at_once(
     assert "a:1:a" not in world.registry.records
     assert len(_said(caplog, "left the replicas")) == 1
     assert not _said(caplog, "not withdrawn")
+
+
+def test_no_thread_for_the_delete_is_said_and_the_stop_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A host out of threads (a pids limit that the commands used up) refuses the delete's
+    thread: the stop says the record was not deleted and goes on, as a refused delete does;
+    the component does not fail on it."""
+    real = threading.Thread.start
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name == "crontask-leave":
+            raise RuntimeError("can't start new thread")
+        real(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    world = World(tmp_path)
+    with caplog.at_level(logging.INFO, logger="crontask.cluster"):
+        _stop(world, MemoryMembership(world.registry))
+    (said,) = _said(caplog, "membership not withdrawn")
+    assert "can't start new thread" in str(said.__dict__.get("fields"))
+    assert not _said(caplog, "left the replicas")
