@@ -103,7 +103,7 @@ Home = Callable[[str], tuple[str, str | None]]
 
 
 class PodReads(Protocol):
-    """The reads of a Job's pods and their log (``JobRunner.stop_reads``: a run's end's)."""
+    """The reads of a Job, its pods and their log (``JobRunner.stop_reads``: a run's end's)."""
 
     async def pods(self, namespace: str, uid: str, *, cached: bool = False) -> list[Job]:
         """The pods the Job ``uid`` controls; ``cached``: as the API server's cache has them
@@ -111,6 +111,8 @@ class PodReads(Protocol):
         ...
 
     async def log_tail(self, namespace: str, pod: str, container: str, limit: int) -> str: ...
+
+    async def get(self, namespace: str, name: str) -> Job | None: ...
 
 
 class JobCluster(PodReads, Protocol):
@@ -144,8 +146,6 @@ class JobCluster(PodReads, Protocol):
         ...
 
     async def create(self, body: Job) -> tuple[Job, bool]: ...
-
-    async def get(self, namespace: str, name: str) -> Job | None: ...
 
     async def delete(self, namespace: str, name: str, uid: str | None) -> bool: ...
 

@@ -9,8 +9,10 @@ could not be read. Then the outcome:
 - the Job's own (:func:`conclude`), which says when the Job ended (:class:`JobEnd`);
 - a stop's (:func:`stopping`): at shutdown the attempt detaches (the Job runs on, the record
   stays ``running`` and names it); any other stop deletes the Job and fails the attempt,
-  unless the watch has seen the Job end already (the end and the stop came together): then
-  its own outcome is the attempt's, and the Job, over, is left to the history limits;
+  unless the Job has ended already, seen by the watch (the end and the stop came together) or
+  by a read of the Job, first of the stop's reads (:func:`_stop_evidence`: the watch may be
+  down or behind): then its own outcome is the attempt's, and the Job, over, is left to the
+  history limits;
 - the ``timeoutSeconds`` backstop's (:func:`overdue`): the Job is deleted and the attempt is
   ``timedOut`` (:data:`DEADLINE_EXCEEDED`), unless the cluster had decided its outcome.
 
@@ -48,6 +50,7 @@ healthy log is not too long to come within the read timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import random
@@ -234,7 +237,10 @@ async def stopping(run: JobRun, reason: str) -> Outcome:
         # It ended before the attempt took its end in (the watch told both in one turn, or
         # while the attempt looked at its pods): a succeeded Job is no failed, replaced run.
         return await conclude(run, cached)
-    output, pod, error = await _bounded_evidence(run, cached)
+    read = await _stop_evidence(run, cached)
+    if not isinstance(read, tuple):
+        return await conclude(run, read)  # it ended while the watch could not tell
+    output, pod, error = read
     details = with_pod(details, pod, error)
     deleted = await _delete(run)
     if isinstance(deleted, str) and retrying(run.uid):
@@ -302,7 +308,29 @@ async def _bounded_evidence(
         async with asyncio.timeout(STOP_READS_WAIT):
             return await evidence(run, job, told, reads=run.runner.stop_reads)
     except TimeoutError:
-        return "", None, f"the Job's pods and log were not read within {STOP_READS_WAIT:g}s"
+        return _not_read()
+
+
+async def _stop_evidence(run: JobRun, job: Job | None) -> tuple[str, Job | None, str | None] | Job:
+    """A stop's :func:`_bounded_evidence`, the Job read first, within the same bound: the watch
+    may be behind (down, or slow). The Job, if it has ended: its outcome is the attempt's (its
+    evidence is read then as any end's); a read that fails leaves ``job``, the watch's."""
+    reads = run.runner.stop_reads
+    try:
+        async with asyncio.timeout(STOP_READS_WAIT):
+            with contextlib.suppress(Exception):
+                now = await reads.get(run.where.namespace, run.where.name) if run.uid else None
+                if now is not None and job_uid(now) == run.uid:
+                    if finished(now) is not None:
+                        return now
+                    job = now
+            return await evidence(run, job, reads=reads)
+    except TimeoutError:
+        return _not_read()
+
+
+def _not_read() -> tuple[str, Job | None, str | None]:
+    return "", None, f"the Job's pods and log were not read within {STOP_READS_WAIT:g}s"
 
 
 async def evidence(

@@ -1,7 +1,8 @@
 """What a call about a Job answers when it fails (:class:`JobApiError`), and the reads at a
 run's end (:class:`StopReads`) for ``sources.kubernetes_jobs.JobWatch``.
 
-A run's end reads its Job's pods and their log tail with a client that sends each request once
+A run's end reads its Job's pods and their log tail (a stop, the Job itself first: the watch
+may be behind) with a client that sends each request once
 (``sources.kubernetes.one_shot``) and gives it up at its read timeout: an API server that takes
 a read and never answers must not hold the run's slot for urllib3's ``Retry(3)``, a read timeout
 each. A read that failed at once, with no answer (the connection closed or refused: an API
@@ -88,10 +89,12 @@ class _Reads(Protocol):
         self, namespace: str, pod: str, container: str, limit: int, *, once: bool = False
     ) -> str: ...
 
+    async def get(self, namespace: str, name: str, *, once: bool = False) -> Any: ...
+
 
 @dataclasses.dataclass(frozen=True)
 class StopReads:
-    """A Job's pods and their log as a run's end reads them, a stop's or the Job's own
+    """A Job, its pods and their log as a run's end reads them, a stop's or the Job's own
     (``runner.job_attempt.PodReads``): ``JobWatch.stop_reads``' (``once``), each sent once
     more if it failed fast (the module docstring)."""
 
@@ -104,6 +107,12 @@ class StopReads:
         return await _again(
             lambda: self.reads.log_tail(namespace, pod, container, limit, once=True)
         )
+
+    async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        job: dict[str, Any] | None = await _again(
+            lambda: self.reads.get(namespace, name, once=True)
+        )
+        return job
 
 
 async def _again(read: Callable[[], Awaitable[T]]) -> T:

@@ -100,17 +100,17 @@ class JobCalls(Answers):
             raise JobApiError(f"cannot create Job: {describe(err)}") from None
         return created, True
 
-    async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def get(self, namespace: str, name: str, *, once: bool = False) -> dict[str, Any] | None:
+        """The Job as the API server has it; None if not found. ``once``: see stop_reads."""
+        batch, timeout = (self._deletes, STOP_READ_TIMEOUT) if once else (self._batch, _TIMEOUT)
         try:
             job: dict[str, Any] = await self._request(
-                self._batch.read_namespaced_job, name, namespace
+                batch.read_namespaced_job, name, namespace, _request_timeout=timeout
             )
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise JobApiError(f"cannot read Job: {describe(err)}", err.status) from None
         except Exception as err:
-            raise JobApiError(f"cannot read Job: {describe(err)}") from None
+            if isinstance(err, ApiException) and err.status == 404:
+                return None
+            raise JobApiError.of("cannot read Job", err) from None
         return job
 
     async def delete(self, namespace: str, name: str, uid: str | None) -> bool:
@@ -131,9 +131,9 @@ class JobCalls(Answers):
         return True
 
     def stop_reads(self) -> StopReads:
-        """:meth:`pods` and :meth:`log_tail` as a run's end reads them (it holds its slot):
-        each sent once (as ``delete``), given up after :data:`STOP_READ_TIMEOUT`; sent again
-        once if it failed at once with no answer or a 5xx (``sources.end_reads``)."""
+        """:meth:`get`, :meth:`pods` and :meth:`log_tail` as a run's end reads them (it holds
+        its slot): each sent once (as ``delete``), given up after :data:`STOP_READ_TIMEOUT`;
+        sent again once if it failed at once with no answer or a 5xx (``sources.end_reads``)."""
         return StopReads(self)
 
     async def pods(

@@ -313,11 +313,11 @@ class FlakyWatch(JobWatch):
             raise JobApiError("cannot create Job: HTTP 503 Service Unavailable", 503)
         return await super().create(body)
 
-    async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def get(self, namespace: str, name: str, *, once: bool = False) -> dict[str, Any] | None:
         if self.gets_to_fail:
             self.gets_to_fail -= 1
             raise JobApiError("cannot read Job: HTTP 503 Service Unavailable", 503)
-        return await super().get(namespace, name)
+        return await super().get(namespace, name, once=once)
 
 
 @pytest.fixture

@@ -140,6 +140,9 @@ class Unanswered:
     async def log_tail(self, namespace: str, pod: str, container: str, limit: int) -> str:
         raise AssertionError("not read: the pods were not listed")
 
+    async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return None  # a stop's read of the Job: not found, so it goes by the watch's
+
 
 def test_a_stops_reads_are_given_up_together_and_the_job_deleted_all_the_same(
     monkeypatch: pytest.MonkeyPatch,
