@@ -96,6 +96,16 @@ def test_a_task_page_has_definition_slots_history_and_timeline(page: TestClient)
     assert page.get("/tasks/ops/nothing").status_code == 404
 
 
+def test_the_run_strip_heading_counts_its_runs(runtime: FakeRuntime, page: TestClient) -> None:
+    """'Last 2 runs', 'Last 1 run' (not '1 runs'), and no 'Last 0 runs' for a task without."""
+    assert "<dt>Last 2 runs</dt>" in page.get("/tasks/ops/flaky").text
+    never = page.get("/tasks/default/paused").text
+    assert "Last 0 runs" not in never
+    assert "<dt>Runs</dt>" in never
+    runtime.store.claim(record("ops/backup", T0, RunStatus.SUCCEEDED))
+    assert "<dt>Last 1 run</dt>" in page.get("/tasks/ops/backup").text
+
+
 def test_run_now_starts_a_manual_run(runtime: FakeRuntime, page: TestClient) -> None:
     token = re.search(r'name="csrf" value="([0-9a-f]+)"', page.get("/tasks/ops/flaky").text)
     assert token is not None
