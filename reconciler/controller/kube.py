@@ -105,7 +105,11 @@ class Kubernetes:
             cluster.on_resumed = _both(cluster.on_resumed, report.resumed)
 
         def after_pass(result: PassResult) -> None:
-            if result.ok:
+            # A pass that compared no key (each status write comes back as a watch event, and
+            # a status changes no definition) has nothing to report: reading every object for
+            # it held the loop 0.2 s at 10 000 CronTasks, pass after pass, while their statuses
+            # were written. A key whose object changed is compared; a deletion is one.
+            if result.ok and (result.keys is None or result.keys):
                 report.after_pass(
                     self.source.objects(), result.desired, scheduler.owned(), result.keys
                 )
