@@ -17,11 +17,12 @@ Under the source's state folder ``<state_dir>/git/<key>/``:
 - ``current -> worktrees/<sha>``: the revision in force. It moves atomically (a temporary
   symlink renamed over it), as git-sync does, and the rename is durable before older worktrees
   are deleted.
-- ``unread``: the revision before, while no read of the one ``current`` moved to has ended
-  (:meth:`Revisions.read`). That read keeps the last good definitions of the files the new
-  revision breaks (``keptfiles``); a start that finds it (crontask stopped or killed before
-  the pass) puts the revision before back in force (``gitintact``), else those files' tasks
-  were gone.
+- ``unread``: the revision before and the one ``current`` moved to, while no read of that
+  one has ended (:meth:`Revisions.read`). That read keeps the last good definitions of the
+  files the new revision breaks (``keptfiles``); a start that finds it (crontask stopped or
+  killed before the pass) puts the revision before back in force (``gitintact``), else those
+  files' tasks were gone. A record beside another revision in force is not acted on: an
+  earlier release (a rollback) does not know it, leaves it, and moves on to newer revisions.
 
 A worktree that cannot be deleted (an entry of it made immutable, a folder without write
 access) is one warning, and the switch still succeeds; it is tried again at each switch, and
@@ -338,7 +339,7 @@ class Revisions:
         new), and make it ``applied``; ``unread`` names the revision before until ``read``.
         Raises OSError, leaving the revision in force as it was."""
         if unread and self.applied is not None and self.applied != sha:
-            self._durably(self.base / UNREAD, self.applied.encode())
+            self._durably(self.base / UNREAD, f"{self.applied} {sha}".encode())
             self._unread = True
         temporary = self.base / f".current.{uuid.uuid4().hex}"
         # Relative, so the state folder can be moved or mounted elsewhere.
@@ -365,10 +366,13 @@ class Revisions:
         """The revision before the one in force, if no read of that one ended (see the
         module). Raises nothing."""
         try:
-            said = (self.base / UNREAD).read_bytes()[:64].decode("ascii", "replace")
+            said = (self.base / UNREAD).read_bytes()[:160].decode("ascii", "replace").split()
         except OSError:
             return None
-        return said if _SHA.fullmatch(said) and said != self.applied else None
+        if len(said) != 2 or not all(_SHA.fullmatch(sha) for sha in said):
+            return None
+        before, after = said
+        return before if after == self.applied and before != after else None
 
     def _durably(self, file: Path, data: bytes) -> None:
         scratch = file.with_name(f".{file.name}.{uuid.uuid4().hex}")

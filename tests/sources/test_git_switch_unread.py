@@ -96,3 +96,61 @@ def test_a_revision_before_that_cannot_be_checked_out_leaves_the_new_one_in_forc
     again.refresh()
     assert schedules(again) == {"default/a": "2 * * * *"}
     assert not list(state.glob("git/*/unread"))
+
+
+def test_a_record_left_beside_a_revision_an_earlier_release_applied_is_not_acted_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Killed between a switch and its read, then rolled back: a release that does not know
+    the record reads the revision and moves on to newer ones, and leaves the record as it was.
+    The upgrade after it put back the revision the record named, however old (its tasks in
+    force, the newer ones' gone, until a sync worked), and not the one before the revision in
+    force."""
+    remote, state, clock = Remote(tmp_path), tmp_path / "state", Clock()
+    remote.write("tasks/a.yaml", doc("a", "1 * * * *"))
+    remote.commit()
+    source = source_for(remote, state, clock, path="tasks")
+    assert synced(source)
+    remote.write("tasks/a.yaml", doc("a", "2 * * * *"))
+    remote.commit()
+    assert source.sync()  # the process ends before a pass reads it
+    (record,) = state.glob("git/*/unread")
+    left = record.read_bytes()
+    # The earlier release: reads the revision, and a newer one, never touching the record.
+    source.refresh()
+    remote.write("tasks/a.yaml", doc("a", "3 * * * *"))
+    remote.write("tasks/c.yaml", doc("c", "4 * * * *"))
+    newest = remote.commit()
+    assert synced(source)
+    record.write_bytes(left)
+
+    again = source_for(remote, state, clock, path="tasks")  # the upgrade again
+    again.read_ahead(1)
+    assert again.status().revision == newest
+    assert "put back in force" not in caplog.text
+    again.refresh()
+    assert schedules(again) == {"default/a": "3 * * * *", "default/c": "4 * * * *"}
+
+
+def test_a_revision_in_force_again_before_a_pass_needs_no_read_to_clear_the_record(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A push and its force-push back within one pass: the revision in force again was read
+    already, and a pass of file events reads nothing; the record of the revision never read
+    stayed until the next full resync, and a restart before it put that one in force."""
+    remote, state, clock = Remote(tmp_path), tmp_path / "state", Clock()
+    remote.write("tasks/a.yaml", doc("a", "1 * * * *"))
+    good = remote.commit()
+    source = source_for(remote, state, clock, path="tasks")
+    assert synced(source)
+    remote.write("tasks/a.yaml", _broken("a", "1 * * * *"))
+    remote.commit()
+    assert source.sync()  # never read
+    remote.push(f"{good}:refs/heads/main", force=True)
+    assert source.sync()
+    source.refresh(hints=set())  # a pass of file events
+
+    again = source_for(remote, state, clock, path="tasks")  # the restart
+    again.read_ahead(1)
+    assert again.status().revision == good
+    assert "put back in force" not in caplog.text
