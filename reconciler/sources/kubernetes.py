@@ -203,6 +203,10 @@ class KubernetesSource:
         )
         self._entries: dict[str, _Entry] = {}
         self._waiting = Waiting()  # the keys of _entries refused for room
+        # The ref made of each cached object by ``objects``, kept while the cache holds that
+        # very object (it replaces, never mutates): a pass after an edit read every object
+        # again, 0.2 s on the loop at 10 000 CronTasks.
+        self._made: dict[str, tuple[dict[str, Any], ObjectRef]] = {}
 
     @property
     def location(self) -> str:
@@ -317,9 +321,17 @@ class KubernetesSource:
         """Every object read, with the latest resourceVersion and status the cache holds."""
         latest = self.informer.snapshot(self._entries)
         refs: dict[str, ObjectRef] = {}
+        made: dict[str, tuple[dict[str, Any], ObjectRef]] = {}
         for key, entry in self._entries.items():
             obj = latest.get(key)
-            refs[key] = _ref(obj) if obj is not None else entry.ref
+            if obj is None:
+                refs[key] = entry.ref
+                continue
+            before = self._made.get(key)
+            ref = before[1] if before is not None and before[0] is obj else _ref(obj)
+            made[key] = (obj, ref)
+            refs[key] = ref
+        self._made = made
         return refs
 
     def object_ref(self, key: str) -> ObjectRef | None:

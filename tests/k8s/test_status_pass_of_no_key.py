@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from reconciler.controller.kube import connect_to
 from reconciler.controller.manager import Manager
@@ -22,6 +23,7 @@ from reconciler.core.desired import DesiredState
 from reconciler.core.plan import Plan
 from reconciler.core.status import ObjectRef
 from reconciler.sources.kubernetes import KubernetesOptions, KubernetesSource
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.usefixtures("real_crd")
 
@@ -71,3 +73,53 @@ def test_a_pass_of_no_key_reads_no_object_and_a_pass_of_keys_does(
             await manager.shutdown()
 
     asyncio.run(main())
+
+
+OBJECTS = 30
+
+
+def test_objects_makes_a_ref_only_of_an_object_the_cache_replaced(
+    k8s_api_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass that compared a key (an edit) reads every object for the reporter: each is made
+    into a ref again only when the cache holds another object for it (an event replaced it),
+    not at every pass (0.2 s on the loop at 10 000 CronTasks)."""
+    from reconciler.sources import kubernetes
+    from tests.k8s.test_source_kubernetes import create, patch_spec
+
+    api = client.CustomObjectsApi(k8s_api_client)
+    made: list[str] = []
+    real = kubernetes._ref
+
+    def ref(obj: dict[str, Any]) -> ObjectRef:
+        made.append(obj["metadata"]["name"])
+        return real(obj)
+
+    monkeypatch.setattr(kubernetes, "_ref", ref)
+    for i in range(OBJECTS):
+        create(api, f"t{i}")
+    source = KubernetesSource(k8s_api_client, "default", on_change=lambda keys: None)
+    try:
+        assert source.start(5.0)
+        source.refresh(None)
+        first = source.objects()
+        assert len(first) == OBJECTS
+        made.clear()
+        assert source.objects() == first
+        assert made == []
+        patch_spec(api, "t3", {"schedule": "1 * * * *"})
+        wait_for(
+            "the edit in the cache",
+            lambda: (
+                source.informer.snapshot(["default/t3"])["default/t3"]["spec"]["schedule"]
+                == "1 * * * *"
+            ),
+        )
+        again = source.objects()
+        assert made == ["t3"]
+        assert again["default/t3"].resource_version != first["default/t3"].resource_version
+        assert {k: v for k, v in again.items() if k != "default/t3"} == {
+            k: v for k, v in first.items() if k != "default/t3"
+        }
+    finally:
+        source.stop()
