@@ -8,17 +8,25 @@ each file that sets ``current-context`` overrides the one before: the LAST one w
 started from a workstation then watched, ran Jobs on and wrote status to another cluster than
 the one ``kubectl`` shows. So the context is chosen here by kubectl's rule and passed to the
 client by name; the lists the client merges already agree with kubectl's.
+
+A kubeconfig's inline certificates and key (``client-key-data``, as kind and the clouds write
+them) are held in memory (``_held_in_memory``): the client writes them to files in ``$TMPDIR``
+and removes those only at a normal exit, so each crontask killed, crashed or ended with a thread
+still waiting (``os._exit``) left a copy of the key in ``/tmp``, past the key's rotation too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes import config
+from kubernetes import client, config
+from kubernetes.config import kube_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,5 +101,47 @@ def load(spec: str, context: str | None = None) -> Loaded:
         )
     # context= by name: the client's own choice would be the last file's current-context. It
     # refuses a context no file names; the namespace is then the one read above.
-    api = config.new_client_from_config(config_file=spec, context=chosen)  # type: ignore[no-untyped-call]
+    # As new_client_from_config, with the files held in memory before the client opens them.
+    configuration = type.__call__(client.Configuration)
+    with _loading:  # the client's record of the files it wrote is one for the process
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=spec, context=chosen, client_configuration=configuration
+        )
+        _held_in_memory(configuration)
+    api = client.ApiClient(configuration)
     return Loaded(api, chosen, files.namespaces.get(chosen) or "default")
+
+
+_loading = threading.Lock()
+_FILES = ("cert_file", "key_file", "ssl_ca_cert")  # what the client may have written
+
+
+def _held_in_memory(configuration: Any) -> None:
+    """Each file the client wrote for ``configuration`` from inline data, copied to an anonymous
+    file in memory (``memfd_create``, closed on exec: no command inherits it) that its
+    ``/proc/self/fd`` name opens, and removed, from disk and from the client's record (so that
+    another load writes it again, as it does after ``_cleanup_temp_files``). A file the
+    kubeconfig names (``client-key:``) is the user's, and left alone. Without memfd (not
+    Linux), the client's files stay."""
+    if not hasattr(os, "memfd_create"):
+        return
+    written: dict[str, str] = kube_config._temp_files  # content -> path
+    moved: dict[str, str] = {}  # the CA's data may be the certificate's: one file for both
+    for name in _FILES:
+        path = getattr(configuration, name, None)
+        if not isinstance(path, str):
+            continue
+        if path not in moved and path in written.values():
+            with open(path, "rb") as file:
+                data = file.read()
+            fd = os.memfd_create("crontask-kubeconfig", os.MFD_CLOEXEC)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            moved[path] = f"/proc/self/fd/{fd}"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            for content in [key for key, value in written.items() if value == path]:
+                del written[content]
+        if path in moved:
+            setattr(configuration, name, moved[path])
