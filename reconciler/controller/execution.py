@@ -189,7 +189,8 @@ class RunExecution(NotStarted, LateStarts, SlotSkips):
         active.claiming = True
         keeps = self._keeps_claim(record)
         try:
-            claim = claimed or self._claim(record)
+            # One not sent at the decision (Replace's, after the wait) starts now, as listed.
+            claim = claimed or self._claim(record.begun_by(self.clock()))
             # Only a claim the recorder does not keep waits for the store's own answer however
             # late (``lane``): a stop may end that wait. Others are answered within the lane's
             # ANSWER_WAIT anyway, and are awaited as they are (one loop callback a run less).
@@ -493,3 +494,4 @@ def _job_end(outcome: JobEnd, started: datetime | None, now: datetime) -> dateti
         said = outcome.ended_at or latest
         ended = min(max(said, earliest), latest)
     return ended if now - ended > SEEN_LATE else None
+

@@ -347,6 +347,12 @@ class RunRecord:
             return None
         return int((self.finished_at - self.started_at).total_seconds() * 1000)
 
+    def begun_by(self, now: datetime) -> RunRecord:
+        """This record, its start no earlier than ``now`` (a claim written after a wait)."""
+        if self.started_at is None or self.started_at >= now:
+            return self
+        return dataclasses.replace(self, started_at=now)
+
     def finish(
         self,
         status: RunStatus,
