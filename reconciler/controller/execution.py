@@ -494,4 +494,3 @@ def _job_end(outcome: JobEnd, started: datetime | None, now: datetime) -> dateti
         said = outcome.ended_at or latest
         ended = min(max(said, earliest), latest)
     return ended if now - ended > SEEN_LATE else None
-
