@@ -479,12 +479,11 @@ class GitSource:
             revision = self._revisions.applied
             if revision is None:
                 return set()
-            changed: set[str] = set()
-            if hints is None or revision != self._read_revision:
-                self._files.revision = revision
-                changed = self._files.refresh()
-                self._read_revision = revision
-            self._revisions.read(revision)  # read now or before: its broken files' copies kept
+            if hints is not None and revision == self._read_revision:
+                return set()
+            self._files.revision = revision
+            changed = self._files.refresh()
+            self._read_revision = revision
             return changed
 
     def definitions(self) -> list[Definition]:

@@ -9,12 +9,6 @@ tree in force, each file and link its commit writes there is compared with what 
 kind and size: one ``lstat`` each, nothing read), and a tree that differs is checked out again
 from the mirror (``Revisions.check_out_again``), with a warning naming its first differences.
 A tree that cannot be checked (no mirror, or one without the commit) is read as it is.
-
-First, a revision put in force that no read took in (crontask stopped or killed between the
-switch of ``current`` and the pass: ``Revisions.read``) gives way to the revision before it,
-checked out again from the mirror: that read keeps the last good definitions of the files the
-new revision breaks (``keptfiles``), and without it the start found only their broken text,
-and their tasks were gone. The first sync applies the new revision again, read this time.
 """
 
 from __future__ import annotations
@@ -25,7 +19,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from reconciler.sources.gitcheckout import CheckoutRefusedError, TreeEntry, plan_checkout
+from reconciler.sources.gitcheckout import TreeEntry, plan_checkout
 from reconciler.sources.gitprocess import GitError
 from reconciler.sources.gitrepo import GitRepo
 from reconciler.sources.gitrevisions import Revisions, make_recognisable
@@ -57,7 +51,6 @@ def differences(tree: Path, files: Iterable[TreeEntry]) -> list[str]:
 def check_in_force(revisions: Revisions, repo: GitRepo, fields: dict[str, object]) -> bool:
     """Check the tree in force against its commit, and check it out again if it differs (see
     the module); True if it was. ``fields`` name the source in the log. Raises nothing."""
-    put_back_unread(revisions, repo, fields)
     sha = revisions.applied
     if sha is None:
         return False
@@ -85,30 +78,3 @@ def check_in_force(revisions: Revisions, repo: GitRepo, fields: dict[str, object
         "git tree in force differs from its commit: checked out again", extra={"fields": said}
     )
     return True
-
-
-def put_back_unread(revisions: Revisions, repo: GitRepo, fields: dict[str, object]) -> None:
-    """Put the revision before back in force if no read took in the one in force (see the
-    module); if it cannot be checked out, the one in force stays. Raises nothing."""
-    before, sha = revisions.unread(), revisions.applied
-    if before is None or sha is None:
-        return
-    said = {**fields, "revision": before, "unread": sha}
-    try:
-        revisions.prepare(repo)  # a git an earlier crontask left running is stopped first
-        revisions.check_out(repo, before)
-        revisions.switch(before, unread=False)
-        revisions.read(before)
-    except (CheckoutRefusedError, GitError, OSError) as err:
-        said["error"] = str(err)[:_MAX_ERROR]
-        log.warning(
-            "git revision in force was never read, and the one before cannot be checked out: "
-            "it stays in force",
-            extra={"fields": said},
-        )
-        return
-    log.warning(
-        "git revision in force was never read (crontask ended before its pass): the one "
-        "before is put back in force, the first sync applies it again",
-        extra={"fields": said},
-    )

@@ -17,12 +17,6 @@ Under the source's state folder ``<state_dir>/git/<key>/``:
 - ``current -> worktrees/<sha>``: the revision in force. It moves atomically (a temporary
   symlink renamed over it), as git-sync does, and the rename is durable before older worktrees
   are deleted.
-- ``unread``: the revision before and the one ``current`` moved to, while no read of that
-  one has ended (:meth:`Revisions.read`). That read keeps the last good definitions of the
-  files the new revision breaks (``keptfiles``); a start that finds it (crontask stopped or
-  killed before the pass) puts the revision before back in force (``gitintact``), else those
-  files' tasks were gone. A record beside another revision in force is not acted on: an
-  earlier release (a rollback) does not know it, leaves it, and moves on to newer revisions.
 
 A worktree that cannot be deleted (an entry of it made immutable, a folder without write
 access) is one warning, and the switch still succeeds; it is tried again at each switch, and
@@ -95,9 +89,6 @@ _HEAD_READ = 4096
 REFUSED = ".refused"
 # The tree in force while it is checked out again (``check_out_again``).
 ASIDE = ".aside"
-# The revision before ``current``'s, until a read of ``current``'s ended (see the module).
-UNREAD = "unread"
-_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 def make_recognisable(git_dir: Path) -> None:
@@ -158,7 +149,6 @@ class Revisions:
         self.path = path  # checked out: this, and what its links lead to
         self.limits = limits
         self.applied: str | None = self._read_current()
-        self._unread = (base / UNREAD).exists()  # see ``read``
         self._undeleted: set[str] = set()  # worktrees warned about: once each
         self._made: Path | None = None  # the repository ``prepare`` made, in this sync
         self._check_after = 0.0  # the monotonic time a damage check may run again
@@ -334,13 +324,9 @@ class Revisions:
             found.append((self.current / self.path, more_never_written(more)))
         return found
 
-    def switch(self, sha: str, *, unread: bool = True) -> None:
+    def switch(self, sha: str) -> None:
         """Point ``current`` at the tree of ``sha`` in one rename (readers see the old or the
-        new), and make it ``applied``; ``unread`` names the revision before until ``read``.
-        Raises OSError, leaving the revision in force as it was."""
-        if unread and self.applied is not None and self.applied != sha:
-            self._durably(self.base / UNREAD, f"{self.applied} {sha}".encode())
-            self._unread = True
+        new), and make it ``applied``. Raises OSError, leaving the revision in force as it was."""
         temporary = self.base / f".current.{uuid.uuid4().hex}"
         # Relative, so the state folder can be moved or mounted elsewhere.
         os.symlink(f"{self.worktrees.name}/{sha}", temporary)
@@ -351,50 +337,12 @@ class Revisions:
             raise
         # Make the rename durable before the old tree is deleted: after a crash, `current`
         # must not point at a folder that is gone.
-        self._sync_base()
-        self.applied = sha
-
-    def read(self, sha: str) -> None:
-        """A read of the tree of ``sha`` ended, or it was put back in force (``gitintact``):
-        if it is ``applied``, ``unread`` goes (the read kept what had to be). Raises nothing."""
-        if self._unread and sha == self.applied:
-            with contextlib.suppress(OSError):
-                (self.base / UNREAD).unlink(missing_ok=True)
-                self._unread = False
-
-    def unread(self) -> str | None:
-        """The revision before the one in force, if no read of that one ended (see the
-        module). Raises nothing."""
-        try:
-            said = (self.base / UNREAD).read_bytes()[:160].decode("ascii", "replace").split()
-        except OSError:
-            return None
-        if len(said) != 2 or not all(_SHA.fullmatch(sha) for sha in said):
-            return None
-        before, after = said
-        return before if after == self.applied and before != after else None
-
-    def _durably(self, file: Path, data: bytes) -> None:
-        scratch = file.with_name(f".{file.name}.{uuid.uuid4().hex}")
-        try:
-            fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(scratch, file)
-        except OSError:
-            scratch.unlink(missing_ok=True)
-            raise
-        self._sync_base()
-
-    def _sync_base(self) -> None:
         fd = os.open(self.base, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+        self.applied = sha
 
     def remove_old(self, keep: str, stopped: Callable[[], bool]) -> None:
         """Delete every worktree but ``keep`` (git's record of them: ``prune_worktrees``). One
@@ -406,7 +354,7 @@ class Revisions:
             if entry.name not in (keep, f"{keep}{REFUSED}"):
                 self._remove_worktree(entry, stopped)
         for entry in self.base.iterdir():
-            if entry.name.startswith((".current.", f".{UNREAD}.")):  # a crash before a rename
+            if entry.name.startswith(".current."):  # left by a crash between symlink and rename
                 entry.unlink(missing_ok=True)
 
     def _remove_worktree(self, tree: Path, stopped: Callable[[], bool]) -> None:
