@@ -1,7 +1,7 @@
 """The example Deployment bounds the scratch ``/tmp`` (an ``emptyDir`` with a ``sizeLimit``)
 that crontask's commands share. A pod whose ``emptyDir`` outgrows its limit is evicted by the
-kubelet with no grace period: crontask and its running commands are killed without
-``--shutdown-grace``, and the state ``emptyDir``, the run history, goes with the pod.
+kubelet with 1 s of grace, whatever the pod asks: crontask and its running commands are killed
+without ``--shutdown-grace``, and the state ``emptyDir``, the run history, goes with the pod.
 A task writing a dump to ``/tmp`` meets that, so the README and the manifest say the limit and
 what reaching it does, with the number the manifest sets."""
 
