@@ -207,7 +207,9 @@ def test_a_stops_read_of_the_job_is_sent_once_and_given_up_at_its_read_timeout(
             assert (replaced.status, replaced.reason) == (RunStatus.FAILED, "Replaced")
             assert "deleted" in (replaced.message or ""), replaced.message
             assert gets(emulator, JOB_READ) - before == 1
-            assert READ_TIMEOUT <= took < 3 * READ_TIMEOUT, took
+            # Given up at its read timeout, not at the stop reads' 20 s bound (a loaded
+            # machine's scheduling is not what is measured: the bound is far above the timeout).
+            assert READ_TIMEOUT <= took < 10, took
             await d.shutdown(0)
         finally:
             emulator.release()
