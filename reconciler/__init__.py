@@ -10,4 +10,4 @@ Layers, from the outside in (kept honest by the import-linter contracts in pypro
 - ``reconciler.core``: pure data and functions. No I/O, no clock.
 """
 
-__version__ = "0.24.0"
+__version__ = "0.25.0"

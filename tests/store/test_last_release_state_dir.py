@@ -19,11 +19,12 @@ import pytest
 
 from tests.helpers import wait_for
 from tests.sources.test_git import Remote, isolate_git
+from tests.store.test_previous_releases import RELEASES
 
 ROOT = Path(__file__).resolve().parents[2]
-# The release this tree follows (it says that release's version until the next one):
-# ``test_previous_releases`` runs those before it on the run store.
-LAST_RELEASE = ("0.24.0", "3c70995")
+# The release before this tree's version: the last that ``test_previous_releases`` runs on the
+# run store.
+LAST_RELEASE = list(RELEASES.items())[-1]
 NEVER_DUE = '"0 0 1 1 *"'
 API_TASK = {
     "apiVersion": "crontask.dev/v1alpha1",

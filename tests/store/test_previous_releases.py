@@ -53,6 +53,7 @@ RELEASES = {
     "0.21.0": "b7ccb20",
     "0.22.0": "72e53a5",
     "0.23.0": "0b1d682",
+    "0.24.0": "3c70995",
 }
 # The releases that read ``crontask_schema_readers``: each runs on the schema as it is. `make
 # test` runs the oldest (0.3.0, which knows no members.version) and the newest; `make test-slow`
